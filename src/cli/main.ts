@@ -1,0 +1,170 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { initHome, HomeError } from '../node/home.js'
+import { control, ControlServer } from '../node/control.js'
+import { SyncNode, type LogFn, type StatusReport } from '../node/node.js'
+
+const USAGE = `usage: syncmesh <command> [options]
+
+commands:
+  init   --home DIR [--key FILE]                     make a node home (new mesh, or join the mesh of FILE)
+  start  --home DIR [--listen MA]... [--join MA]...  run the node in the foreground until SIGINT/SIGTERM
+         [--log-level debug|info|warn|error]
+  join   --home DIR MULTIADDR                        make the running node dial a peer and remember it
+  status --home DIR [--json]                         what the running node is doing
+  help                                               this text`
+
+/** A mistake on the command line or in the home: one line, exit code 2 (usage) or 1. */
+export class UsageError extends Error {
+  override name = 'UsageError'
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>
+
+function parse (args: string[], options: Options, positionals = 0): { values: Record<string, string | boolean | string[] | undefined>, positionals: string[] } {
+  let parsed
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true })
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0].replace(/\. To specify a positional argument.*$/, ''))
+  }
+  if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument: ${parsed.positionals[positionals]}`)
+  return parsed as { values: Record<string, string | boolean | string[] | undefined>, positionals: string[] }
+}
+
+function requireHome (values: Record<string, unknown>): string {
+  const home = values.home
+  if (typeof home !== 'string' || home === '') throw new UsageError('--home DIR is required')
+  return home
+}
+
+const LEVELS = ['debug', 'info', 'warn', 'error'] as const
+
+function stderrLogger (min: typeof LEVELS[number]): LogFn {
+  const threshold = LEVELS.indexOf(min)
+  return (level, msg) => {
+    if (LEVELS.indexOf(level) < threshold) return
+    process.stderr.write(`${new Date().toISOString()} ${level.padEnd(5)} ${msg}\n`)
+  }
+}
+
+export async function main (argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv
+  try {
+    switch (cmd) {
+      case 'init': return await cmdInit(rest)
+      case 'start': return await cmdStart(rest)
+      case 'join': return await cmdJoin(rest)
+      case 'status': return await cmdStatus(rest)
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE + '\n')
+        return
+      default:
+        throw new UsageError(`unknown command '${cmd}' (see 'syncmesh help')`)
+    }
+  } catch (err) {
+    const e = err as Error
+    const known = ['UsageError', 'HomeError', 'NodeError', 'ControlError', 'MountError', 'MeshKeyError'].includes(e.name)
+    process.stderr.write(`syncmesh: ${known ? e.message : `unexpected error: ${e.message.split('\n')[0]}`}\n`)
+    process.exitCode = e.name === 'UsageError' ? 2 : 1
+  }
+}
+
+async function cmdInit (args: string[]): Promise<void> {
+  const { values } = parse(args, { home: { type: 'string' }, key: { type: 'string' } })
+  const home = requireHome(values)
+  const { peerId } = await initHome(home, { keyFile: values.key as string | undefined })
+  process.stdout.write(`initialized ${home} (peer ${peerId})\n`)
+}
+
+async function cmdStart (args: string[]): Promise<void> {
+  const { values } = parse(args, {
+    home: { type: 'string' },
+    listen: { type: 'string', multiple: true },
+    join: { type: 'string', multiple: true },
+    'log-level': { type: 'string' }
+  })
+  const home = requireHome(values)
+  const level = (values['log-level'] ?? 'info') as string
+  if (!(LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`)
+  const log = stderrLogger(level as typeof LEVELS[number])
+  const node = await SyncNode.open({ home, listen: values.listen as string[] | undefined, join: values.join as string[] | undefined, log })
+  const ctl = new ControlServer(home, async (c, a) => {
+    switch (c) {
+      case 'status': return await node.status()
+      case 'join': {
+        if (typeof a.addr !== 'string') throw new UsageError('join needs an address')
+        return { peer: await node.join(a.addr) }
+      }
+      default: throw new UsageError(`unknown control command ${c}`)
+    }
+  })
+  await ctl.start()
+  try {
+    await node.start()
+  } catch (err) {
+    await ctl.stop()
+    throw err
+  }
+  for (const a of node.libp2p.getMultiaddrs()) process.stdout.write(`${a.toString()}\n`)
+  await new Promise<void>((resolve) => {
+    let stopping = false
+    const stop = (sig: string): void => {
+      if (stopping) return
+      stopping = true
+      log('info', `${sig}: stopping`)
+      void (async () => {
+        try {
+          await node.stop()
+        } finally {
+          await ctl.stop()
+          resolve()
+        }
+      })()
+    }
+    process.once('SIGINT', () => stop('SIGINT'))
+    process.once('SIGTERM', () => stop('SIGTERM'))
+  })
+}
+
+async function cmdJoin (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { home: { type: 'string' } }, 1)
+  const home = requireHome(values)
+  if (positionals.length !== 1) throw new UsageError('join needs one MULTIADDR')
+  const res = await control(home, 'join', { addr: positionals[0] }) as { peer: string }
+  process.stdout.write(`joined ${res.peer}\n`)
+}
+
+async function cmdStatus (args: string[]): Promise<void> {
+  const { values } = parse(args, { home: { type: 'string' }, json: { type: 'boolean' } })
+  const home = requireHome(values)
+  const s = await control(home, 'status') as StatusReport
+  if (values.json === true) {
+    process.stdout.write(JSON.stringify(s) + '\n')
+    return
+  }
+  process.stdout.write(formatStatus(s))
+}
+
+function mb (n: number): string {
+  return n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`
+}
+
+export function formatStatus (s: StatusReport): string {
+  const lines = [
+    `peer id    ${s.peerId}`,
+    `node id    ${s.nodeId}`,
+    `listening  ${s.addrs.join('\n           ') || '-'}`,
+    `peers      ${s.peers.length === 0 ? 'none connected' : s.peers.map((p) => `${p.id} ${p.addrs.join(' ')}`).join('\n           ')}`,
+    `files      ${s.files} files, ${s.dirs} dirs, ${mb(s.bytes)}`,
+    `pending    ${s.pending.files} to pull (${mb(s.pending.bytes)})`
+  ]
+  for (const p of s.pending.pulling.slice(0, 10)) lines.push(`           ${p.path} ${p.size > 0 ? Math.floor(100 * p.done / p.size) : 0}%`)
+  lines.push(`conflicts  ${s.conflicts}`)
+  lines.push(`last error ${s.lastError ?? 'none'}`)
+  return lines.join('\n') + '\n'
+}
+
+export { HomeError }

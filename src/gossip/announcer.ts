@@ -1,0 +1,143 @@
+import { TopicValidatorResult, type GossipSub, type Message } from '@libp2p/gossipsub'
+import { createHash } from 'node:crypto'
+import { decodeAnnouncement, encodeAnnouncement, splitRecords, LIMITS, WireError } from './codec.js'
+import { Batcher, type BatchProfile, type ClosedBatch } from './batcher.js'
+import { toFileRecord, type Store } from '../store/store.js'
+import type { FileRecord, StoredRecord } from '../store/types.js'
+
+/** The mesh topic: derived from the mesh key, so it names nothing outside the mesh. */
+export function meshTopic (meshKey: Uint8Array): string {
+  return `/syncmesh/1/${createHash('sha256').update('syncmesh topic').update(meshKey).digest('hex').slice(0, 32)}`
+}
+
+export interface AnnouncerComponents {
+  store: Store
+  pubsub: GossipSub
+  log?: (msg: string) => void
+  /** Called with the records of a valid announcement and the peer that relayed it. */
+  onRecords?: (records: FileRecord[], from: string) => void
+}
+
+export interface AnnouncerInit {
+  topic: string
+  profile: BatchProfile
+  /**
+   * Announcements are split to stay under this many bytes (gossipsub drops messages
+   * near 4 MiB).
+   *
+   * @default 1 MiB
+   */
+  maxMessageBytes?: number
+  /** Drop this fraction of incoming announcements (fault injection for simulations). */
+  dropRate?: number
+  /** A peer that sent this many invalid announcements is disconnected. @default 5 */
+  maxInvalid?: number
+  disconnect?: (peer: string) => void
+}
+
+/**
+ * Change batches on the mesh topic: this node's changes go out as announcements (metadata
+ * only), announcements from others are validated (invalid ones are rejected through
+ * gossipsub, which lowers the sender's score) and merged into the store.
+ */
+export class Announcer {
+  private readonly store: Store
+  private readonly pubsub: GossipSub
+  private readonly log: (msg: string) => void
+  private readonly onRecords: (records: FileRecord[], from: string) => void
+  private readonly topic: string
+  private readonly maxMessageBytes: number
+  private readonly maxInvalid: number
+  private readonly disconnect: (peer: string) => void
+  readonly batcher: Batcher
+  private readonly invalid = new Map<string, number>()
+  private applying: Promise<unknown> = Promise.resolve()
+  dropRate: number
+  readonly stats = { announced: 0, messagesSent: 0, received: 0, rejected: 0, recordsReceived: 0, noRecipients: 0 }
+  private readonly onLocal = (recs: StoredRecord[]): void => { this.batcher.add(recs) }
+  private readonly onMessage = (evt: CustomEvent<Message>): void => {
+    const msg = evt.detail
+    if (msg.topic !== this.topic) return
+    const from = msg.type === 'signed' ? msg.from.toString() : ''
+    let ann
+    try {
+      ann = decodeAnnouncement(msg.data)
+    } catch {
+      return
+    }
+    this.stats.received++
+    this.stats.recordsReceived += ann.records.length
+    const records = ann.records
+    this.applying = this.applying.then(async () => {
+      await this.store.applyRemote(records)
+      this.onRecords(records, from)
+    }).catch((err: Error) => {
+      if (err.name !== 'StoreClosedError') this.log(`applying announcement failed: ${err.message}`)
+    })
+  }
+
+  constructor (components: AnnouncerComponents, init: AnnouncerInit) {
+    this.store = components.store
+    this.pubsub = components.pubsub
+    this.log = components.log ?? (() => {})
+    this.onRecords = components.onRecords ?? (() => {})
+    this.topic = init.topic
+    this.maxMessageBytes = init.maxMessageBytes ?? 1024 * 1024
+    this.maxInvalid = init.maxInvalid ?? 5
+    this.dropRate = init.dropRate ?? 0
+    this.disconnect = init.disconnect ?? (() => {})
+    this.batcher = new Batcher(init.profile, async (b) => { await this.publish(b) })
+  }
+
+  async start (): Promise<void> {
+    this.pubsub.topicValidators.set(this.topic, (peer, msg) => {
+      if (this.dropRate > 0 && Math.random() < this.dropRate) return TopicValidatorResult.Ignore
+      try {
+        decodeAnnouncement(msg.data)
+        return TopicValidatorResult.Accept
+      } catch (err) {
+        this.stats.rejected++
+        const id = peer.toString()
+        const n = (this.invalid.get(id) ?? 0) + 1
+        this.invalid.set(id, n)
+        this.log(`rejected announcement from ${id}: ${(err as WireError).message}`)
+        if (n >= this.maxInvalid) {
+          this.invalid.delete(id)
+          this.log(`disconnecting ${id}: ${n} invalid announcements`)
+          this.disconnect(id)
+        }
+        return TopicValidatorResult.Reject
+      }
+    })
+    this.pubsub.addEventListener('message', this.onMessage)
+    this.pubsub.subscribe(this.topic)
+    this.store.on('local', this.onLocal)
+  }
+
+  async stop (): Promise<void> {
+    this.store.off('local', this.onLocal)
+    await this.batcher.stop()
+    this.pubsub.removeEventListener('message', this.onMessage)
+    this.pubsub.topicValidators.delete(this.topic)
+    try { this.pubsub.unsubscribe(this.topic) } catch {}
+    await this.applying
+  }
+
+  private async publish (batch: ClosedBatch): Promise<void> {
+    const max = Math.min(this.maxMessageBytes, LIMITS.maxMessageBytes)
+    for (const group of splitRecords(batch.records.map(toFileRecord), max)) {
+      const data = encodeAnnouncement({ origin: this.store.nodeId, indexId: this.store.indexId, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, records: group })
+      try {
+        const res = await this.pubsub.publish(this.topic, data)
+        // nobody heard it (no peer yet, or just subscribed): index catch-up delivers it
+        if (res.recipients.length === 0) this.stats.noRecipients++
+        this.stats.messagesSent++
+      } catch (err) {
+        // NoPeersSubscribedToTopic and friends: catch-up covers it
+        this.stats.noRecipients++
+        this.log(`publish: ${(err as Error).message}`)
+      }
+    }
+    this.stats.announced++
+  }
+}

@@ -1,0 +1,143 @@
+import { lpStream } from '@libp2p/utils'
+import type { PeerId, Stream } from '@libp2p/interface'
+import { decodeIndexRequest, decodeIndexResponse, encodeIndexRequest, encodeIndexResponse, splitRecords, LIMITS } from './codec.js'
+import { toFileRecord, type Store } from '../store/store.js'
+import type { BlockHost } from '../transfer/protocol.js'
+import type { FileRecord } from '../store/types.js'
+
+export const INDEX_PROTOCOL = '/syncmesh/index/1.0.0'
+
+export interface CatchUpInit {
+  /**
+   * Every connected peer is asked for what it stored since the last exchange this often.
+   *
+   * @default 10_000
+   */
+  intervalMs?: number
+  /**
+   * Records per response message.
+   *
+   * @default 2000
+   */
+  chunkRecords?: number
+}
+
+/**
+ * Index catch-up: ask a peer for every record it stored after the last local sequence we
+ * read from it. Gossip is the fast path; this is what makes delivery certain after
+ * restarts, partitions and lost messages. A peer whose database was reset has a new
+ * index id, which restarts the exchange from zero.
+ */
+export class CatchUp {
+  private readonly store: Store
+  private readonly host: BlockHost
+  private readonly peers: () => PeerId[]
+  private readonly log: (msg: string) => void
+  private readonly onRecords: (records: FileRecord[], from: string) => void
+  private readonly intervalMs: number
+  private readonly chunkRecords: number
+  private timer: NodeJS.Timeout | null = null
+  private readonly running = new Map<string, Promise<number>>()
+  readonly stats = { exchanges: 0, recordsReceived: 0, recordsSent: 0, failures: 0 }
+
+  constructor (components: { store: Store, host: BlockHost, peers: () => PeerId[], log?: (msg: string) => void, onRecords?: (records: FileRecord[], from: string) => void }, init: CatchUpInit = {}) {
+    this.store = components.store
+    this.host = components.host
+    this.peers = components.peers
+    this.log = components.log ?? (() => {})
+    this.onRecords = components.onRecords ?? (() => {})
+    this.intervalMs = init.intervalMs ?? 10_000
+    this.chunkRecords = init.chunkRecords ?? 2000
+  }
+
+  async start (): Promise<void> {
+    await this.host.handle(INDEX_PROTOCOL, (stream) => { void this.serve(stream) }, { maxInboundStreams: 16 })
+    this.timer = setInterval(() => { this.syncAll() }, this.intervalMs)
+    this.timer.unref()
+  }
+
+  async stop (): Promise<void> {
+    if (this.timer != null) clearInterval(this.timer)
+    this.timer = null
+    await this.host.unhandle(INDEX_PROTOCOL)
+    await Promise.allSettled(this.running.values())
+  }
+
+  syncAll (): void {
+    for (const p of this.peers()) void this.sync(p).catch(() => {})
+  }
+
+  /** Pull everything `peer` stored since last time; resolves with the record count. */
+  async sync (peer: PeerId): Promise<number> {
+    const id = peer.toString()
+    const cur = this.running.get(id)
+    if (cur != null) return await cur
+    const run = this.exchange(peer).finally(() => this.running.delete(id))
+    this.running.set(id, run)
+    return await run
+  }
+
+  private async exchange (peer: PeerId): Promise<number> {
+    const id = peer.toString()
+    const cursor = await this.store.getCursor(id)
+    let stream: Stream
+    try {
+      stream = await this.host.dialProtocol(peer, INDEX_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+    } catch (err) {
+      this.stats.failures++
+      throw err
+    }
+    const lp = lpStream(stream, { maxDataLength: LIMITS.maxMessageBytes, maxBufferSize: 2 * LIMITS.maxMessageBytes })
+    let received = 0
+    try {
+      await lp.write(encodeIndexRequest({ indexId: cursor?.indexId ?? '', after: cursor?.seq ?? 0 }))
+      for (;;) {
+        const res = decodeIndexResponse((await lp.read({ signal: AbortSignal.timeout(30_000) })).subarray())
+        if (res.records.length > 0) {
+          await this.store.applyRemote(res.records)
+          this.onRecords(res.records, id)
+          received += res.records.length
+        }
+        await this.store.setCursor(id, { indexId: res.indexId, seq: res.seq })
+        if (res.done) break
+      }
+      await stream.close().catch(() => {})
+      this.stats.exchanges++
+      this.stats.recordsReceived += received
+      return received
+    } catch (err) {
+      this.stats.failures++
+      stream.abort(err as Error)
+      throw err
+    }
+  }
+
+  private async serve (stream: Stream): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: LIMITS.maxMessageBytes, maxBufferSize: 2 * LIMITS.maxMessageBytes })
+    try {
+      const req = decodeIndexRequest((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray())
+      const indexId = this.store.indexId
+      let after = req.indexId === indexId ? req.after : 0
+      const upTo = this.store.seq
+      for (;;) {
+        const recs = after >= upTo ? [] : (await this.store.after(after, this.chunkRecords)).filter((r) => r.seq <= upTo)
+        const done = recs.length < this.chunkRecords || recs[recs.length - 1].seq >= upTo
+        // records are sent in sequence order, in messages well under the size limit
+        const groups = recs.length === 0 ? [[]] : splitRecords(recs.map(toFileRecord), 1024 * 1024)
+        let i = 0
+        for (const group of groups) {
+          i += group.length
+          const last = i === 0 ? upTo : recs[i - 1].seq
+          const final = done && i === recs.length
+          await lp.write(encodeIndexResponse({ indexId, seq: final ? upTo : last, records: group, done: final }))
+        }
+        this.stats.recordsSent += recs.length
+        if (done) break
+        after = recs[recs.length - 1].seq
+      }
+      await stream.close().catch(() => {})
+    } catch (err) {
+      stream.abort(err as Error)
+    }
+  }
+}

@@ -1,0 +1,170 @@
+import { mkdir, readFile, stat, writeFile, readdir } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { join, resolve } from 'node:path'
+import { tmpdir } from 'node:os'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
+import { decodeMeshKeyFile, encodeMeshKeyFile, generateMeshKey, MeshKeyError } from './pnet.js'
+import { PROFILES, type BatchProfile } from '../gossip/batcher.js'
+
+/** A user mistake about a home folder: one clear line for the user, nothing changed. */
+export class HomeError extends Error {
+  override name = 'HomeError'
+}
+
+/** The node's configuration file (home/config.json). Every field has a default. */
+export interface Config {
+  /** @default ['/ip4/0.0.0.0/tcp/4100'] */
+  listen: string[]
+  /** Batch timing per network: 'lan' or 'wan', or explicit numbers. @default 'lan' */
+  network: 'lan' | 'wan'
+  batch?: Partial<BatchProfile>
+  /** @default 60_000 */
+  rescanIntervalMs: number
+  /** @default 10_000 */
+  catchUpIntervalMs: number
+  /** Bytes requested from one peer and not yet received. @default 16 MiB */
+  maxInFlightPerPeer: number
+  /** Files pulled at once. @default 64 */
+  pullConcurrency: number
+  /** Most peers this node dials on its own (learned through peer exchange). @default 32 */
+  maxPeers: number
+}
+
+export const DEFAULT_CONFIG: Config = {
+  listen: ['/ip4/0.0.0.0/tcp/4100'],
+  network: 'lan',
+  rescanIntervalMs: 60_000,
+  catchUpIntervalMs: 10_000,
+  maxInFlightPerPeer: 16 * 1024 * 1024,
+  pullConcurrency: 64,
+  maxPeers: 32
+}
+
+export interface Home {
+  dir: string
+  config: Config
+  privateKey: PrivateKey
+  meshKey: Uint8Array
+  dataDir: string
+  dbDir: string
+  batchProfile: BatchProfile
+}
+
+export const homePaths = (dir: string): { config: string, identity: string, meshKey: string, data: string, db: string } => ({
+  config: join(dir, 'config.json'),
+  identity: join(dir, 'identity.key'),
+  meshKey: join(dir, 'mesh.key'),
+  data: join(dir, 'data'),
+  db: join(dir, 'db')
+})
+
+/** The control socket of the node running in `home` (Unix socket paths are short). */
+export function controlSocketPath (home: string): string {
+  const p = join(resolve(home), 'control.sock')
+  if (Buffer.byteLength(p) < 100) return p
+  return join(tmpdir(), `syncmesh-${createHash('sha256').update(resolve(home)).digest('hex').slice(0, 16)}.sock`)
+}
+
+async function exists (p: string): Promise<boolean> {
+  try { await stat(p); return true } catch { return false }
+}
+
+/** `syncmesh init`: make a home. Refuses an initialized home and changes nothing in it. */
+export async function initHome (dir: string, opts: { keyFile?: string, listen?: string[] } = {}): Promise<{ peerId: string }> {
+  const paths = homePaths(dir)
+  if (await exists(paths.config) || await exists(paths.identity) || await exists(paths.meshKey)) {
+    throw new HomeError(`${dir} is already a syncmesh home (remove it or choose another folder)`)
+  }
+  let meshKey: Uint8Array
+  if (opts.keyFile != null) {
+    let text: string
+    try {
+      text = await readFile(opts.keyFile, 'utf8')
+    } catch (err) {
+      throw new HomeError(`cannot read mesh key ${opts.keyFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+    try {
+      meshKey = decodeMeshKeyFile(text)
+    } catch (err) {
+      throw new HomeError(`${opts.keyFile}: ${(err as MeshKeyError).message.replace(/^mesh\.key: /, '')}`)
+    }
+  } else {
+    meshKey = generateMeshKey()
+  }
+  await mkdir(dir, { recursive: true })
+  const key = await generateKeyPair('Ed25519')
+  await writeFile(paths.identity, privateKeyToProtobuf(key), { mode: 0o600, flag: 'wx' })
+  await writeFile(paths.meshKey, encodeMeshKeyFile(meshKey), { mode: 0o600, flag: 'wx' })
+  await mkdir(paths.data, { recursive: true })
+  await mkdir(paths.db, { recursive: true })
+  const config: Config = { ...DEFAULT_CONFIG, ...(opts.listen != null ? { listen: opts.listen } : {}) }
+  await writeFile(paths.config, JSON.stringify(config, null, 2) + '\n', { mode: 0o644, flag: 'wx' })
+  const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+  return { peerId: peerIdFromPrivateKey(key).toString() }
+}
+
+/** Read a home; every problem is a HomeError with one line that says what to do. */
+export async function loadHome (dir: string): Promise<Home> {
+  const paths = homePaths(dir)
+  let st
+  try {
+    st = await stat(dir)
+  } catch {
+    throw new HomeError(`${dir}: no such home (run 'syncmesh init --home ${dir}' first)`)
+  }
+  if (!st.isDirectory()) throw new HomeError(`${dir}: not a directory`)
+  if (!await exists(paths.config)) {
+    const entries = await readdir(dir).catch(() => [])
+    throw new HomeError(entries.length === 0
+      ? `${dir}: not initialized (run 'syncmesh init --home ${dir}')`
+      : `${dir}: not a syncmesh home (config.json missing)`)
+  }
+  let raw: unknown
+  try {
+    raw = JSON.parse(await readFile(paths.config, 'utf8'))
+  } catch (err) {
+    throw new HomeError(`${paths.config}: not valid JSON (${(err as Error).message.split('\n')[0]})`)
+  }
+  const config = parseConfig(raw, paths.config)
+  for (const p of [paths.identity, paths.meshKey]) {
+    let ks
+    try { ks = await stat(p) } catch { throw new HomeError(`${p} is missing: the home is incomplete`) }
+    if ((ks.mode & 0o077) !== 0) {
+      throw new HomeError(`${p} can be read by other users (mode ${(ks.mode & 0o777).toString(8)}); run 'chmod 600 ${p}'`)
+    }
+  }
+  let privateKey: PrivateKey
+  try {
+    privateKey = privateKeyFromProtobuf(await readFile(paths.identity))
+  } catch {
+    throw new HomeError(`${paths.identity}: not a valid identity key`)
+  }
+  let meshKey: Uint8Array
+  try {
+    meshKey = decodeMeshKeyFile(await readFile(paths.meshKey, 'utf8'))
+  } catch (err) {
+    throw new HomeError(`${paths.meshKey}: ${(err as Error).message.replace(/^mesh\.key: /, '')}`)
+  }
+  await mkdir(paths.data, { recursive: true })
+  const batchProfile: BatchProfile = { ...PROFILES[config.network], ...(config.batch ?? {}) }
+  return { dir, config, privateKey, meshKey, dataDir: paths.data, dbDir: paths.db, batchProfile }
+}
+
+function parseConfig (raw: unknown, file: string): Config {
+  if (raw == null || typeof raw !== 'object' || Array.isArray(raw)) throw new HomeError(`${file}: expected a JSON object`)
+  const c = { ...DEFAULT_CONFIG, ...(raw as Partial<Config>) }
+  const bad = (what: string): never => { throw new HomeError(`${file}: ${what}`) }
+  if (!Array.isArray(c.listen) || c.listen.some((a) => typeof a !== 'string')) bad('"listen" must be a list of multiaddr strings')
+  if (c.network !== 'lan' && c.network !== 'wan') bad('"network" must be "lan" or "wan"')
+  for (const k of ['rescanIntervalMs', 'catchUpIntervalMs', 'maxInFlightPerPeer', 'pullConcurrency', 'maxPeers'] as const) {
+    if (typeof c[k] !== 'number' || !Number.isFinite(c[k]) || c[k] <= 0) bad(`"${k}" must be a positive number`)
+  }
+  if (c.batch != null) {
+    for (const [k, v] of Object.entries(c.batch)) {
+      if (!['maxEntries', 'maxBytes', 'maxAgeMs'].includes(k) || typeof v !== 'number' || v <= 0) bad(`"batch.${k}" is not a known positive setting`)
+    }
+  }
+  return c
+}
+

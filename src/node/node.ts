@@ -1,0 +1,334 @@
+import { createHash } from 'node:crypto'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@libp2p/yamux'
+import { identify, type Identify } from '@libp2p/identify'
+import { ping, type Ping } from '@libp2p/ping'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import type { ConnectionGater, PeerId } from '@libp2p/interface'
+import { meshProtector } from './pnet.js'
+import { loadHome, type Home } from './home.js'
+import { PeerExchange } from './peers.js'
+import { Store } from '../store/store.js'
+import { HybridClock, type WallClock } from '../store/hlc.js'
+import { DataFolder } from '../store/datafolder.js'
+import { Scanner } from '../store/scanner.js'
+import { isConflictPath } from '../store/version.js'
+import { Announcer, meshTopic } from '../gossip/announcer.js'
+import { CatchUp } from '../gossip/catchup.js'
+import { BlockServer, PeerBlockClient, type BlockHost } from '../transfer/protocol.js'
+import { Puller, type PullProgress } from '../transfer/puller.js'
+import type { NodeId } from '../store/types.js'
+
+export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string) => void
+
+export interface NodeOptions {
+  home: string
+  /** Overrides config.listen. */
+  listen?: string[]
+  /** Peers to dial at start (and keep redialing with backoff until reached). */
+  join?: string[]
+  log?: LogFn
+  /** The node's wall clock (simulations skew it). */
+  now?: WallClock
+  /** Extra connection gating (simulated partitions). */
+  gater?: ConnectionGater
+  /** Watch the data folder (off when a FUSE mount reports changes). @default true */
+  watch?: boolean
+  /** Overrides for tests and simulations. */
+  rescanIntervalMs?: number
+  catchUpIntervalMs?: number
+}
+
+export class NodeError extends Error {
+  override name = 'NodeError'
+}
+
+/** The short node id used in version vectors and conflict names: 13 base32 chars. */
+export function nodeIdOf (peerId: PeerId): NodeId {
+  const digest = createHash('sha256').update(peerId.toMultihash().bytes).digest()
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567'
+  let bits = 0
+  let value = 0
+  let out = ''
+  for (const byte of digest) {
+    value = (value << 8) | byte
+    bits += 8
+    while (bits >= 5 && out.length < 13) {
+      out += alphabet[(value >>> (bits - 5)) & 31]
+      bits -= 5
+    }
+    if (out.length >= 13) break
+  }
+  return out
+}
+
+export interface StatusReport {
+  peerId: string
+  nodeId: string
+  addrs: string[]
+  peers: Array<{ id: string, addrs: string[] }>
+  files: number
+  dirs: number
+  bytes: number
+  pending: { files: number, bytes: number, pulling: PullProgress[] }
+  conflicts: number
+  lastError: string | null
+  stats: Record<string, Record<string, number>>
+}
+
+// a type alias (not an interface) so it satisfies libp2p's ServiceMap index signature
+// eslint-disable-next-line @typescript-eslint/consistent-type-definitions
+type Services = {
+  identify: Identify
+  ping: Ping
+  pubsub: GossipSub
+}
+
+/**
+ * The composition root: one node of the mesh. start() brings the parts up in order
+ * (store, libp2p, protocols, scanner, puller, dials); stop() takes them down in reverse.
+ */
+export class SyncNode {
+  readonly home: Home
+  readonly store: Store
+  readonly data: DataFolder
+  readonly scanner: Scanner
+  readonly clock: HybridClock
+  readonly nodeId: NodeId
+  libp2p!: Libp2p<Services>
+  blockServer!: BlockServer
+  puller!: Puller
+  announcer!: Announcer
+  catchUp!: CatchUp
+  peerExchange!: PeerExchange
+  private readonly opts: NodeOptions
+  private readonly log: LogFn
+  private readonly clients = new Map<string, PeerBlockClient>()
+  private readonly dialTargets = new Map<string, { addr: Multiaddr, next: number, delay: number }>()
+  private dialTimer: NodeJS.Timeout | null = null
+  private state: 'new' | 'started' | 'stopped' = 'new'
+  lastError: string | null = null
+
+  static async open (opts: NodeOptions): Promise<SyncNode> {
+    const home = await loadHome(opts.home)
+    return new SyncNode(home, opts)
+  }
+
+  private constructor (home: Home, opts: NodeOptions) {
+    this.home = home
+    this.opts = opts
+    this.log = opts.log ?? (() => {})
+    this.clock = new HybridClock({ now: opts.now })
+    this.nodeId = nodeIdOf(peerIdFromPrivateKey(home.privateKey))
+    this.data = new DataFolder(home.dataDir)
+    this.store = new Store({ path: home.dbDir, nodeId: this.nodeId, data: this.data, clock: this.clock })
+    this.scanner = new Scanner({ store: this.store, data: this.data, log: (m) => this.log('warn', m) }, {
+      rescanIntervalMs: opts.rescanIntervalMs ?? home.config.rescanIntervalMs,
+      watch: opts.watch ?? true
+    })
+  }
+
+  get peerId (): PeerId {
+    return this.libp2p.peerId
+  }
+
+  async start (): Promise<void> {
+    if (this.state !== 'new') return
+    this.state = 'started'
+    await this.data.init()
+    try {
+      await this.store.open()
+    } catch (err) {
+      throw new NodeError(`cannot open the metadata database in ${this.home.dbDir}: ${(err as Error).message.split('\n')[0]}${(err as { code?: string }).code === 'LEVEL_DATABASE_NOT_OPEN' ? ' (is another node running in this home?)' : ''}`)
+    }
+    const listen = this.opts.listen ?? this.home.config.listen
+    const gater = this.opts.gater
+    try {
+      this.libp2p = await createLibp2p({
+        privateKey: this.home.privateKey,
+        addresses: { listen },
+        transports: [tcp()],
+        connectionEncrypters: [noise()],
+        streamMuxers: [yamux()],
+        connectionProtector: meshProtector({ key: this.home.meshKey }),
+        connectionGater: gater ?? { denyDialMultiaddr: async () => false },
+        connectionManager: { maxConnections: 256 },
+        services: {
+          identify: identify(),
+          ping: ping(),
+          pubsub: gossipsub({ emitSelf: false, allowPublishToZeroTopicPeers: true, maxInboundDataLength: 4 * 1024 * 1024 + 64 * 1024 })
+        }
+      })
+    } catch (err) {
+      await this.store.close()
+      const msg = (err as Error).message
+      if (/EADDRINUSE/.test(msg)) throw new NodeError(`cannot listen on ${listen.join(', ')}: address already in use`)
+      throw new NodeError(`cannot start libp2p: ${msg.split('\n')[0]}`)
+    }
+    const host = this.libp2p as unknown as BlockHost
+    this.blockServer = new BlockServer({ store: this.store, data: this.data, host, onStale: (p) => this.scanner.touch(p) })
+    this.puller = new Puller({
+      store: this.store,
+      data: this.data,
+      scanner: this.scanner,
+      peers: () => [...this.clients.values()],
+      log: (m) => this.log('warn', m)
+    }, { concurrency: this.home.config.pullConcurrency })
+    this.announcer = new Announcer({ store: this.store, pubsub: this.libp2p.services.pubsub, log: (m) => this.log('warn', m) }, {
+      topic: meshTopic(this.home.meshKey),
+      profile: this.home.batchProfile,
+      disconnect: (peer) => { void this.libp2p.hangUp(peerIdFromString(peer)).catch(() => {}) }
+    })
+    this.catchUp = new CatchUp({
+      store: this.store,
+      host,
+      peers: () => this.libp2p.getPeers(),
+      log: (m) => this.log('warn', m)
+    }, { intervalMs: this.opts.catchUpIntervalMs ?? this.home.config.catchUpIntervalMs })
+    this.peerExchange = new PeerExchange({ libp2p: this.libp2p as unknown as Libp2p, log: (m) => this.log('debug', m), dial: (id, addrs) => { this.dialLearned(id, addrs) } }, { maxPeers: this.home.config.maxPeers })
+
+    this.libp2p.addEventListener('peer:connect', (evt) => { this.onConnect(evt.detail) })
+    this.libp2p.addEventListener('peer:disconnect', (evt) => { this.onDisconnect(evt.detail) })
+    this.libp2p.addEventListener('peer:identify', (evt) => {
+      const { peerId, listenAddrs } = evt.detail
+      if (listenAddrs.length > 0) void this.store.rememberPeer(peerId.toString(), listenAddrs.map((a) => a.toString())).catch(() => {})
+    })
+
+    await this.blockServer.start()
+    await this.catchUp.start()
+    await this.announcer.start()
+    await this.peerExchange.start()
+    await this.scanner.start()
+    await this.puller.start()
+
+    for (const { peer, addrs } of await this.store.rememberedPeers()) {
+      for (const a of addrs) this.addDialTarget(withPeer(a, peer))
+    }
+    for (const a of this.opts.join ?? []) this.addDialTarget(a)
+    this.dialTimer = setInterval(() => { this.redial() }, 500)
+    this.dialTimer.unref()
+    this.redial()
+    this.log('info', `node ${this.nodeId} (${this.libp2p.peerId.toString()}) started`)
+  }
+
+  async stop (): Promise<void> {
+    if (this.state !== 'started') return
+    this.state = 'stopped'
+    if (this.dialTimer != null) clearInterval(this.dialTimer)
+    await this.puller.stop()
+    await this.scanner.stop()
+    await this.peerExchange.stop()
+    await this.announcer.stop()
+    await this.catchUp.stop()
+    await this.blockServer.stop()
+    for (const c of this.clients.values()) c.close()
+    this.clients.clear()
+    await this.libp2p.stop()
+    await this.store.close()
+    this.log('info', `node ${this.nodeId} stopped`)
+  }
+
+  private onConnect (peer: PeerId): void {
+    const id = peer.toString()
+    if (!this.clients.has(id)) this.clients.set(id, new PeerBlockClient(this.libp2p as unknown as BlockHost, peer, this.home.config.maxInFlightPerPeer))
+    void this.catchUp.sync(peer).catch((err: Error) => this.log('debug', `catch-up with ${id}: ${err.message}`))
+    void this.peerExchange.ask(peer)
+    this.puller.retryNow()
+  }
+
+  private onDisconnect (peer: PeerId): void {
+    const id = peer.toString()
+    this.clients.get(id)?.close()
+    this.clients.delete(id)
+  }
+
+  /** Dial a peer now and remember it (for restarts). Rejects with a one-line reason. */
+  async join (addr: string): Promise<string> {
+    let ma: Multiaddr
+    try {
+      ma = multiaddr(addr)
+    } catch {
+      throw new NodeError(`not a multiaddr: ${addr}`)
+    }
+    try {
+      const conn = await this.libp2p.dial(ma, { signal: AbortSignal.timeout(10_000) })
+      const id = conn.remotePeer.toString()
+      await this.store.rememberPeer(id, [ma.toString()])
+      this.addDialTarget(withPeer(ma.toString(), id))
+      return id
+    } catch (err) {
+      throw new NodeError(`cannot reach ${addr}: ${(err as Error).message.split('\n')[0]}`)
+    }
+  }
+
+  private addDialTarget (addr: string): void {
+    let ma: Multiaddr
+    try { ma = multiaddr(addr) } catch { this.log('warn', `ignoring bad address ${addr}`); return }
+    if (!this.dialTargets.has(ma.toString())) this.dialTargets.set(ma.toString(), { addr: ma, next: 0, delay: 500 })
+  }
+
+  private dialLearned (id: string, addrs: Multiaddr[]): void {
+    if (this.libp2p.getConnections(peerIdFromString(id)).length > 0) return
+    if (this.libp2p.getPeers().length >= this.home.config.maxPeers) return
+    for (const a of addrs) this.addDialTarget(withPeer(a.toString(), id))
+  }
+
+  /** Keep remembered and --join peers connected: redial with exponential backoff. */
+  private redial (): void {
+    if (this.state !== 'started') return
+    const now = Date.now()
+    for (const t of this.dialTargets.values()) {
+      if (t.next > now) continue
+      const peer = peerOf(t.addr)
+      if (peer != null && (peer === this.libp2p.peerId.toString() || this.libp2p.getConnections(peerIdFromString(peer)).length > 0)) continue
+      t.next = now + t.delay
+      t.delay = Math.min(t.delay * 2, 60_000)
+      void this.libp2p.dial(t.addr, { signal: AbortSignal.timeout(10_000) }).then(() => {
+        t.delay = 500
+      }, () => {})
+    }
+  }
+
+  async status (): Promise<StatusReport> {
+    const counts = await this.store.count()
+    let pendingFiles = 0
+    let pendingBytes = 0
+    let conflicts = 0
+    for await (const r of this.store.all()) {
+      if (!r.have) { pendingFiles++; if (!r.deleted) pendingBytes += r.size }
+      if (!r.deleted && isConflictPath(r.path)) conflicts++
+    }
+    return {
+      peerId: this.libp2p.peerId.toString(),
+      nodeId: this.nodeId,
+      addrs: this.libp2p.getMultiaddrs().map((a) => a.toString()),
+      peers: this.libp2p.getPeers().map((p) => ({ id: p.toString(), addrs: this.libp2p.getConnections(p).map((c) => c.remoteAddr.toString()) })),
+      files: counts.files,
+      dirs: counts.dirs,
+      bytes: counts.bytes,
+      pending: { files: pendingFiles, bytes: pendingBytes, pulling: this.puller.progress() },
+      conflicts,
+      lastError: this.puller.lastError ?? this.scanner.lastError ?? this.lastError,
+      stats: {
+        puller: { ...this.puller.stats },
+        blocks: { ...this.blockServer.stats },
+        gossip: { ...this.announcer.stats, ...this.announcer.batcher.stats },
+        catchUp: { ...this.catchUp.stats }
+      }
+    }
+  }
+}
+
+function peerOf (ma: Multiaddr): string | null {
+  const p2p = ma.getComponents().findLast((c) => c.name === 'p2p')
+  return p2p?.value ?? null
+}
+
+function withPeer (addr: string, peer: string): string {
+  return addr.includes('/p2p/') ? addr : `${addr}/p2p/${peer}`
+}
+

@@ -1,0 +1,79 @@
+import { createHash } from 'node:crypto'
+import { open } from 'node:fs/promises'
+
+export const MIN_BLOCK_SIZE = 128 * 1024
+export const MAX_BLOCK_SIZE = 16 * 1024 * 1024
+/** A file is cut into at most about this many blocks (larger files get larger blocks). */
+export const TARGET_MAX_BLOCKS = 2000
+
+/** The block size for a file of `size` bytes: a power of two from 128 KiB to 16 MiB. */
+export function chooseBlockSize (size: number): number {
+  let bs = MIN_BLOCK_SIZE
+  while (bs < MAX_BLOCK_SIZE && Math.ceil(size / bs) > TARGET_MAX_BLOCKS) bs *= 2
+  return bs
+}
+
+export function blockCount (size: number, blockSize: number): number {
+  return size === 0 ? 0 : Math.ceil(size / blockSize)
+}
+
+/** Length of block `i` of a file of `size` bytes. */
+export function blockLength (size: number, blockSize: number, i: number): number {
+  return Math.min(blockSize, size - i * blockSize)
+}
+
+export function sha256Hex (data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+/** Content id of a file: SHA-256 over its raw block hashes in order. */
+export function contentId (blocks: readonly string[]): string {
+  const h = createHash('sha256')
+  for (const b of blocks) h.update(Buffer.from(b, 'hex'))
+  return h.digest('hex')
+}
+
+export interface HashedContent {
+  size: number
+  blockSize: number
+  blocks: string[]
+  hash: string
+}
+
+/**
+ * Hash a file block by block. The size is the number of bytes actually read, so a file
+ * that grows or shrinks while it is read gives a consistent (if momentary) answer; the
+ * scanner will see its new mtime and hash it again.
+ */
+export async function hashFile (path: string, expectedSize?: number, buffer?: Buffer): Promise<HashedContent> {
+  const fh = await open(path, 'r')
+  try {
+    const size0 = expectedSize ?? (await fh.stat()).size
+    const blockSize = chooseBlockSize(size0)
+    const buf = buffer != null && buffer.byteLength >= blockSize ? buffer : Buffer.allocUnsafe(Math.min(blockSize, size0 + 1))
+    const blocks: string[] = []
+    let size = 0
+    for (;;) {
+      // read one block (a short read is retried until the block is full or EOF)
+      let filled = 0
+      const want = Math.min(blockSize, buf.byteLength)
+      while (filled < want) {
+        const { bytesRead } = await fh.read(buf, filled, want - filled, size + filled)
+        if (bytesRead === 0) break
+        filled += bytesRead
+      }
+      if (filled === 0) break
+      blocks.push(sha256Hex(buf.subarray(0, filled)))
+      size += filled
+      if (filled < want) break
+      if (buf.byteLength < blockSize) {
+        // the file grew past the size we sized the buffer for: finish with a full buffer
+        return await hashFile(path, undefined, Buffer.allocUnsafe(blockSize))
+      }
+    }
+    if (chooseBlockSize(size) !== blockSize) return await hashFile(path, size)
+    return { size, blockSize, blocks, hash: contentId(blocks) }
+  } finally {
+    await fh.close()
+  }
+}

@@ -1,0 +1,124 @@
+import { createHash } from 'node:crypto'
+import { constants as FS } from 'node:fs'
+import { copyFile, link, lstat, mkdir, rename, rm, rmdir, unlink } from 'node:fs/promises'
+import { dirname, join, sep } from 'node:path'
+import type { FileType } from './types.js'
+
+/** The folder inside the data folder where the node keeps partial and temp files. */
+export const RESERVED = '.syncmesh'
+
+/** What lstat says about a path, reduced to what the sync cares about. */
+export interface Observed {
+  type: FileType
+  mode: number
+  size: number
+  mtimeMs: number
+  ino: number
+}
+
+export function isErrno (err: unknown, ...codes: string[]): boolean {
+  return err instanceof Error && codes.includes((err as NodeJS.ErrnoException).code ?? '')
+}
+
+/** Same content and metadata as far as a stat can tell (mtime to the millisecond). */
+export function sameObserved (a: Observed | null, b: Omit<Observed, 'ino'> & { ino?: number } | null): boolean {
+  if (a == null || b == null) return a == null && b == null
+  if (a.type !== b.type) return false
+  if (a.type === 'dir') return a.mode === b.mode
+  if (a.type === 'symlink') return a.ino === b.ino && Math.abs(a.mtimeMs - b.mtimeMs) < 1
+  return a.size === b.size && a.mode === b.mode && Math.abs(a.mtimeMs - b.mtimeMs) < 1 && (b.ino == null || a.ino === b.ino)
+}
+
+/**
+ * The data folder: the synced files, plus `.syncmesh/` for partial downloads. Every
+ * path given to it is relative and already validated; it never follows a symlink that
+ * points outside (all operations are lstat/rename/unlink on the path itself).
+ */
+export class DataFolder {
+  readonly root: string
+  readonly tmpDir: string
+
+  constructor (root: string) {
+    this.root = root
+    this.tmpDir = join(root, RESERVED, 'tmp')
+  }
+
+  async init (): Promise<void> {
+    await mkdir(this.tmpDir, { recursive: true })
+  }
+
+  abs (rel: string): string {
+    return this.root + sep + rel
+  }
+
+  /** Where the partial download of a content id lives (kept across restarts). */
+  partialPath (contentId: string, rel: string): string {
+    return join(this.tmpDir, `${contentId.slice(0, 32)}-${createHash('sha256').update(rel).digest('hex').slice(0, 16)}.part`)
+  }
+
+  async observe (rel: string): Promise<Observed | null> {
+    try {
+      const st = await lstat(this.abs(rel))
+      return observedFromStat(st)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return null
+      throw err
+    }
+  }
+
+  async ensureParent (rel: string): Promise<void> {
+    const parent = dirname(this.abs(rel))
+    if (parent !== this.root) await mkdir(parent, { recursive: true })
+  }
+
+  /**
+   * Keep the current content of `rel` under `copyRel` as well (a conflict copy): a hard
+   * link costs nothing, and `rel` keeps its content until the winner is installed over it.
+   */
+  async preserve (rel: string, copyRel: string): Promise<void> {
+    await this.ensureParent(copyRel)
+    await rm(this.abs(copyRel), { force: true })
+    try {
+      await link(this.abs(rel), this.abs(copyRel))
+    } catch (err) {
+      if (!isErrno(err, 'EPERM', 'EXDEV', 'EMLINK', 'ENOTSUP')) throw err
+      await copyFile(this.abs(rel), this.abs(copyRel), FS.COPYFILE_FICLONE)
+    }
+  }
+
+  /** Atomically put a finished temp file (already chmod'ed and touched) at `rel`. */
+  async installFile (tmpAbs: string, rel: string): Promise<void> {
+    await this.ensureParent(rel)
+    try {
+      await rename(tmpAbs, this.abs(rel))
+    } catch (err) {
+      if (!isErrno(err, 'EISDIR', 'ENOTEMPTY', 'EEXIST')) throw err
+      // a directory stands where the file goes: it was deleted on the winner's side
+      await rmdir(this.abs(rel))
+      await rename(tmpAbs, this.abs(rel))
+    }
+  }
+
+  /** Remove a file, symlink or empty directory; a missing path is fine. */
+  async remove (rel: string): Promise<void> {
+    const obs = await this.observe(rel)
+    if (obs == null) return
+    if (obs.type === 'dir') {
+      await rmdir(this.abs(rel))
+    } else {
+      await unlink(this.abs(rel))
+    }
+  }
+}
+
+export function observedFromStat (st: import('node:fs').Stats): Observed | null {
+  const type: FileType | null = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : null
+  if (type == null) return null
+  return {
+    type,
+    mode: st.mode & 0o7777,
+    size: type === 'file' ? st.size : 0,
+    mtimeMs: Math.floor(st.mtimeMs),
+    ino: st.ino
+  }
+}

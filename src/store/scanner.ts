@@ -1,0 +1,275 @@
+import { watch, type FSWatcher } from 'node:fs'
+import { readdir, readlink } from 'node:fs/promises'
+import { sha256Hex, hashFile } from './blocks.js'
+import { RESERVED, sameObserved, isErrno, type DataFolder, type Observed } from './datafolder.js'
+import { isValidPath } from './paths.js'
+import type { LocalObservation, Store } from './store.js'
+import type { StoredRecord } from './types.js'
+
+export interface ScannerInit {
+  /**
+   * Full rescan period (what a missed event or a change made while stopped left behind).
+   *
+   * @default 60_000
+   */
+  rescanIntervalMs?: number
+  /**
+   * How long the watcher lets events for a path settle before recording it.
+   *
+   * @default 50
+   */
+  settleMs?: number
+  /**
+   * Files hashed at once.
+   *
+   * @default 8
+   */
+  hashConcurrency?: number
+  /** Watch the folder for changes (off when a FUSE mount reports them). @default true */
+  watch?: boolean
+}
+
+export interface ScannerComponents {
+  store: Store
+  data: DataFolder
+  log?: (msg: string) => void
+}
+
+/**
+ * Notices changes made in the data folder by any program: a recursive watcher for the
+ * paths it names, and a full rescan at start and periodically. A changed path is hashed
+ * and handed to the store as a local observation.
+ */
+export class Scanner {
+  private readonly store: Store
+  private readonly data: DataFolder
+  private readonly log: (msg: string) => void
+  private readonly rescanIntervalMs: number
+  private readonly settleMs: number
+  private readonly hashConcurrency: number
+  private readonly useWatch: boolean
+  private watcher: FSWatcher | null = null
+  private timer: NodeJS.Timeout | null = null
+  private settleTimer: NodeJS.Timeout | null = null
+  private readonly dirty = new Set<string>()
+  private running: Promise<void> = Promise.resolve()
+  private started = false
+  /** Paths the node itself is writing: their events are ignored until released. */
+  readonly busy = new Map<string, number>()
+  /** The last error met while scanning, for status. */
+  lastError: string | null = null
+
+  constructor (components: ScannerComponents, init: ScannerInit = {}) {
+    this.store = components.store
+    this.data = components.data
+    this.log = components.log ?? (() => {})
+    this.rescanIntervalMs = init.rescanIntervalMs ?? 60_000
+    this.settleMs = init.settleMs ?? 50
+    this.hashConcurrency = init.hashConcurrency ?? 8
+    this.useWatch = init.watch ?? true
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    this.started = true
+    if (this.useWatch) {
+      this.watcher = watch(this.data.root, { recursive: true }, (_event, name) => {
+        if (name == null) { this.touchAll(); return }
+        this.touch(name.toString())
+      })
+      this.watcher.on('error', (err) => {
+        this.lastError = `watcher: ${err.message}`
+        this.log(this.lastError)
+      })
+    }
+    await this.scanAll()
+    this.timer = setInterval(() => { void this.scanAll().catch((err: Error) => this.fail(err)) }, this.rescanIntervalMs)
+    this.timer.unref()
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    this.watcher?.close()
+    this.watcher = null
+    if (this.timer != null) clearInterval(this.timer)
+    if (this.settleTimer != null) clearTimeout(this.settleTimer)
+    await this.running.catch(() => {})
+  }
+
+  /** A path (relative to the data folder) may have changed: record it soon. */
+  touch (rel: string): void {
+    if (rel === '' || rel === RESERVED || rel.startsWith(RESERVED + '/')) return
+    this.dirty.add(rel)
+    if (this.settleTimer == null && this.started) {
+      this.settleTimer = setTimeout(() => {
+        this.settleTimer = null
+        const paths = [...this.dirty]
+        this.dirty.clear()
+        this.enqueue(async () => { await this.scanPaths(paths) })
+      }, this.settleMs)
+    }
+  }
+
+  private touchAll (): void {
+    this.enqueue(async () => { await this.runScanAll() })
+  }
+
+  /** The node is about to write `rel` itself (until `release`). */
+  hold (rel: string): void {
+    this.busy.set(rel, (this.busy.get(rel) ?? 0) + 1)
+  }
+
+  release (rel: string): void {
+    const n = (this.busy.get(rel) ?? 1) - 1
+    if (n <= 0) this.busy.delete(rel)
+    else this.busy.set(rel, n)
+  }
+
+  private enqueue (fn: () => Promise<void>): void {
+    this.running = this.running.then(fn).catch((err: Error) => this.fail(err))
+  }
+
+  private fail (err: Error): void {
+    if (err.name === 'StoreClosedError') return
+    this.lastError = `scan: ${err.message}`
+    this.log(this.lastError)
+  }
+
+  /** Walk the whole data folder and record every difference from the store. */
+  async scanAll (): Promise<number> {
+    let changed = 0
+    await new Promise<void>((resolve, reject) => {
+      this.running = this.running.then(async () => {
+        try {
+          changed = await this.runScanAll()
+          resolve()
+        } catch (err) {
+          reject(err as Error)
+        }
+      })
+    })
+    return changed
+  }
+
+  private async runScanAll (): Promise<number> {
+    const known = new Map<string, StoredRecord>()
+    for await (const r of this.store.all()) if (r.disk != null) known.set(r.path, r)
+    const seen = new Set<string>()
+    const candidates: Array<{ path: string, observed: Observed }> = []
+    await this.walk('', seen, candidates, known)
+    const gone: LocalObservation[] = []
+    for (const [path] of known) {
+      if (!seen.has(path) && !this.busy.has(path)) gone.push({ path, present: false })
+    }
+    return await this.record(candidates, gone)
+  }
+
+  /** Record the given paths (and, for directories, what is below them). */
+  async scanPaths (paths: string[]): Promise<number> {
+    const candidates: Array<{ path: string, observed: Observed }> = []
+    const gone: LocalObservation[] = []
+    const retry: string[] = []
+    for (const path of paths) {
+      if (!isValidPath(path)) continue
+      if (this.busy.has(path)) { retry.push(path); continue }
+      const observed = await this.data.observe(path)
+      const rec = await this.store.get(path)
+      if (observed == null) {
+        if (rec?.disk != null) gone.push({ path, present: false })
+        // a removed or renamed directory takes its subtree with it
+        for await (const r of this.store.under(path)) {
+          if (r.disk != null && !this.busy.has(r.path) && await this.data.observe(r.path) == null) gone.push({ path: r.path, present: false })
+        }
+        continue
+      }
+      if (!differs(observed, rec)) continue
+      candidates.push({ path, observed })
+      if (observed.type === 'dir') {
+        // a directory that appears (mkdir -p, mv of a tree into place): walk it
+        const known = new Map<string, StoredRecord>()
+        for await (const r of this.store.under(path)) if (r.disk != null) known.set(r.path, r)
+        await this.walk(path, new Set(), candidates, known)
+      }
+    }
+    if (retry.length > 0) setTimeout(() => { for (const p of retry) this.touch(p) }, 20).unref()
+    return await this.record(candidates, gone)
+  }
+
+  private async walk (dir: string, seen: Set<string>, out: Array<{ path: string, observed: Observed }>, known: Map<string, StoredRecord>): Promise<void> {
+    let entries
+    try {
+      entries = await readdir(dir === '' ? this.data.root : this.data.abs(dir), { withFileTypes: true })
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return
+      throw err
+    }
+    for (const e of entries) {
+      const path = dir === '' ? e.name : `${dir}/${e.name}`
+      if (path === RESERVED) continue
+      if (!isValidPath(path)) {
+        this.lastError = `skipped ${JSON.stringify(path)}: not a path the mesh can carry`
+        continue
+      }
+      if (this.busy.has(path)) { seen.add(path); continue }
+      const observed = await this.data.observe(path)
+      if (observed == null) continue
+      seen.add(path)
+      if (differs(observed, known.get(path))) out.push({ path, observed })
+      if (observed.type === 'dir') await this.walk(path, seen, out, known)
+    }
+  }
+
+  /** Hash what changed and hand it to the store in batches. */
+  private async record (candidates: Array<{ path: string, observed: Observed }>, gone: LocalObservation[]): Promise<number> {
+    let changed = 0
+    const CHUNK = 1000
+    for (let i = 0; i < candidates.length; i += CHUNK) {
+      const slice = candidates.slice(i, i + CHUNK)
+      const obs = await mapLimit(slice, this.hashConcurrency, async (c) => await this.describe(c.path, c.observed))
+      changed += (await this.store.recordLocal(obs.filter((o): o is LocalObservation => o != null))).length
+    }
+    // deepest first, so a directory's tombstone follows its children's
+    gone.sort((a, b) => b.path.length - a.path.length)
+    for (let i = 0; i < gone.length; i += CHUNK) {
+      changed += (await this.store.recordLocal(gone.slice(i, i + CHUNK))).length
+    }
+    return changed
+  }
+
+  private async describe (path: string, observed: Observed): Promise<LocalObservation | null> {
+    try {
+      if (observed.type === 'file') {
+        const h = await hashFile(this.data.abs(path), observed.size)
+        // the file changed while we hashed it: take what we read, the watcher will follow
+        return { path, present: true, observed: { ...observed, size: h.size }, blockSize: h.blockSize, blocks: h.blocks, hash: h.hash, target: '' }
+      }
+      if (observed.type === 'symlink') {
+        const target = await readlink(this.data.abs(path))
+        return { path, present: true, observed, blockSize: 0, blocks: [], hash: sha256Hex(Buffer.from(target)), target }
+      }
+      return { path, present: true, observed, blockSize: 0, blocks: [], hash: '', target: '' }
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return null
+      throw err
+    }
+  }
+}
+
+function differs (observed: Observed, rec: StoredRecord | undefined): boolean {
+  if (rec?.disk == null) return true
+  return !sameObserved(observed, rec.disk)
+}
+
+export async function mapLimit<T, R> (items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++
+      out[i] = await fn(items[i])
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  return out
+}

@@ -1,0 +1,483 @@
+import { EventEmitter } from 'node:events'
+import { randomBytes } from 'node:crypto'
+import { Level } from 'level'
+import { HybridClock } from './hlc.js'
+import { bumpVector, conflictRecord, resolve } from './version.js'
+import { DataFolder, sameObserved, type Observed } from './datafolder.js'
+import type { DiskState, FileRecord, NodeId, StoredRecord, Version } from './types.js'
+
+/** What the scanner (or the FUSE layer) saw at a path: its content, or that it is gone. */
+export type LocalObservation =
+  | { path: string, present: false }
+  | {
+    path: string
+    present: true
+    observed: Observed
+    /** Filled for files: block list and content id. */
+    blockSize: number
+    blocks: string[]
+    hash: string
+    /** Symlink target. */
+    target: string
+  }
+
+export interface PeerCursor {
+  indexId: string
+  seq: number
+}
+
+export interface StoreEvents {
+  /** Records this node wrote (its own changes), in sequence order: what gets announced. */
+  local: [StoredRecord[]]
+  /** Paths whose winning version is not on the local disk yet. */
+  need: [StoredRecord[]]
+}
+
+interface Meta {
+  indexId: string
+  seq: number
+}
+
+const SEQ_WIDTH = 16
+const seqKey = (seq: number): string => seq.toString(16).padStart(SEQ_WIDTH, '0')
+
+export class StoreClosedError extends Error {
+  override name = 'StoreClosedError'
+}
+
+/**
+ * The node's metadata in LevelDB and the conflict rule applied to it.
+ *
+ * Layout (sublevels, JSON values):
+ * - `r` path -> StoredRecord: the winning version of every path, plus local disk state
+ * - `q` seq (hex, fixed width) -> path: the local sequence index (one entry per record)
+ * - `n` path -> 1: paths whose winning version is not on disk yet (the pull queue)
+ * - `k` "<hash>/<path>" -> offset: block index of the content on the local disk
+ * - `d` path -> block hashes of the content on disk there (to drop its `k` entries)
+ * - `c` peer id -> PeerCursor: how far this node has read each peer's index
+ * - `m` 'meta' -> {indexId, seq}; `p` peer id -> multiaddrs: remembered peers
+ *
+ * Every mutation runs under one lock, so the conflict rule sees a consistent store.
+ */
+export class Store extends EventEmitter<StoreEvents> {
+  readonly nodeId: NodeId
+  readonly clock: HybridClock
+  readonly data: DataFolder
+  private readonly db: Level<string, unknown>
+  private readonly records
+  private readonly seqIndex
+  private readonly needs
+  private readonly blockIndex
+  private readonly diskBlocks
+  private readonly cursors
+  private readonly peers
+  private readonly metaDb
+  private meta: Meta = { indexId: '', seq: 0 }
+  private lock: Promise<unknown> = Promise.resolve()
+  private closed = false
+
+  constructor (init: { path: string, nodeId: NodeId, data: DataFolder, clock?: HybridClock }) {
+    super()
+    this.nodeId = init.nodeId
+    this.clock = init.clock ?? new HybridClock()
+    this.data = init.data
+    this.db = new Level<string, unknown>(init.path, { valueEncoding: 'json' })
+    this.records = this.db.sublevel<string, StoredRecord>('r', { valueEncoding: 'json' })
+    this.seqIndex = this.db.sublevel<string, string>('q', { valueEncoding: 'utf8' })
+    this.needs = this.db.sublevel<string, number>('n', { valueEncoding: 'json' })
+    this.blockIndex = this.db.sublevel<string, number>('k', { valueEncoding: 'json' })
+    this.diskBlocks = this.db.sublevel<string, string[]>('d', { valueEncoding: 'json' })
+    this.cursors = this.db.sublevel<string, PeerCursor>('c', { valueEncoding: 'json' })
+    this.peers = this.db.sublevel<string, string[]>('p', { valueEncoding: 'json' })
+    this.metaDb = this.db.sublevel<string, Meta>('m', { valueEncoding: 'json' })
+  }
+
+  async open (): Promise<void> {
+    await this.db.open()
+    const meta = await this.metaDb.get('meta')
+    if (meta == null) {
+      this.meta = { indexId: randomBytes(8).toString('hex'), seq: 0 }
+      await this.metaDb.put('meta', this.meta)
+    } else {
+      this.meta = meta
+    }
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.lock.catch(() => {})
+    await this.db.close()
+  }
+
+  get indexId (): string { return this.meta.indexId }
+  get seq (): number { return this.meta.seq }
+
+  /** Run `fn` alone among all store mutations. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreClosedError('store is closed'))
+    const run = this.lock.then(fn, fn)
+    this.lock = run.catch(() => {})
+    return run
+  }
+
+  async get (path: string): Promise<StoredRecord | undefined> {
+    return await this.records.get(path)
+  }
+
+  async getMany (paths: string[]): Promise<Array<StoredRecord | undefined>> {
+    return await this.records.getMany(paths)
+  }
+
+  async * all (): AsyncGenerator<StoredRecord> {
+    for await (const v of this.records.values()) yield v
+  }
+
+  /** Every record strictly below directory `dir`. */
+  async * under (dir: string): AsyncGenerator<StoredRecord> {
+    for await (const v of this.records.values({ gt: `${dir}/`, lt: `${dir}0` })) yield v
+  }
+
+  /** Records stored after local sequence `after`, oldest first, at most `limit`. */
+  async after (after: number, limit: number): Promise<StoredRecord[]> {
+    const paths: string[] = []
+    for await (const p of this.seqIndex.values({ gt: seqKey(after), limit })) paths.push(p)
+    const recs = await this.records.getMany(paths)
+    return recs.filter((r): r is StoredRecord => r != null && r.seq > after)
+  }
+
+  async neededPaths (): Promise<string[]> {
+    const out: string[] = []
+    for await (const k of this.needs.keys()) out.push(k)
+    return out
+  }
+
+  async needCount (): Promise<number> {
+    let n = 0
+    for await (const _ of this.needs.keys()) n++
+    return n
+  }
+
+  /** Where the local disk holds a block with this hash. */
+  async blockSources (hash: string, limit = 4): Promise<Array<{ path: string, offset: number }>> {
+    const out: Array<{ path: string, offset: number }> = []
+    for await (const [k, offset] of this.blockIndex.iterator({ gt: `${hash}/`, lt: `${hash}0`, limit })) {
+      out.push({ path: k.slice(hash.length + 1), offset })
+    }
+    return out
+  }
+
+  async getCursor (peer: string): Promise<PeerCursor | undefined> {
+    return await this.cursors.get(peer)
+  }
+
+  async setCursor (peer: string, cursor: PeerCursor): Promise<void> {
+    await this.cursors.put(peer, cursor)
+  }
+
+  async rememberPeer (peer: string, addrs: string[]): Promise<void> {
+    await this.peers.put(peer, addrs)
+  }
+
+  async forgetPeer (peer: string): Promise<void> {
+    await this.peers.del(peer)
+  }
+
+  async rememberedPeers (): Promise<Array<{ peer: string, addrs: string[] }>> {
+    const out: Array<{ peer: string, addrs: string[] }> = []
+    for await (const [peer, addrs] of this.peers.iterator()) out.push({ peer, addrs })
+    return out
+  }
+
+  async count (): Promise<{ files: number, dirs: number, symlinks: number, deleted: number, bytes: number }> {
+    const c = { files: 0, dirs: 0, symlinks: 0, deleted: 0, bytes: 0 }
+    for await (const r of this.records.values()) {
+      if (r.deleted) c.deleted++
+      else if (r.type === 'file') { c.files++; c.bytes += r.size } else if (r.type === 'dir') c.dirs++
+      else c.symlinks++
+    }
+    return c
+  }
+
+  /**
+   * Record what is on the local disk. A path whose disk state differs from what the
+   * store last saw gets a new version made by this node: on top of the winning version
+   * when the disk held it, otherwise on top of the version the disk held (so a write
+   * made before a remote version arrived is concurrent with it and goes through the
+   * conflict rule instead of being overwritten).
+   */
+  async recordLocal (observations: LocalObservation[]): Promise<StoredRecord[]> {
+    return await this.exclusive(async () => {
+      const tx = new Tx(this)
+      for (const obs of observations) {
+        const cur = await tx.get(obs.path)
+        if (!obs.present) {
+          if (cur == null || cur.disk == null) continue
+          const base = cur.have ? cur.version : cur.disk.version
+          const version = this.newVersion(base, cur)
+          const tomb: FileRecord = { ...toFileRecord(cur), size: 0, blockSize: 0, blocks: [], hash: '', target: '', mtimeMs: 0, deleted: true, version }
+          if (cur.have) {
+            tx.put({ ...tomb, seq: 0, have: true, disk: null }, null)
+            tx.local(tomb.path)
+          } else {
+            await this.integrate(tx, cur, tomb, null, true)
+          }
+          continue
+        }
+        const o = obs.observed
+        if (cur?.disk != null && sameObserved(o, cur.disk) && (o.type !== 'symlink' || cur.disk.target === obs.target)) {
+          continue
+        }
+        const base = cur == null ? null : cur.have ? cur.version : cur.disk?.version ?? null
+        const version = this.newVersion(base, cur)
+        const rec: FileRecord = {
+          path: obs.path,
+          type: o.type,
+          mode: o.mode,
+          size: o.type === 'file' ? o.size : 0,
+          mtimeMs: o.type === 'file' ? o.mtimeMs : 0,
+          blockSize: o.type === 'file' ? obs.blockSize : 0,
+          blocks: o.type === 'file' ? obs.blocks : [],
+          hash: o.type === 'dir' ? '' : obs.hash,
+          target: o.type === 'symlink' ? obs.target : '',
+          deleted: false,
+          version
+        }
+        const disk: DiskState = { ...o, hash: rec.hash, target: rec.target, version }
+        if (cur == null || cur.have) {
+          tx.put({ ...rec, seq: 0, have: true, disk }, diskContent(rec))
+          tx.local(rec.path)
+        } else {
+          // the disk did not hold the winning version: this write is concurrent with it
+          await this.integrate(tx, cur, rec, disk, true)
+        }
+      }
+      return await tx.commit()
+    })
+  }
+
+  /** Merge records received from a peer; returns the records that changed here. */
+  async applyRemote (incoming: FileRecord[]): Promise<StoredRecord[]> {
+    if (incoming.length === 0) return []
+    return await this.exclusive(async () => {
+      const tx = new Tx(this)
+      for (const rec of incoming) {
+        this.clock.observe(rec.version.hlc)
+        const cur = await tx.get(rec.path)
+        if (cur == null) {
+          tx.put({ ...rec, seq: 0, have: false, disk: null }, undefined)
+          continue
+        }
+        await this.integrate(tx, cur, rec, null, false)
+      }
+      return await tx.commit()
+    })
+  }
+
+  /**
+   * Resolve `incoming` against the stored record `cur`. When `incoming` is a local write
+   * (`isLocal`), `disk` is its disk state and the path's disk content is `incoming`.
+   */
+  private async integrate (tx: Tx, cur: StoredRecord, incoming: FileRecord, disk: DiskState | null, isLocal: boolean): Promise<void> {
+    const r = resolve(toFileRecord(cur), incoming)
+    const curDisk = isLocal ? disk : cur.disk
+    // what the disk holds after this step, for the block index (undefined: unchanged)
+    const onDisk = isLocal ? diskContent(incoming) : undefined
+    switch (r.kind) {
+      case 'equal':
+      case 'current':
+        // only a remote record can be equal to or older than the stored one
+        if (isLocal) tx.put({ ...cur, have: false, disk }, onDisk)
+        return
+      case 'incoming': {
+        const have = isLocal || (cur.disk != null && diskHolds(cur.disk, incoming))
+        tx.put({ ...incoming, seq: 0, have, disk: curDisk }, onDisk)
+        if (isLocal) tx.local(incoming.path)
+        return
+      }
+      case 'concurrent': {
+        const winnerOnDisk = curDisk != null && diskHolds(curDisk, r.winner)
+        if (r.conflictCopy) await this.keepConflictCopy(tx, r.loser, curDisk)
+        tx.put({ ...r.winner, seq: 0, have: winnerOnDisk, disk: curDisk }, onDisk)
+        // the merged winner is a new version for everyone: announce it when made here
+        if (isLocal || r.winnerIs === 'current') tx.local(r.winner.path)
+      }
+    }
+  }
+
+  /**
+   * Store the conflict copy of a losing version. When the loser is what the disk holds
+   * at its path, the copy is made locally (a hard link) and nothing is transferred.
+   */
+  private async keepConflictCopy (tx: Tx, loser: FileRecord, disk: DiskState | null): Promise<void> {
+    const copy = conflictRecord(loser)
+    const existing = await tx.get(copy.path)
+    if (existing != null && resolve(toFileRecord(existing), copy).kind !== 'incoming') return
+    if (disk != null && diskHolds(disk, loser)) {
+      try {
+        await this.data.preserve(loser.path, copy.path)
+        const observed = await this.data.observe(copy.path)
+        if (observed != null) {
+          tx.put({ ...copy, seq: 0, have: true, disk: { ...observed, hash: copy.hash, target: copy.target, version: copy.version } }, copy)
+          return
+        }
+      } catch {
+        // the copy will be pulled like any other file
+      }
+    }
+    tx.put({ ...copy, seq: 0, have: false, disk: null }, undefined)
+  }
+
+  private newVersion (base: Version | null, cur: StoredRecord | undefined): Version {
+    const seen = [base?.vv ?? {}]
+    if (cur != null) seen.push({ [this.nodeId]: cur.version.vv[this.nodeId] ?? 0 })
+    return { vv: bumpVector(this.nodeId, ...seen), hlc: this.clock.tick(), node: this.nodeId }
+  }
+
+  /**
+   * The materializer put the winning version of `path` on disk (or removed it). Ignored
+   * when a newer version arrived meanwhile (that one stays needed).
+   */
+  async markInstalled (rec: FileRecord, observed: Observed | null): Promise<boolean> {
+    return await this.exclusive(async () => {
+      const tx = new Tx(this)
+      const cur = await tx.get(rec.path)
+      if (cur == null || !sameVersion(cur.version, rec.version)) return false
+      const disk: DiskState | null = observed == null || cur.deleted
+        ? null
+        : { ...observed, hash: cur.hash, target: cur.target, version: cur.version }
+      tx.put({ ...cur, have: true, disk }, cur.type === 'file' && !cur.deleted ? cur : null, false)
+      await tx.commit()
+      return true
+    })
+  }
+
+  /** Flush and write the sequence counter: used by Tx. */
+  nextSeq (): number {
+    this.meta.seq++
+    return this.meta.seq
+  }
+
+  /** @internal */
+  get internals () {
+    return { db: this.db, records: this.records, seqIndex: this.seqIndex, needs: this.needs, blockIndex: this.blockIndex, diskBlocks: this.diskBlocks, metaDb: this.metaDb, meta: this.meta }
+  }
+}
+
+export function toFileRecord (r: StoredRecord | FileRecord): FileRecord {
+  return {
+    path: r.path,
+    type: r.type,
+    mode: r.mode,
+    size: r.size,
+    mtimeMs: r.mtimeMs,
+    blockSize: r.blockSize,
+    blocks: r.blocks,
+    hash: r.hash,
+    target: r.target,
+    deleted: r.deleted,
+    version: r.version
+  }
+}
+
+export function sameVersion (a: Version, b: Version): boolean {
+  return a.node === b.node && a.hlc.wall === b.hlc.wall && a.hlc.logical === b.hlc.logical
+}
+
+/** The content a local record puts on disk, for the block index. */
+function diskContent (rec: FileRecord): FileRecord | null {
+  return rec.type === 'file' && !rec.deleted ? rec : null
+}
+
+/** Whether the disk content (what the disk holds) is that of record `r`. */
+function diskHolds (disk: DiskState, r: FileRecord): boolean {
+  if (r.deleted) return false
+  if (disk.type !== r.type) return false
+  if (r.type === 'dir') return true
+  if (r.type === 'symlink') return disk.target === r.target
+  return disk.hash === r.hash && disk.mode === r.mode && Math.abs(disk.mtimeMs - r.mtimeMs) < 1
+}
+
+/**
+ * One atomic LevelDB batch: records, their sequence numbers, the pull queue and the
+ * block index change together, so a crash never leaves them disagreeing.
+ */
+class Tx {
+  private readonly store: Store
+  private readonly pending = new Map<string, { rec: StoredRecord, blocks: FileRecord | null | undefined, bumpSeq: boolean }>()
+  private readonly localPaths = new Set<string>()
+  private readonly originals = new Map<string, StoredRecord | undefined>()
+
+  constructor (store: Store) {
+    this.store = store
+  }
+
+  async get (path: string): Promise<StoredRecord | undefined> {
+    const p = this.pending.get(path)
+    if (p != null) return p.rec
+    if (this.originals.has(path)) return this.originals.get(path)
+    const r = await this.store.get(path)
+    this.originals.set(path, r)
+    return r
+  }
+
+  /**
+   * Stage a record. `diskBlocks`: the content now on disk at this path, for the block
+   * index (a FileRecord), null when the disk no longer holds indexed content, undefined
+   * when the disk did not change.
+   */
+  put (rec: StoredRecord, diskBlocks: FileRecord | null | undefined, bumpSeq = true): void {
+    const prev = this.pending.get(rec.path)
+    const blocks = diskBlocks === undefined ? prev?.blocks : diskBlocks
+    this.pending.set(rec.path, { rec, blocks, bumpSeq: bumpSeq || (prev?.bumpSeq ?? false) })
+  }
+
+  local (path: string): void {
+    this.localPaths.add(path)
+  }
+
+  async commit (): Promise<StoredRecord[]> {
+    if (this.pending.size === 0) return []
+    const { db, records, seqIndex, needs, blockIndex, diskBlocks, metaDb, meta } = this.store.internals
+    const batch = db.batch()
+    const changed: StoredRecord[] = []
+    const needed: StoredRecord[] = []
+    const localRecs: StoredRecord[] = []
+    for (const [path, { rec, blocks, bumpSeq }] of this.pending) {
+      const orig = this.originals.get(path)
+      if (bumpSeq) {
+        if (orig != null && orig.seq > 0) batch.del(seqKey(orig.seq), { sublevel: seqIndex })
+        rec.seq = this.store.nextSeq()
+        batch.put(seqKey(rec.seq), path, { sublevel: seqIndex })
+      } else {
+        rec.seq = orig?.seq ?? rec.seq
+      }
+      batch.put(path, rec, { sublevel: records })
+      if (rec.have) batch.del(path, { sublevel: needs })
+      else { batch.put(path, 1, { sublevel: needs }); needed.push(rec) }
+      if (blocks !== undefined) {
+        // the disk content changed: drop the old block locations, add the new ones
+        const old = await diskBlocks.get(path)
+        for (const h of new Set(old ?? [])) batch.del(`${h}/${path}`, { sublevel: blockIndex })
+        if (blocks != null) {
+          const seen = new Set<string>()
+          blocks.blocks.forEach((h, i) => {
+            if (seen.has(h)) return
+            seen.add(h)
+            batch.put(`${h}/${path}`, i * blocks.blockSize, { sublevel: blockIndex })
+          })
+          batch.put(path, blocks.blocks, { sublevel: diskBlocks })
+        } else if (old != null) {
+          batch.del(path, { sublevel: diskBlocks })
+        }
+      }
+      changed.push(rec)
+      if (this.localPaths.has(path)) localRecs.push(rec)
+    }
+    batch.put('meta', meta, { sublevel: metaDb })
+    await batch.write()
+    if (localRecs.length > 0) this.store.emit('local', localRecs.sort((a, b) => a.seq - b.seq))
+    if (needed.length > 0) this.store.emit('need', needed)
+    return changed
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * Block-protocol wire codec: native BlockRequest / BlockResponse <-> protobuf
+ * (src/transfer/pb/blocks.proto). One stream carries pipelined, length-prefixed
+ * requests; each response echoes its request's id.
+ *
+ * Decoders validate fully and throw WireError (the same class as the gossip codec), never
+ * anything else. Encoders check the same rules and throw WireError too.
+ * decodeBlockResponse does not copy the block bytes: `data` is a view into the input.
+ */
+import { isWellFormed, quotePath, validatePath, PathError } from '../store/paths.js'
+import { WireError } from '../gossip/codec.js'
+import * as pb from './pb/blocks.js'
+import type { Uint8ArrayList } from 'uint8arraylist'
+
+export { WireError }
+
+/** Limits enforced by every encode and decode of this module. */
+export const TRANSFER_LIMITS = {
+  /** Largest block (and so largest request size and response data), 16 MiB. */
+  maxBlockBytes: 16 * 1024 * 1024,
+  /** Length of a SHA-256 hash, in raw bytes. */
+  hashBytes: 32,
+  /** Largest status message, in UTF-8 bytes. */
+  maxMessageBytes: 1024,
+  /** Largest encoded BlockRequest (a 4096-byte path hint plus small fields). */
+  maxRequestBytes: 4096 + 128,
+  /**
+   * Largest encoded BlockResponse: a full block plus the other fields. Use it as the
+   * length-prefix decoder's maxDataLength.
+   */
+  maxResponseBytes: 16 * 1024 * 1024 + 2048
+} as const
+
+export type BlockStatus = 'ok' | 'not-found' | 'error' | 'busy'
+
+export interface BlockRequest {
+  /** Chosen by the requester (uint32), echoed in the response. */
+  id: number
+  /** SHA-256 of the wanted block, lowercase hex. */
+  hash: string
+  /** Where the block probably starts in pathHint (a hint; the responder checks the hash). */
+  offsetHint: number
+  /** Expected block length in bytes, 1 .. 16 MiB. */
+  size: number
+  /** A file that probably holds the block, '' if unknown. */
+  pathHint: string
+}
+
+export interface BlockResponse {
+  id: number
+  status: BlockStatus
+  /** The block when status is 'ok', empty otherwise. */
+  data: Uint8Array
+  /** Human-readable detail (for 'error' / 'busy'), '' if none. */
+  message: string
+}
+
+const STATUS_TO_PB: Readonly<Record<BlockStatus, pb.Status>> = {
+  ok: pb.Status.OK,
+  'not-found': pb.Status.NOT_FOUND,
+  error: pb.Status.ERROR,
+  busy: pb.Status.BUSY
+}
+
+const STATUS_FROM_PB: Readonly<Record<pb.Status, BlockStatus>> = {
+  [pb.Status.OK]: 'ok',
+  [pb.Status.NOT_FOUND]: 'not-found',
+  [pb.Status.ERROR]: 'error',
+  [pb.Status.BUSY]: 'busy'
+}
+
+const HEX_HASH = /^[0-9a-f]{64}$/
+// Control characters are replaced in decoded status messages (they end up in logs).
+const CONTROL = /[\u0000-\u001f\u007f]/g
+
+function fail (kind: string, what: string): never {
+  throw new WireError(`${kind}: ${what}`.replace(/\s+/g, ' '))
+}
+
+function errorText (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+function guard<T> (kind: string, fn: () => T): T {
+  try {
+    return fn()
+  } catch (err) {
+    if (err instanceof WireError) throw err
+    fail(kind, `invalid message: ${errorText(err)}`)
+  }
+}
+
+function byteLength (bytes: Uint8Array | Uint8ArrayList): number {
+  return bytes.byteLength
+}
+
+function parse<T> (kind: string, bytes: Uint8Array | Uint8ArrayList, max: number, fn: () => T): T {
+  if (bytes == null || typeof byteLength(bytes) !== 'number') fail(kind, 'input is not bytes')
+  if (byteLength(bytes) > max) fail(kind, `message is ${byteLength(bytes)} bytes, limit ${max}`)
+  try {
+    return fn()
+  } catch (err) {
+    if (err instanceof Error && err.message === 'Invalid enum value') fail(kind, 'status out of range')
+    fail(kind, `protobuf does not parse: ${errorText(err)}`)
+  }
+}
+
+function checkId (id: unknown, kind: string): number {
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xffffffff) {
+    fail(kind, `id ${String(id)} is not a uint32`)
+  }
+  return id
+}
+
+function checkPathHint (p: unknown, kind: string): string {
+  if (typeof p !== 'string') fail(kind, 'pathHint is not a string')
+  if (p === '') return p
+  try {
+    return validatePath(p)
+  } catch (err) {
+    if (err instanceof PathError) fail(kind, `pathHint: ${err.message}`)
+    throw err
+  }
+}
+
+function checkRequest (r: { id: unknown, offsetHint: unknown, size: unknown, pathHint: unknown }, kind: string): void {
+  checkId(r.id, kind)
+  if (typeof r.offsetHint !== 'number' || !Number.isSafeInteger(r.offsetHint) || r.offsetHint < 0) {
+    fail(kind, `offsetHint ${String(r.offsetHint)} is not a safe non-negative integer`)
+  }
+  if (typeof r.size !== 'number' || !Number.isInteger(r.size) || r.size < 1 || r.size > TRANSFER_LIMITS.maxBlockBytes) {
+    fail(kind, `size ${String(r.size)} is not in [1, ${TRANSFER_LIMITS.maxBlockBytes}]`)
+  }
+  checkPathHint(r.pathHint, kind)
+}
+
+/** Encodes a BlockRequest. Throws WireError when it breaks a rule. */
+export function encodeBlockRequest (r: BlockRequest): Uint8Array<ArrayBuffer> {
+  const kind = 'block request'
+  return guard(kind, () => {
+    checkRequest(r, kind)
+    if (typeof r.hash !== 'string' || !HEX_HASH.test(r.hash)) fail(kind, 'hash is not 64 lowercase hex characters')
+    const hash = new Uint8Array(Buffer.from(r.hash, 'hex'))
+    return pb.BlockRequest.encode({ id: r.id, hash, offsetHint: r.offsetHint, size: r.size, pathHint: r.pathHint })
+  })
+}
+
+/** Decodes and validates a BlockRequest. Throws WireError (only). */
+export function decodeBlockRequest (bytes: Uint8Array | Uint8ArrayList): BlockRequest {
+  const kind = 'block request'
+  return guard(kind, () => {
+    const m = parse(kind, bytes, TRANSFER_LIMITS.maxRequestBytes, () => pb.BlockRequest.decode(bytes))
+    checkRequest(m, kind)
+    if (m.hash.byteLength !== TRANSFER_LIMITS.hashBytes) fail(kind, `hash is not ${TRANSFER_LIMITS.hashBytes} bytes`)
+    const hash = Buffer.from(m.hash.buffer, m.hash.byteOffset, m.hash.byteLength).toString('hex')
+    return { id: m.id, hash, offsetHint: m.offsetHint, size: m.size, pathHint: m.pathHint }
+  })
+}
+
+function checkResponse (r: { id: unknown, data: unknown, message: unknown }, status: pb.Status, kind: string): void {
+  checkId(r.id, kind)
+  if (!(r.data instanceof Uint8Array)) fail(kind, 'data is not bytes')
+  if (r.data.byteLength > TRANSFER_LIMITS.maxBlockBytes) {
+    fail(kind, `data is ${r.data.byteLength} bytes, limit ${TRANSFER_LIMITS.maxBlockBytes}`)
+  }
+  if (status !== pb.Status.OK && r.data.byteLength !== 0) fail(kind, `status ${STATUS_FROM_PB[status]} carries data`)
+  if (typeof r.message !== 'string') fail(kind, 'message is not a string')
+  if (!isWellFormed(r.message)) fail(kind, 'message is not valid Unicode')
+  if (Buffer.byteLength(r.message, 'utf8') > TRANSFER_LIMITS.maxMessageBytes) {
+    fail(kind, `message ${quotePath(r.message)} is longer than ${TRANSFER_LIMITS.maxMessageBytes} bytes`)
+  }
+}
+
+/**
+ * Encodes a BlockResponse (the block bytes are copied once, into the output). Throws
+ * WireError when it breaks a rule.
+ */
+export function encodeBlockResponse (r: BlockResponse): Uint8Array<ArrayBuffer> {
+  const kind = 'block response'
+  return guard(kind, () => {
+    if (typeof r.status !== 'string' || !Object.hasOwn(STATUS_TO_PB, r.status)) {
+      fail(kind, `status ${JSON.stringify(String(r.status))} is not ok, not-found, error or busy`)
+    }
+    const status = STATUS_TO_PB[r.status]
+    checkResponse(r, status, kind)
+    // protons types bytes fields as Uint8Array<ArrayBuffer>; the writer only reads them.
+    const data = r.data as Uint8Array<ArrayBuffer>
+    return pb.BlockResponse.encode({ id: r.id, status, data, message: r.message })
+  })
+}
+
+/**
+ * Decodes and validates a BlockResponse. `data` is a view into `bytes` (no copy) when
+ * `bytes` is a Uint8Array backed by an ArrayBuffer. Throws WireError (only).
+ */
+export function decodeBlockResponse (bytes: Uint8Array | Uint8ArrayList): BlockResponse {
+  const kind = 'block response'
+  return guard(kind, () => {
+    const m = parse(kind, bytes, TRANSFER_LIMITS.maxResponseBytes, () => pb.BlockResponse.decode(bytes))
+    if (!Object.hasOwn(STATUS_FROM_PB, m.status)) fail(kind, 'status out of range')
+    checkResponse(m, m.status, kind)
+    return { id: m.id, status: STATUS_FROM_PB[m.status], data: m.data, message: m.message.replace(CONTROL, ' ') }
+  })
+}

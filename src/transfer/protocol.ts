@@ -1,0 +1,238 @@
+import { createHash } from 'node:crypto'
+import { open } from 'node:fs/promises'
+import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { decodeBlockRequest, decodeBlockResponse, encodeBlockRequest, encodeBlockResponse, type BlockRequest, type BlockResponse } from './codec.js'
+import type { Store } from '../store/store.js'
+import type { DataFolder } from '../store/datafolder.js'
+
+export const BLOCK_PROTOCOL = '/syncmesh/blocks/1.0.0'
+const MAX_FRAME = 17 * 1024 * 1024
+const MAX_BUFFER = 64 * 1024 * 1024
+
+/** What the block protocol needs from the libp2p host (so tests can use any host). */
+export interface BlockHost {
+  handle: (protocol: string, handler: (stream: Stream, connection: Connection) => void | Promise<void>, opts?: { maxInboundStreams?: number, maxOutboundStreams?: number }) => Promise<void>
+  unhandle: (protocol: string) => Promise<void>
+  dialProtocol: (peer: PeerId, protocol: string, opts?: { signal?: AbortSignal }) => Promise<Stream>
+}
+
+export class BlockUnavailableError extends Error {
+  override name = 'BlockUnavailableError'
+}
+
+export class PeerGoneError extends Error {
+  override name = 'PeerGoneError'
+}
+
+/**
+ * Serves blocks by hash from any local file that holds them. Requests on one stream are
+ * pipelined; up to `concurrency` are read from disk at once and answered as they finish.
+ * Each block is hashed before it is sent, so a file changed behind the index is never
+ * served as the old block (the scanner is told instead).
+ */
+export class BlockServer {
+  private readonly store: Store
+  private readonly data: DataFolder
+  private readonly host: BlockHost
+  private readonly onStale: (path: string) => void
+  private readonly concurrency: number
+  private readonly streams = new Set<Stream>()
+  /** Counters for status and metrics. */
+  readonly stats = { blocksServed: 0, bytesServed: 0, notFound: 0 }
+  /** For tests and the lying-peer simulation: alter a block before it is sent. */
+  corrupt: ((data: Uint8Array) => Uint8Array) | null = null
+
+  constructor (components: { store: Store, data: DataFolder, host: BlockHost, onStale?: (path: string) => void }, init: { concurrency?: number } = {}) {
+    this.store = components.store
+    this.data = components.data
+    this.host = components.host
+    this.onStale = components.onStale ?? (() => {})
+    /** @default 4 */
+    this.concurrency = init.concurrency ?? 4
+  }
+
+  async start (): Promise<void> {
+    await this.host.handle(BLOCK_PROTOCOL, (stream) => { void this.serve(stream) }, { maxInboundStreams: 64 })
+  }
+
+  async stop (): Promise<void> {
+    await this.host.unhandle(BLOCK_PROTOCOL)
+    for (const s of this.streams) s.abort(new Error('node stopping'))
+    this.streams.clear()
+  }
+
+  private async serve (stream: Stream): Promise<void> {
+    this.streams.add(stream)
+    const lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_BUFFER })
+    let active = 0
+    let wake: (() => void) | null = null
+    let writing: Promise<unknown> = Promise.resolve()
+    try {
+      for (;;) {
+        let frame
+        try {
+          frame = await lp.read()
+        } catch {
+          break
+        }
+        const req = decodeBlockRequest(frame)
+        while (active >= this.concurrency) await new Promise<void>((resolve) => { wake = resolve })
+        active++
+        void this.answer(req).then((res) => {
+          writing = writing.then(async () => { await lp.write(encodeBlockResponse(res)) }).catch(() => {})
+        }).finally(() => {
+          active--
+          const w = wake
+          wake = null
+          w?.()
+        })
+      }
+      while (active > 0) await new Promise<void>((resolve) => { wake = resolve })
+      await writing
+      await stream.close().catch(() => {})
+    } catch (err) {
+      stream.abort(err as Error)
+    } finally {
+      this.streams.delete(stream)
+    }
+  }
+
+  private async answer (req: BlockRequest): Promise<BlockResponse> {
+    const sources = await this.store.blockSources(req.hash, 8)
+    if (req.pathHint !== '') sources.sort((a, b) => (a.path === req.pathHint ? -1 : 0) - (b.path === req.pathHint ? -1 : 0))
+    for (const src of sources) {
+      try {
+        const fh = await open(this.data.abs(src.path), 'r')
+        let data: Buffer
+        try {
+          data = Buffer.allocUnsafe(req.size)
+          let filled = 0
+          while (filled < req.size) {
+            const { bytesRead } = await fh.read(data, filled, req.size - filled, src.offset + filled)
+            if (bytesRead === 0) break
+            filled += bytesRead
+          }
+          if (filled !== req.size) throw new Error('short read')
+        } finally {
+          await fh.close()
+        }
+        if (createHash('sha256').update(data).digest('hex') !== req.hash) throw new Error('stale')
+        this.stats.blocksServed++
+        this.stats.bytesServed += data.byteLength
+        return { id: req.id, status: 'ok', data: this.corrupt != null ? this.corrupt(data) : data, message: '' }
+      } catch {
+        this.onStale(src.path)
+      }
+    }
+    this.stats.notFound++
+    return { id: req.id, status: 'not-found', data: new Uint8Array(0), message: '' }
+  }
+}
+
+interface Pending {
+  resolve: (res: BlockResponse) => void
+  reject: (err: Error) => void
+  size: number
+}
+
+/**
+ * One pipelined request stream to one peer, with a bound on the bytes requested but not
+ * yet received (yamux grants window as data arrives, so the requester must bound it).
+ */
+export class PeerBlockClient {
+  readonly peer: PeerId
+  private readonly host: BlockHost
+  private readonly maxInFlight: number
+  private lp: LengthPrefixedStream<Stream> | null = null
+  private opening: Promise<LengthPrefixedStream<Stream>> | null = null
+  private nextId = 1
+  private readonly pending = new Map<number, Pending>()
+  private inFlight = 0
+  private readonly waiters: Array<() => void> = []
+  private closed = false
+  bytesIn = 0
+
+  constructor (host: BlockHost, peer: PeerId, maxInFlight: number) {
+    this.host = host
+    this.peer = peer
+    this.maxInFlight = maxInFlight
+  }
+
+  /** Bytes requested from this peer and not yet received. */
+  get load (): number {
+    return this.inFlight
+  }
+
+  async request (hash: string, size: number, pathHint: string, offsetHint: number): Promise<Uint8Array> {
+    while (this.inFlight > 0 && this.inFlight + size > this.maxInFlight) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve))
+      if (this.closed) throw new PeerGoneError('peer disconnected')
+    }
+    if (this.closed) throw new PeerGoneError('peer disconnected')
+    this.inFlight += size
+    try {
+      const lp = await this.stream()
+      const id = this.nextId++
+      if (this.nextId > 0x7fffffff) this.nextId = 1
+      const res = await new Promise<BlockResponse>((resolve, reject) => {
+        this.pending.set(id, { resolve, reject, size })
+        lp.write(encodeBlockRequest({ id, hash, size, pathHint, offsetHint })).catch((err: Error) => {
+          this.pending.delete(id)
+          reject(err)
+        })
+      })
+      if (res.status !== 'ok') throw new BlockUnavailableError(`peer has no block ${hash.slice(0, 12)} (${res.status})`)
+      this.bytesIn += res.data.byteLength
+      return res.data
+    } finally {
+      this.inFlight -= size
+      this.waiters.shift()?.()
+    }
+  }
+
+  private async stream (): Promise<LengthPrefixedStream<Stream>> {
+    if (this.lp != null) return this.lp
+    if (this.opening == null) {
+      this.opening = (async () => {
+        const stream = await this.host.dialProtocol(this.peer, BLOCK_PROTOCOL)
+        const lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_BUFFER })
+        this.lp = lp
+        void this.readLoop(lp)
+        return lp
+      })()
+      this.opening.catch(() => { this.opening = null })
+    }
+    return await this.opening
+  }
+
+  private async readLoop (lp: LengthPrefixedStream<Stream>): Promise<void> {
+    try {
+      for (;;) {
+        const frame = await lp.read()
+        const res = decodeBlockResponse(frame)
+        const p = this.pending.get(res.id)
+        if (p == null) continue
+        this.pending.delete(res.id)
+        p.resolve(res)
+      }
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
+  private fail (err: Error): void {
+    this.lp = null
+    this.opening = null
+    for (const p of this.pending.values()) p.reject(new PeerGoneError(`block stream to peer closed: ${err.message}`))
+    this.pending.clear()
+  }
+
+  close (): void {
+    this.closed = true
+    const lp = this.lp
+    this.fail(new Error('closed'))
+    lp?.unwrap().abort(new Error('closed'))
+    for (const w of this.waiters.splice(0)) w()
+  }
+}
