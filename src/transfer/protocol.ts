@@ -40,8 +40,10 @@ export class BlockServer {
   private readonly streams = new Set<Stream>()
   /** Counters for status and metrics. */
   readonly stats = { blocksServed: 0, bytesServed: 0, notFound: 0 }
-  /** For tests and the lying-peer simulation: alter a block before it is sent. */
+  /** Fault injection (simulations): alter every block before it is sent (a lying peer). */
   corrupt: ((data: Uint8Array) => Uint8Array) | null = null
+  /** Fault injection (simulations): wait this long before answering each block (a slow peer). */
+  delayMs = 0
 
   constructor (components: { store: Store, data: DataFolder, host: BlockHost, onStale?: (path: string) => void }, init: { concurrency?: number } = {}) {
     this.store = components.store
@@ -99,6 +101,7 @@ export class BlockServer {
   }
 
   private async answer (req: BlockRequest): Promise<BlockResponse> {
+    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs))
     const sources = await this.store.blockSources(req.hash, 8)
     if (req.pathHint !== '') sources.sort((a, b) => (a.path === req.pathHint ? -1 : 0) - (b.path === req.pathHint ? -1 : 0))
     for (const src of sources) {

@@ -319,6 +319,8 @@ export class Puller {
       let next = 0
       const worker = async (): Promise<void> => {
         while (next < missing.length) {
+          // stopping: keep the partial file as it is, the next start resumes it
+          if (!this.started) { failures.push(new PullError('node stopping')); return }
           const i = missing[next++]
           const len = blockLength(rec.size, rec.blockSize, i)
           try {

@@ -1,0 +1,160 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { randomBytes, createHash } from 'node:crypto'
+import { chmod, mkdir, readFile, rename, rm, symlink, readdir, stat } from 'node:fs/promises'
+import { Mesh, waitFor, type SimNode } from './harness.js'
+
+let mesh: Mesh | null = null
+afterEach(async () => {
+  await mesh?.cleanup()
+  mesh = null
+})
+
+/** A, B, C where B and C each know only A. */
+async function threeNodes (): Promise<[SimNode, SimNode, SimNode]> {
+  mesh = await Mesh.create()
+  const a = await mesh.add('a')
+  const b = await mesh.add('b')
+  const c = await mesh.add('c')
+  await a.start()
+  await b.start({ join: [a.addr()] })
+  await c.start({ join: [a.addr()] })
+  return [a, b, c]
+}
+
+describe('three nodes where C knows only A', () => {
+  it('C learns of B and connects to it directly', async () => {
+    const [, b, c] = await threeNodes()
+    await waitFor(() => c.n.libp2p.getPeers().some((p) => p.equals(b.n.peerId)), 15_000, 'C connected to B')
+  })
+
+  it('replicates create, modify, delete, rename, mkdir, chmod and symlinks to every node', async () => {
+    const [a, b, c] = await threeNodes()
+    const m = mesh!
+    await b.write('from-b.txt', 'written on b')
+    await mkdir(c.path('dir/sub'), { recursive: true })
+    await c.write('dir/sub/deep.txt', 'deep')
+    await a.write('big.bin', randomBytes(3 * 1024 * 1024 + 17))
+    await symlink('from-b.txt', a.path('link'))
+    await m.waitConverged()
+    expect(await a.read('from-b.txt')).toBe('written on b')
+    expect(await b.read('dir/sub/deep.txt')).toBe('deep')
+
+    // modify on a node that received the file
+    await c.write('from-b.txt', 'changed on c')
+    await chmod(b.path('dir/sub/deep.txt'), 0o600)
+    await m.waitConverged()
+    expect(await a.read('from-b.txt')).toBe('changed on c')
+    expect((await stat(a.path('dir/sub/deep.txt'))).mode & 0o777).toBe(0o600)
+
+    // rename a file and a directory, delete a file
+    const fetchedBefore = b.n.puller.stats.bytesFetched + c.n.puller.stats.bytesFetched
+    await rename(a.path('big.bin'), a.path('dir/big-renamed.bin'))
+    await rename(c.path('dir/sub'), c.path('dir/moved'))
+    await rm(b.path('from-b.txt'))
+    await m.waitConverged()
+    for (const n of [a, b, c]) {
+      const top = await readdir(n.dataDir)
+      expect(top.sort()).toEqual(['.syncmesh', 'dir', 'link'])
+      expect(await n.read('dir/moved/deep.txt')).toBe('deep')
+    }
+    // the renamed file's blocks were copied locally, not fetched again
+    expect(b.n.puller.stats.bytesFetched + c.n.puller.stats.bytesFetched - fetchedBefore).toBeLessThan(1024 * 1024)
+    const digest = createHash('sha256').update(await readFile(a.path('dir/big-renamed.bin'))).digest('hex')
+    expect(createHash('sha256').update(await readFile(c.path('dir/big-renamed.bin'))).digest('hex')).toBe(digest)
+  })
+
+  it('concurrent writes converge to one winner everywhere and keep the loser as a conflict copy', async () => {
+    const [a, b, c] = await threeNodes()
+    const m = mesh!
+    await a.write('doc.txt', 'base')
+    await m.waitConverged()
+    // cut B off, write on both sides, then heal
+    await b.stop()
+    await a.write('doc.txt', 'version from a')
+    await b.write('doc.txt', 'version from b')
+    await waitFor(async () => (await c.read('doc.txt')) === 'version from a', 10_000, 'C got a\'s version')
+    await b.start()
+    await m.waitConverged()
+    const names = (await readdir(a.dataDir)).filter((n) => n.startsWith('doc'))
+    expect(names).toHaveLength(2)
+    const copy = names.find((n) => n.includes('.sync-conflict-'))
+    expect(copy).toMatch(/^doc\.sync-conflict-\d{8}-\d{6}-[a-z2-7]{13}\.txt$/)
+    const contents = new Set([await a.read('doc.txt'), await a.read(copy!)])
+    expect(contents).toEqual(new Set(['version from a', 'version from b']))
+    // every node agrees on the same winner
+    expect(await b.read('doc.txt')).toBe(await a.read('doc.txt'))
+    expect(await c.read(copy!)).toBe(await a.read(copy!))
+  })
+
+  it('identical concurrent content makes no conflict copy', async () => {
+    const [a, b] = await threeNodes()
+    const m = mesh!
+    await b.stop()
+    await a.write('same.txt', 'same content')
+    await b.write('same.txt', 'same content')
+    await b.start()
+    await m.waitConverged()
+    expect((await readdir(a.dataDir)).filter((n) => n.includes('sync-conflict'))).toEqual([])
+  })
+
+  it('a node stopped while the others write catches up after it restarts', async () => {
+    const [a, b, c] = await threeNodes()
+    const m = mesh!
+    await m.waitConverged()
+    await c.stop()
+    for (let i = 0; i < 50; i++) await a.write(`batch/f${i}.txt`, `file ${i}`)
+    await b.write('b.txt', 'b')
+    await m.waitConverged(20_000, [a, b])
+    await c.start()
+    await m.waitConverged()
+    expect(await c.read('batch/f49.txt')).toBe('file 49')
+  })
+})
+
+describe('transfers', () => {
+  it('a node stopped during a large transfer resumes without fetching finished blocks again', async () => {
+    mesh = await Mesh.create()
+    const a = await mesh.add('a')
+    const b = await mesh.add('b')
+    await a.start()
+    const size = 48 * 1024 * 1024 // 384 blocks of 128 KiB
+    await a.write('large.bin', randomBytes(size))
+    await waitFor(async () => (await a.n.store.get('large.bin'))?.have === true, 10_000, 'A recorded the file')
+    a.n.blockServer.delayMs = 10 // slow enough to stop B mid-transfer
+    await b.start({ join: [a.addr()] })
+    await waitFor(() => b.n.puller.stats.blocksFetched >= 100, 30_000, 'B fetched 100 blocks')
+    const fetchedFirst = b.n.puller.stats.blocksFetched
+    await b.stop()
+    a.n.blockServer.delayMs = 0
+    await b.start({ join: [a.addr()] })
+    await mesh.waitConverged(30_000)
+    const total = size / (128 * 1024)
+    // the restarted node kept what it had and fetched only the rest
+    expect(b.n.puller.stats.blocksReused).toBeGreaterThanOrEqual(fetchedFirst - 20)
+    expect(b.n.puller.stats.blocksFetched).toBeLessThanOrEqual(total - b.n.puller.stats.blocksReused)
+    expect(b.n.puller.stats.blocksFetched + b.n.puller.stats.blocksReused).toBe(total)
+  })
+
+  it('skips a peer that serves corrupt blocks and never installs corrupt content', async () => {
+    mesh = await Mesh.create()
+    const a = await mesh.add('a')
+    const liar = await mesh.add('liar')
+    const c = await mesh.add('c')
+    await a.start()
+    await liar.start({ join: [a.addr()] })
+    const content = randomBytes(2 * 1024 * 1024)
+    await a.write('payload.bin', content)
+    await mesh.waitConverged()
+    liar.n.blockServer.corrupt = (d) => { const x = Buffer.from(d); x[0] ^= 0xff; return x }
+    // C can only ask the liar at first
+    await a.stop()
+    await c.start({ join: [liar.addr()] })
+    await waitFor(() => c.n.puller.stats.badBlocks >= 3, 15_000, 'C saw corrupt blocks')
+    expect(await c.read('payload.bin')).toBeNull()
+    expect(c.n.puller.bannedPeers()).toContain(liar.n.peerId.toString())
+    await a.start()
+    await c.n.join(a.addr())
+    await waitFor(async () => (await c.n.store.needCount()) === 0, 20_000, 'C got the file from an honest peer')
+    expect(Buffer.compare(await readFile(c.path('payload.bin')), content)).toBe(0)
+  })
+})
