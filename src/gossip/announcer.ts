@@ -28,8 +28,10 @@ export interface AnnouncerInit {
    * @default 1 MiB
    */
   maxMessageBytes?: number
-  /** Drop this fraction of incoming announcements (fault injection for simulations). */
+  /** Fault injection (simulations): drop this fraction of incoming announcements. */
   dropRate?: number
+  /** Fault injection (simulations): apply incoming announcements this much later. */
+  delayMs?: number
   /** A peer that sent this many invalid announcements is disconnected. @default 5 */
   maxInvalid?: number
   disconnect?: (peer: string) => void
@@ -53,7 +55,8 @@ export class Announcer {
   private readonly invalid = new Map<string, number>()
   private applying: Promise<unknown> = Promise.resolve()
   dropRate: number
-  readonly stats = { announced: 0, messagesSent: 0, received: 0, rejected: 0, recordsReceived: 0, noRecipients: 0 }
+  delayMs: number
+  readonly stats = { announced: 0, messagesSent: 0, received: 0, bytesReceived: 0, rejected: 0, recordsReceived: 0, noRecipients: 0 }
   private readonly onLocal = (recs: StoredRecord[]): void => { this.batcher.add(recs) }
   private readonly onMessage = (evt: CustomEvent<Message>): void => {
     const msg = evt.detail
@@ -66,9 +69,12 @@ export class Announcer {
       return
     }
     this.stats.received++
+    this.stats.bytesReceived += msg.data.byteLength
     this.stats.recordsReceived += ann.records.length
     const records = ann.records
+    const delay = this.delayMs
     this.applying = this.applying.then(async () => {
+      if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
       await this.store.applyRemote(records)
       this.onRecords(records, from)
     }).catch((err: Error) => {
@@ -85,6 +91,7 @@ export class Announcer {
     this.maxMessageBytes = init.maxMessageBytes ?? 1024 * 1024
     this.maxInvalid = init.maxInvalid ?? 5
     this.dropRate = init.dropRate ?? 0
+    this.delayMs = init.delayMs ?? 0
     this.disconnect = init.disconnect ?? (() => {})
     this.batcher = new Batcher(init.profile, async (b) => { await this.publish(b) })
   }

@@ -71,6 +71,14 @@ export class Batcher {
     if (this.timer != null) clearTimeout(this.timer)
   }
 
+  /** Drop everything not yet sent (a crash): index catch-up delivers it later. */
+  discard (): void {
+    this.stopped = true
+    if (this.timer != null) clearTimeout(this.timer)
+    this.open = []
+    this.closed = []
+  }
+
   private close (): void {
     if (this.timer != null) { clearTimeout(this.timer); this.timer = null }
     if (this.open.length === 0) return

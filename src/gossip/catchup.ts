@@ -38,7 +38,7 @@ export class CatchUp {
   private readonly chunkRecords: number
   private timer: NodeJS.Timeout | null = null
   private readonly running = new Map<string, Promise<number>>()
-  readonly stats = { exchanges: 0, recordsReceived: 0, recordsSent: 0, failures: 0 }
+  readonly stats = { exchanges: 0, recordsReceived: 0, bytesReceived: 0, recordsSent: 0, failures: 0 }
 
   constructor (components: { store: Store, host: BlockHost, peers: () => PeerId[], log?: (msg: string) => void, onRecords?: (records: FileRecord[], from: string) => void }, init: CatchUpInit = {}) {
     this.store = components.store
@@ -92,7 +92,9 @@ export class CatchUp {
     try {
       await lp.write(encodeIndexRequest({ indexId: cursor?.indexId ?? '', after: cursor?.seq ?? 0 }))
       for (;;) {
-        const res = decodeIndexResponse((await lp.read({ signal: AbortSignal.timeout(30_000) })).subarray())
+        const frame = await lp.read({ signal: AbortSignal.timeout(30_000) })
+        this.stats.bytesReceived += frame.byteLength
+        const res = decodeIndexResponse(frame.subarray())
         if (res.records.length > 0) {
           await this.store.applyRemote(res.records)
           this.onRecords(res.records, id)

@@ -41,6 +41,8 @@ export interface NodeOptions {
   /** Overrides for tests and simulations. */
   rescanIntervalMs?: number
   catchUpIntervalMs?: number
+  /** Dial peers learned through peer exchange (off in fixed-topology simulations). @default true */
+  peerExchange?: boolean
 }
 
 export class NodeError extends Error {
@@ -215,6 +217,26 @@ export class SyncNode {
     this.log('info', `node ${this.nodeId} (${this.libp2p.peerId.toString()}) started`)
   }
 
+  /**
+   * Simulated crash (fault injection): connections are dropped, nothing is flushed or
+   * announced, timers stop; what is in LevelDB and the data folder stays as a killed
+   * process would leave it. The node can be started again from the same home.
+   */
+  async crash (): Promise<void> {
+    if (this.state !== 'started') return
+    this.state = 'stopped'
+    if (this.dialTimer != null) clearInterval(this.dialTimer)
+    this.announcer.batcher.discard()
+    for (const c of this.libp2p.getConnections()) c.abort(new Error('crash'))
+    await this.puller.stop()
+    await this.scanner.stop()
+    await this.catchUp.stop().catch(() => {})
+    for (const c of this.clients.values()) c.close()
+    this.clients.clear()
+    await Promise.resolve(this.libp2p.stop()).catch(() => {})
+    await this.store.close()
+  }
+
   async stop (): Promise<void> {
     if (this.state !== 'started') return
     this.state = 'stopped'
@@ -272,6 +294,7 @@ export class SyncNode {
   }
 
   private dialLearned (id: string, addrs: Multiaddr[]): void {
+    if (this.opts.peerExchange === false) return
     if (this.libp2p.getConnections(peerIdFromString(id)).length > 0) return
     if (this.libp2p.getPeers().length >= this.home.config.maxPeers) return
     for (const a of addrs) this.addDialTarget(withPeer(a.toString(), id))
