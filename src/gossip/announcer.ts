@@ -16,6 +16,8 @@ export interface AnnouncerComponents {
   log?: (msg: string) => void
   /** Called with the records of a valid announcement and the peer that relayed it. */
   onRecords?: (records: FileRecord[], from: string) => void
+  /** Called when an announcement reached no peer at all. */
+  onUnheard?: () => void
 }
 
 export interface AnnouncerInit {
@@ -47,6 +49,7 @@ export class Announcer {
   private readonly pubsub: GossipSub
   private readonly log: (msg: string) => void
   private readonly onRecords: (records: FileRecord[], from: string) => void
+  private readonly onUnheard: () => void
   private readonly topic: string
   private readonly maxMessageBytes: number
   private readonly maxInvalid: number
@@ -87,6 +90,7 @@ export class Announcer {
     this.pubsub = components.pubsub
     this.log = components.log ?? (() => {})
     this.onRecords = components.onRecords ?? (() => {})
+    this.onUnheard = components.onUnheard ?? (() => {})
     this.topic = init.topic
     this.maxMessageBytes = init.maxMessageBytes ?? 1024 * 1024
     this.maxInvalid = init.maxInvalid ?? 5
@@ -137,11 +141,12 @@ export class Announcer {
       try {
         const res = await this.pubsub.publish(this.topic, data)
         // nobody heard it (no peer yet, or just subscribed): index catch-up delivers it
-        if (res.recipients.length === 0) this.stats.noRecipients++
+        if (res.recipients.length === 0) { this.stats.noRecipients++; this.onUnheard() }
         this.stats.messagesSent++
       } catch (err) {
         // NoPeersSubscribedToTopic and friends: catch-up covers it
         this.stats.noRecipients++
+        this.onUnheard()
         this.log(`publish: ${(err as Error).message}`)
       }
     }

@@ -6,6 +6,8 @@ import type { BlockHost } from '../transfer/protocol.js'
 import type { FileRecord } from '../store/types.js'
 
 export const INDEX_PROTOCOL = '/syncmesh/index/1.0.0'
+/** "I stored new records": the receiver runs catch-up with the sender (no payload). */
+export const NUDGE_PROTOCOL = '/syncmesh/nudge/1.0.0'
 
 export interface CatchUpInit {
   /**
@@ -52,6 +54,10 @@ export class CatchUp {
 
   async start (): Promise<void> {
     await this.host.handle(INDEX_PROTOCOL, (stream) => { void this.serve(stream) }, { maxInboundStreams: 16 })
+    await this.host.handle(NUDGE_PROTOCOL, (stream, connection) => {
+      stream.abort(new Error('nudge received'))
+      void this.sync(connection.remotePeer).catch(() => {})
+    }, { maxInboundStreams: 4 })
     this.timer = setInterval(() => { this.syncAll() }, this.intervalMs)
     this.timer.unref()
   }
@@ -60,7 +66,19 @@ export class CatchUp {
     if (this.timer != null) clearInterval(this.timer)
     this.timer = null
     await this.host.unhandle(INDEX_PROTOCOL)
+    await this.host.unhandle(NUDGE_PROTOCOL)
     await Promise.allSettled(this.running.values())
+  }
+
+  /**
+   * Ask every connected peer to catch up with us now: used when an announcement reached
+   * nobody (gossipsub meshes form a moment after a connection opens).
+   */
+  nudgeAll (): void {
+    for (const p of this.peers()) {
+      void this.host.dialProtocol(p, NUDGE_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+        .then((s) => { s.abort(new Error('nudge sent')) }, () => {})
+    }
   }
 
   syncAll (): void {

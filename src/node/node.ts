@@ -180,7 +180,7 @@ export class SyncNode {
       peers: () => [...this.clients.values()],
       log: (m) => this.log('warn', m)
     }, { concurrency: this.home.config.pullConcurrency })
-    this.announcer = new Announcer({ store: this.store, pubsub: this.libp2p.services.pubsub, log: (m) => this.log('warn', m) }, {
+    this.announcer = new Announcer({ store: this.store, pubsub: this.libp2p.services.pubsub, log: (m) => this.log('warn', m), onUnheard: () => { this.catchUp.nudgeAll() } }, {
       topic: meshTopic(this.home.meshKey),
       profile: this.home.batchProfile,
       disconnect: (peer) => { void this.libp2p.hangUp(peerIdFromString(peer)).catch(() => {}) }

@@ -313,6 +313,9 @@ export class Store extends EventEmitter<StoreEvents> {
     const copy = conflictRecord(loser)
     const existing = await tx.get(copy.path)
     if (existing != null && resolve(toFileRecord(existing), copy).kind !== 'incoming') return
+    // announced like a local change: nodes that only see the merged winner (which
+    // dominates both versions) never run the conflict rule themselves
+    tx.local(copy.path)
     if (disk != null && diskHolds(disk, loser)) {
       try {
         await this.data.preserve(loser.path, copy.path)
