@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { initHome, HomeError } from '../node/home.js'
-import { control, ControlServer } from '../node/control.js'
+import { initHome, loadHome, encodeInvite, HomeError } from '../node/home.js'
+import { control, ControlServer, ControlError } from '../node/control.js'
+import { Acl, checkPeerId } from '../node/acl.js'
 import { SyncNode, type LogFn, type StatusReport } from '../node/node.js'
 
 const USAGE = `usage: syncmesh <command> [options]
@@ -11,6 +12,10 @@ commands:
          [--log-level debug|info|warn|error]
   join   --home DIR MULTIADDR                        make the running node dial a peer and remember it
   status --home DIR [--json]                         what the running node is doing
+  allow  --home DIR PEERID                           only allow-listed peers may connect (once the list is not empty)
+  deny   --home DIR PEERID                           disconnect a peer and refuse it from now on
+  invite --home DIR                                  print a one-line invite (mesh key + this node's addresses)
+  init   --home DIR --invite TOKEN                   make a home that joins the mesh of an invite on first start
   help                                               this text`
 
 /** A mistake on the command line or in the home: one line, exit code 2 (usage) or 1. */
@@ -55,6 +60,9 @@ export async function main (argv: string[]): Promise<void> {
       case 'start': return await cmdStart(rest)
       case 'join': return await cmdJoin(rest)
       case 'status': return await cmdStatus(rest)
+      case 'allow':
+      case 'deny': return await cmdAcl(cmd, rest)
+      case 'invite': return await cmdInvite(rest)
       case undefined:
       case 'help':
       case '--help':
@@ -73,9 +81,9 @@ export async function main (argv: string[]): Promise<void> {
 }
 
 async function cmdInit (args: string[]): Promise<void> {
-  const { values } = parse(args, { home: { type: 'string' }, key: { type: 'string' } })
+  const { values } = parse(args, { home: { type: 'string' }, key: { type: 'string' }, invite: { type: 'string' } })
   const home = requireHome(values)
-  const { peerId } = await initHome(home, { keyFile: values.key as string | undefined })
+  const { peerId } = await initHome(home, { keyFile: values.key as string | undefined, invite: values.invite as string | undefined })
   process.stdout.write(`initialized ${home} (peer ${peerId})\n`)
 }
 
@@ -98,6 +106,15 @@ async function cmdStart (args: string[]): Promise<void> {
         if (typeof a.addr !== 'string') throw new UsageError('join needs an address')
         return { peer: await node.join(a.addr) }
       }
+      case 'allow':
+      case 'deny': {
+        if (typeof a.peer !== 'string') throw new UsageError(`${c} needs a peer id`)
+        checkPeerId(a.peer)
+        await (c === 'allow' ? node.allow(a.peer) : node.deny(a.peer))
+        return node.acl.snapshot
+      }
+      case 'invite':
+        return { invite: encodeInvite(node.home.meshKey, node.libp2p.getMultiaddrs().map((m) => m.toString())) }
       default: throw new UsageError(`unknown control command ${c}`)
     }
   })
@@ -146,6 +163,40 @@ async function cmdStatus (args: string[]): Promise<void> {
     return
   }
   process.stdout.write(formatStatus(s))
+}
+
+async function cmdAcl (cmd: 'allow' | 'deny', args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { home: { type: 'string' } }, 1)
+  const home = requireHome(values)
+  if (positionals.length !== 1) throw new UsageError(`${cmd} needs one PEERID`)
+  const peer = positionals[0]
+  checkPeerId(peer)
+  try {
+    await control(home, cmd, { peer })
+    process.stdout.write(`${cmd === 'allow' ? 'allowed' : 'denied'} ${peer}\n`)
+  } catch (err) {
+    if (!(err instanceof ControlError) || !/no node is running/.test(err.message)) throw err
+    // no node running: change the stored list, the next start enforces it
+    await loadHome(home)
+    const acl = await new Acl(home).load()
+    await (cmd === 'allow' ? acl.allow(peer) : acl.deny(peer))
+    process.stdout.write(`${cmd === 'allow' ? 'allowed' : 'denied'} ${peer} (takes effect when the node starts)\n`)
+  }
+}
+
+async function cmdInvite (args: string[]): Promise<void> {
+  const { values } = parse(args, { home: { type: 'string' } })
+  const home = requireHome(values)
+  let res: { invite: string }
+  try {
+    res = await control(home, 'invite') as { invite: string }
+  } catch (err) {
+    if (err instanceof ControlError && /no node is running/.test(err.message)) {
+      throw new ControlError(`no node is running in ${home}: start it first, the invite carries its listen addresses`)
+    }
+    throw err
+  }
+  process.stdout.write(res.invite + '\n')
 }
 
 function mb (n: number): string {

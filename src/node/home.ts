@@ -29,6 +29,8 @@ export interface Config {
   pullConcurrency: number
   /** Most peers this node dials on its own (learned through peer exchange). @default 32 */
   maxPeers: number
+  /** Peers dialed at every start, like --join (written by `init --invite`). @default [] */
+  join: string[]
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -38,7 +40,8 @@ export const DEFAULT_CONFIG: Config = {
   catchUpIntervalMs: 10_000,
   maxInFlightPerPeer: 16 * 1024 * 1024,
   pullConcurrency: 64,
-  maxPeers: 32
+  maxPeers: 32,
+  join: []
 }
 
 export interface Home {
@@ -71,13 +74,19 @@ async function exists (p: string): Promise<boolean> {
 }
 
 /** `syncmesh init`: make a home. Refuses an initialized home and changes nothing in it. */
-export async function initHome (dir: string, opts: { keyFile?: string, listen?: string[] } = {}): Promise<{ peerId: string }> {
+export async function initHome (dir: string, opts: { keyFile?: string, listen?: string[], invite?: string } = {}): Promise<{ peerId: string }> {
   const paths = homePaths(dir)
   if (await exists(paths.config) || await exists(paths.identity) || await exists(paths.meshKey)) {
     throw new HomeError(`${dir} is already a syncmesh home (remove it or choose another folder)`)
   }
   let meshKey: Uint8Array
-  if (opts.keyFile != null) {
+  let join: string[] = []
+  if (opts.invite != null) {
+    if (opts.keyFile != null) throw new HomeError('give either --key or --invite, not both')
+    const inv = decodeInvite(opts.invite)
+    meshKey = inv.key
+    join = inv.addrs
+  } else if (opts.keyFile != null) {
     let text: string
     try {
       text = await readFile(opts.keyFile, 'utf8')
@@ -98,7 +107,7 @@ export async function initHome (dir: string, opts: { keyFile?: string, listen?: 
   await writeFile(paths.meshKey, encodeMeshKeyFile(meshKey), { mode: 0o600, flag: 'wx' })
   await mkdir(paths.data, { recursive: true })
   await mkdir(paths.db, { recursive: true })
-  const config: Config = { ...DEFAULT_CONFIG, ...(opts.listen != null ? { listen: opts.listen } : {}) }
+  const config: Config = { ...DEFAULT_CONFIG, join, ...(opts.listen != null ? { listen: opts.listen } : {}) }
   await writeFile(paths.config, JSON.stringify(config, null, 2) + '\n', { mode: 0o644, flag: 'wx' })
   const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
   return { peerId: peerIdFromPrivateKey(key).toString() }
@@ -156,6 +165,7 @@ function parseConfig (raw: unknown, file: string): Config {
   const c = { ...DEFAULT_CONFIG, ...(raw as Partial<Config>) }
   const bad = (what: string): never => { throw new HomeError(`${file}: ${what}`) }
   if (!Array.isArray(c.listen) || c.listen.some((a) => typeof a !== 'string')) bad('"listen" must be a list of multiaddr strings')
+  if (!Array.isArray(c.join) || c.join.some((a) => typeof a !== 'string')) bad('"join" must be a list of multiaddr strings')
   if (c.network !== 'lan' && c.network !== 'wan') bad('"network" must be "lan" or "wan"')
   for (const k of ['rescanIntervalMs', 'catchUpIntervalMs', 'maxInFlightPerPeer', 'pullConcurrency', 'maxPeers'] as const) {
     if (typeof c[k] !== 'number' || !Number.isFinite(c[k]) || c[k] <= 0) bad(`"${k}" must be a positive number`)
@@ -168,3 +178,26 @@ function parseConfig (raw: unknown, file: string): Config {
   return c
 }
 
+
+const INVITE_PREFIX = 'syncmesh-invite-1:'
+
+/**
+ * An invite: the mesh key and a member's addresses in one line. It is a secret (it holds
+ * the mesh key): send it the way you would send the key file.
+ */
+export function encodeInvite (key: Uint8Array, addrs: string[]): string {
+  const body = JSON.stringify({ key: Buffer.from(key).toString('hex'), addrs })
+  return INVITE_PREFIX + Buffer.from(body).toString('base64url')
+}
+
+export function decodeInvite (token: string): { key: Uint8Array, addrs: string[] } {
+  const bad = (): never => { throw new HomeError('not a syncmesh invite (expected the line printed by \'syncmesh invite\')') }
+  const t = token.trim()
+  if (!t.startsWith(INVITE_PREFIX)) bad()
+  let raw: unknown
+  try { raw = JSON.parse(Buffer.from(t.slice(INVITE_PREFIX.length), 'base64url').toString('utf8')) } catch { return bad() }
+  const { key, addrs } = (raw ?? {}) as { key?: unknown, addrs?: unknown }
+  if (typeof key !== 'string' || !/^[0-9a-f]{64}$/.test(key)) bad()
+  if (!Array.isArray(addrs) || addrs.length === 0 || addrs.length > 32 || addrs.some((a) => typeof a !== 'string' || !a.startsWith('/'))) bad()
+  return { key: new Uint8Array(Buffer.from(key as string, 'hex')), addrs: addrs as string[] }
+}

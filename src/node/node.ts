@@ -12,11 +12,13 @@ import type { ConnectionGater, PeerId } from '@libp2p/interface'
 import { meshProtector } from './pnet.js'
 import { loadHome, type Home } from './home.js'
 import { PeerExchange } from './peers.js'
+import { Acl } from './acl.js'
 import { Store } from '../store/store.js'
 import { HybridClock, type WallClock } from '../store/hlc.js'
 import { DataFolder } from '../store/datafolder.js'
 import { Scanner } from '../store/scanner.js'
 import { isConflictPath } from '../store/version.js'
+import { oneLine } from '../store/errors.js'
 import { Announcer, meshTopic } from '../gossip/announcer.js'
 import { CatchUp } from '../gossip/catchup.js'
 import { BlockServer, PeerBlockClient, type BlockHost } from '../transfer/protocol.js'
@@ -117,11 +119,15 @@ export class SyncNode {
 
   static async open (opts: NodeOptions): Promise<SyncNode> {
     const home = await loadHome(opts.home)
-    return new SyncNode(home, opts)
+    const acl = await new Acl(opts.home).load()
+    return new SyncNode(home, acl, opts)
   }
 
-  private constructor (home: Home, opts: NodeOptions) {
+  readonly acl: Acl
+
+  private constructor (home: Home, acl: Acl, opts: NodeOptions) {
     this.home = home
+    this.acl = acl
     this.opts = opts
     this.log = opts.log ?? (() => {})
     this.clock = new HybridClock({ now: opts.now })
@@ -148,7 +154,7 @@ export class SyncNode {
       throw new NodeError(`cannot open the metadata database in ${this.home.dbDir}: ${(err as Error).message.split('\n')[0]}${(err as { code?: string }).code === 'LEVEL_DATABASE_NOT_OPEN' ? ' (is another node running in this home?)' : ''}`)
     }
     const listen = this.opts.listen ?? this.home.config.listen
-    const gater = this.opts.gater
+    const gater = this.acl.gater(this.opts.gater)
     try {
       this.libp2p = await createLibp2p({
         privateKey: this.home.privateKey,
@@ -157,7 +163,7 @@ export class SyncNode {
         connectionEncrypters: [noise()],
         streamMuxers: [yamux()],
         connectionProtector: meshProtector({ key: this.home.meshKey }),
-        connectionGater: gater ?? { denyDialMultiaddr: async () => false },
+        connectionGater: gater,
         connectionManager: { maxConnections: 256 },
         services: {
           identify: identify(),
@@ -210,7 +216,7 @@ export class SyncNode {
     for (const { peer, addrs } of await this.store.rememberedPeers()) {
       for (const a of addrs) this.addDialTarget(withPeer(a, peer))
     }
-    for (const a of this.opts.join ?? []) this.addDialTarget(a)
+    for (const a of [...this.home.config.join, ...(this.opts.join ?? [])]) this.addDialTarget(a)
     this.dialTimer = setInterval(() => { this.redial() }, 500)
     this.dialTimer.unref()
     this.redial()
@@ -278,13 +284,29 @@ export class SyncNode {
     }
     try {
       const conn = await this.libp2p.dial(ma, { signal: AbortSignal.timeout(10_000) })
+      // a peer that refuses us (deny-list) closes the connection right after the handshake
+      await this.libp2p.services.ping.ping(conn.remotePeer, { signal: AbortSignal.timeout(10_000) })
       const id = conn.remotePeer.toString()
       await this.store.rememberPeer(id, [ma.toString()])
       this.addDialTarget(withPeer(ma.toString(), id))
       return id
     } catch (err) {
-      throw new NodeError(`cannot reach ${addr}: ${(err as Error).message.split('\n')[0]}`)
+      throw new NodeError(`cannot reach ${addr}: ${oneLine(err)}`)
     }
+  }
+
+  /** Allow-list a peer (when the list is not empty, only listed peers get in). */
+  async allow (peer: string): Promise<void> {
+    await this.acl.allow(peer)
+    for (const p of this.libp2p.getPeers()) {
+      if (!this.acl.permits(p)) await this.libp2p.hangUp(p).catch(() => {})
+    }
+  }
+
+  /** Refuse a peer from now on, and drop its connections at once. */
+  async deny (peer: string): Promise<void> {
+    await this.acl.deny(peer)
+    await this.libp2p.hangUp(peerIdFromString(peer)).catch(() => {})
   }
 
   private addDialTarget (addr: string): void {

@@ -3,15 +3,17 @@
  *
  * Every node of one mesh holds the same 32-byte mesh key (the `mesh.key`
  * file). Before any other protocol runs, each raw transport connection is
- * wrapped by this protector: both sides exchange a random 24-byte nonce in the
- * clear, then every following byte in each direction is XORed with an
- * AES-256-CTR keystream derived from the mesh key and the sender's nonce.
+ * wrapped by this protector: both sides send a random 24-byte nonce and a
+ * 16-byte key check (HMAC-SHA256 of the nonce under the mesh key), then every
+ * following byte in each direction is XORed with an AES-256-CTR keystream
+ * derived from the mesh key and the sender's nonce.
  *
- * A node holding a different key (or none) produces/receives garbage after
- * the nonce exchange, so the Noise handshake that runs on top fails (or times
- * out) and no libp2p connection is ever established. An outsider learns
- * nothing beyond the fact that a TCP port accepted 24 random bytes: not our
- * peer id, our protocols, nor even that libp2p is running.
+ * A node holding a different key (or none) fails the key check and the
+ * connection is closed at once with "the peer does not hold this mesh key";
+ * no libp2p connection is ever established. An outsider learns nothing beyond
+ * the fact that a TCP port exchanged 40 random-looking bytes: not our peer id,
+ * our protocols, nor even that libp2p is running; the check reveals nothing
+ * about the key.
  *
  * Why not the stock `@libp2p/pnet`:
  *
@@ -37,7 +39,7 @@
  * Note: like `@libp2p/pnet` this is confidentiality-only (no MAC). Integrity
  * and peer authentication come from Noise running on top.
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Cipheriv, Decipheriv } from 'node:crypto'
 import { InvalidParametersError } from '@libp2p/interface'
 import type { AbortOptions, ConnectionProtector, Logger, MessageStream, MultiaddrConnection } from '@libp2p/interface'
@@ -49,6 +51,19 @@ import { Uint8ArrayList } from 'uint8arraylist'
 export const MESH_KEY_LENGTH = 32
 /** Length in bytes of the nonce each side sends at the start of a connection. */
 export const NONCE_LENGTH = 24
+/** Bytes of the key check sent after the nonce. */
+export const CHECK_LENGTH = 16
+
+function keyCheck (key: Uint8Array, nonce: Uint8Array): Uint8Array {
+  return new Uint8Array(createHmac('sha256', key).update('syncmesh/pnet/check').update(nonce).digest().subarray(0, CHECK_LENGTH))
+}
+
+function concatBytes (a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength)
+  out.set(a, 0)
+  out.set(b, a.byteLength)
+  return out
+}
 
 const CIPHER = 'aes-256-ctr'
 const HKDF_INFO = 'syncmesh/pnet/1'
@@ -232,12 +247,20 @@ class MeshConnectionProtector implements ConnectionProtector {
     const signal = options?.signal == null ? timeoutSignal : AbortSignal.any([options.signal, timeoutSignal])
     const opts: AbortOptions = { ...options, signal }
 
+    // nonce, then a key check: HMAC-SHA256(mesh key, nonce) cut to 16 bytes. A peer with
+    // another key is refused right here with a clear reason, instead of hanging in a Noise
+    // handshake on garbage bytes; the check reveals nothing about the key.
     const bytes = byteStream(maConn)
     const [result] = await Promise.all([
-      bytes.read({ bytes: NONCE_LENGTH, ...opts }),
-      bytes.write(localNonce, opts)
+      bytes.read({ bytes: NONCE_LENGTH + CHECK_LENGTH, ...opts }),
+      bytes.write(concatBytes(localNonce, keyCheck(this.key, localNonce)), opts)
     ])
-    const remoteNonce = result.subarray()
+    const hello = result.subarray()
+    const remoteNonce = hello.subarray(0, NONCE_LENGTH)
+    if (!timingSafeEqual(hello.subarray(NONCE_LENGTH), keyCheck(this.key, remoteNonce))) {
+      maConn.abort(new MeshKeyError('the peer does not hold this mesh key'))
+      throw new MeshKeyError('the peer does not hold this mesh key')
+    }
     log('exchanged nonces')
 
     return new MeshCipherStream({
