@@ -2,7 +2,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { initHome, loadHome, encodeInvite, HomeError } from '../node/home.js'
 import { control, ControlServer, ControlError } from '../node/control.js'
 import { Acl, checkPeerId } from '../node/acl.js'
-import { SyncNode, type LogFn, type StatusReport } from '../node/node.js'
+import { SyncNode, repairMarker, type LogFn, type StatusReport } from '../node/node.js'
+import { mkdir, rename, writeFile } from 'node:fs/promises'
 
 const USAGE = `usage: syncmesh <command> [options]
 
@@ -15,6 +16,7 @@ commands:
   allow  --home DIR PEERID                           only allow-listed peers may connect (once the list is not empty)
   deny   --home DIR PEERID                           disconnect a peer and refuse it from now on
   invite --home DIR                                  print a one-line invite (mesh key + this node's addresses)
+  repair --home DIR                                  rebuild a damaged metadata database from the data folder and the mesh
   init   --home DIR --invite TOKEN                   make a home that joins the mesh of an invite on first start
   help                                               this text`
 
@@ -63,6 +65,7 @@ export async function main (argv: string[]): Promise<void> {
       case 'allow':
       case 'deny': return await cmdAcl(cmd, rest)
       case 'invite': return await cmdInvite(rest)
+      case 'repair': return await cmdRepair(rest)
       case undefined:
       case 'help':
       case '--help':
@@ -182,6 +185,27 @@ async function cmdAcl (cmd: 'allow' | 'deny', args: string[]): Promise<void> {
     await (cmd === 'allow' ? acl.allow(peer) : acl.deny(peer))
     process.stdout.write(`${cmd === 'allow' ? 'allowed' : 'denied'} ${peer} (takes effect when the node starts)\n`)
   }
+}
+
+async function cmdRepair (args: string[]): Promise<void> {
+  const { values } = parse(args, { home: { type: 'string' } })
+  const home = requireHome(values)
+  const h = await loadHome(home)
+  try {
+    await control(home, 'status', {}, 2_000)
+    throw new UsageError(`a node is running in ${home}: stop it before repairing`)
+  } catch (err) {
+    if (!(err instanceof ControlError)) throw err
+  }
+  const aside = `${h.dbDir}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`
+  await rename(h.dbDir, aside).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err
+  })
+  await mkdir(h.dbDir, { recursive: true })
+  await writeFile(repairMarker(home), `${new Date().toISOString()}\n`)
+  process.stdout.write(`moved the old database to ${aside}\n` +
+    'the next start rebuilds the metadata: it learns the mesh\'s records from its peers, then adopts what the data folder holds\n' +
+    `(the list of known peers was in the old database: start with --join MULTIADDR unless config.json lists peers to join)\n`)
 }
 
 async function cmdInvite (args: string[]): Promise<void> {

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto'
+import { stat, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -45,6 +47,8 @@ export interface NodeOptions {
   catchUpIntervalMs?: number
   /** Dial peers learned through peer exchange (off in fixed-topology simulations). @default true */
   peerExchange?: boolean
+  /** Longest wait before a failed pull is tried again. @default 30_000 */
+  maxRetryDelayMs?: number
 }
 
 export class NodeError extends Error {
@@ -151,8 +155,9 @@ export class SyncNode {
     try {
       await this.store.open()
     } catch (err) {
-      throw new NodeError(`cannot open the metadata database in ${this.home.dbDir}: ${(err as Error).message.split('\n')[0]}${(err as { code?: string }).code === 'LEVEL_DATABASE_NOT_OPEN' ? ' (is another node running in this home?)' : ''}`)
+      throw dbOpenError(this.home.dbDir, this.home.dir, err)
     }
+    const repairing = await exists(repairMarker(this.home.dir))
     const listen = this.opts.listen ?? this.home.config.listen
     const gater = this.acl.gater(this.opts.gater)
     try {
@@ -185,7 +190,7 @@ export class SyncNode {
       scanner: this.scanner,
       peers: () => [...this.clients.values()],
       log: (m) => this.log('warn', m)
-    }, { concurrency: this.home.config.pullConcurrency })
+    }, { concurrency: this.home.config.pullConcurrency, maxRetryDelayMs: this.opts.maxRetryDelayMs })
     this.announcer = new Announcer({ store: this.store, pubsub: this.libp2p.services.pubsub, log: (m) => this.log('warn', m), onUnheard: () => { this.catchUp.nudgeAll() } }, {
       topic: meshTopic(this.home.meshKey),
       profile: this.home.batchProfile,
@@ -210,8 +215,12 @@ export class SyncNode {
     await this.catchUp.start()
     await this.announcer.start()
     await this.peerExchange.start()
-    await this.scanner.start()
-    await this.puller.start()
+    // after a repair both wait until the mesh's records are known (finishRepair): the
+    // puller would otherwise record every file on disk as a new local write
+    if (!repairing) {
+      await this.scanner.start()
+      await this.puller.start()
+    }
 
     for (const { peer, addrs } of await this.store.rememberedPeers()) {
       for (const a of addrs) this.addDialTarget(withPeer(a, peer))
@@ -220,6 +229,7 @@ export class SyncNode {
     this.dialTimer = setInterval(() => { this.redial() }, 500)
     this.dialTimer.unref()
     this.redial()
+    if (repairing) await this.finishRepair()
     this.log('info', `node ${this.nodeId} (${this.libp2p.peerId.toString()}) started`)
   }
 
@@ -241,6 +251,28 @@ export class SyncNode {
     this.clients.clear()
     await Promise.resolve(this.libp2p.stop()).catch(() => {})
     await this.store.close()
+  }
+
+  /**
+   * First start after `syncmesh repair`: learn the mesh's records from the peers first,
+   * then adopt what the data folder holds (no new versions where it matches the mesh).
+   */
+  private async finishRepair (): Promise<void> {
+    const deadline = Date.now() + 30_000
+    this.log('info', 'repair: learning the mesh\'s records from peers before scanning the data folder')
+    let learned = false
+    while (!learned && Date.now() < deadline && this.dialTargets.size > 0) {
+      for (const p of this.libp2p.getPeers()) {
+        try { await this.catchUp.sync(p); learned = true } catch {}
+      }
+      if (!learned) await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    if (!learned) this.log('warn', 'repair: no peer answered; the data folder is recorded as it is')
+    this.scanner.adoptNext = true
+    await this.scanner.start()
+    await this.puller.start()
+    await unlink(repairMarker(this.home.dir)).catch(() => {})
+    this.log('info', 'repair: done')
   }
 
   async stop (): Promise<void> {
@@ -366,6 +398,24 @@ export class SyncNode {
       }
     }
   }
+}
+
+export function repairMarker (home: string): string {
+  return join(home, 'repair-pending')
+}
+
+async function exists (p: string): Promise<boolean> {
+  try { await stat(p); return true } catch { return false }
+}
+
+function dbOpenError (dbDir: string, home: string, err: unknown): NodeError {
+  const cause = (err as { cause?: unknown }).cause
+  const detail = oneLine(cause ?? err)
+  const code = (cause as { code?: string } | undefined)?.code ?? (err as { code?: string }).code
+  if (code === 'LEVEL_LOCKED' || /lock/i.test(detail)) {
+    return new NodeError(`the metadata database in ${dbDir} is in use: is another node running in this home?`)
+  }
+  return new NodeError(`the metadata database in ${dbDir} is damaged (${detail}); run 'syncmesh repair --home ${home}' to rebuild it from the data folder and the mesh`)
 }
 
 function peerOf (ma: Multiaddr): string | null {

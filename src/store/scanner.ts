@@ -56,6 +56,8 @@ export class Scanner {
   private started = false
   /** Paths the node itself is writing: their events are ignored until released. */
   readonly busy = new Map<string, number>()
+  /** The next full scan adopts what matches the store instead of versioning it (repair). */
+  adoptNext = false
   /** The last error met while scanning, for status. */
   lastError: string | null = null
 
@@ -162,7 +164,11 @@ export class Scanner {
     for (const [path] of known) {
       if (!seen.has(path) && !this.busy.has(path)) gone.push({ path, present: false })
     }
-    return await this.record(candidates, gone)
+    try {
+      return await this.record(candidates, gone)
+    } finally {
+      this.adoptNext = false
+    }
   }
 
   /** Record the given paths (and, for directories, what is below them). */
@@ -226,8 +232,8 @@ export class Scanner {
     const CHUNK = 1000
     for (let i = 0; i < candidates.length; i += CHUNK) {
       const slice = candidates.slice(i, i + CHUNK)
-      const obs = await mapLimit(slice, this.hashConcurrency, async (c) => await this.describe(c.path, c.observed))
-      changed += (await this.store.recordLocal(obs.filter((o): o is LocalObservation => o != null))).length
+      const obs = (await mapLimit(slice, this.hashConcurrency, async (c) => await this.describe(c.path, c.observed))).filter((o): o is LocalObservation => o != null)
+      changed += (this.adoptNext ? await this.store.adopt(obs) : await this.store.recordLocal(obs)).length
     }
     // deepest first, so a directory's tombstone follows its children's
     gone.sort((a, b) => b.path.length - a.path.length)

@@ -256,6 +256,36 @@ export class Store extends EventEmitter<StoreEvents> {
     })
   }
 
+  /**
+   * After a repair (a new, empty database that learned the mesh's records from peers):
+   * take what the disk holds without making new versions where it matches the mesh.
+   * A path whose content matches its record is adopted as is; a path whose content was
+   * last written (mtime) before the mesh's version was made is left for the puller to
+   * replace or delete, as the later write wins; anything else is recorded as a local
+   * write, concurrent with the mesh's version, so the conflict rule keeps both.
+   */
+  async adopt (observations: LocalObservation[]): Promise<StoredRecord[]> {
+    const rest: LocalObservation[] = []
+    const adopted = await this.exclusive(async () => {
+      const tx = new Tx(this)
+      for (const obs of observations) {
+        const cur = await tx.get(obs.path)
+        if (!obs.present || cur == null || cur.disk != null) { rest.push(obs); continue }
+        const o = obs.observed
+        const disk: DiskState = { ...o, hash: obs.hash, target: obs.target, version: cur.version }
+        const matches = !cur.deleted && cur.type === o.type && (o.type === 'dir' || (cur.hash === obs.hash && cur.target === obs.target))
+        // content last written before the mesh's version was made: the mesh's version is
+        // the later write, and the puller puts it in place (or deletes the path)
+        const older = o.type !== 'dir' && o.mtimeMs < cur.version.hlc.wall
+        if (!matches && !older) { rest.push(obs); continue }
+        const have = matches && diskHolds(disk, cur)
+        tx.put({ ...cur, have, disk }, diskContent({ ...toFileRecord(cur), type: o.type, blocks: obs.blocks, blockSize: obs.blockSize, deleted: false }), false)
+      }
+      return await tx.commit()
+    })
+    return [...adopted, ...await this.recordLocal(rest)]
+  }
+
   /** Merge records received from a peer; returns the records that changed here. */
   async applyRemote (incoming: FileRecord[]): Promise<StoredRecord[]> {
     if (incoming.length === 0) return []

@@ -333,7 +333,16 @@ export class Puller {
         }
       }
       await Promise.all(Array.from({ length: Math.min(this.blocksPerFile, missing.length) }, worker))
-      if (failures.length > 0) throw new PullError(`${failures.length} of ${n} blocks unavailable (${failures[0].message})`)
+      if (failures.length > 0) {
+        const full = failures.find((e) => isErrno(e, 'ENOSPC', 'EDQUOT'))
+        if (full != null) {
+          // a full disk: give the space of this partial back so other files can still
+          // sync; the pull starts over when it is retried
+          await fh.truncate(0).catch(() => {})
+          throw new PullError(`no space left on the device for ${rec.path} (${rec.size} bytes); will retry`)
+        }
+        throw new PullError(`${failures.length} of ${n} blocks unavailable (${failures[0].message})`)
+      }
     } finally {
       await fh.close()
     }
