@@ -7,6 +7,10 @@ import type { FileType } from './types.js'
 /** The folder inside the data folder where the node keeps partial and temp files. */
 export const RESERVED = '.syncmesh'
 
+export class UnsafePathError extends Error {
+  override name = 'UnsafePathError'
+}
+
 /** What lstat says about a path, reduced to what the sync cares about. */
 export interface Observed {
   type: FileType
@@ -67,8 +71,24 @@ export class DataFolder {
   }
 
   async ensureParent (rel: string): Promise<void> {
+    await this.checkParents(rel)
     const parent = dirname(this.abs(rel))
     if (parent !== this.root) await mkdir(parent, { recursive: true })
+  }
+
+  /**
+   * Refuse to work below a symlink: a record `link/x`, where `link` is a symlink to
+   * somewhere else, must not make the node write outside its data folder.
+   */
+  async checkParents (rel: string): Promise<void> {
+    let i = rel.indexOf('/')
+    while (i > 0) {
+      const parent = rel.slice(0, i)
+      const obs = await this.observe(parent)
+      if (obs == null) return
+      if (obs.type !== 'dir') throw new UnsafePathError(`${parent} is not a directory here (a ${obs.type}): not writing ${rel} through it`)
+      i = rel.indexOf('/', i + 1)
+    }
   }
 
   /**
@@ -101,6 +121,7 @@ export class DataFolder {
 
   /** Remove a file, symlink or empty directory; a missing path is fine. */
   async remove (rel: string): Promise<void> {
+    await this.checkParents(rel)
     const obs = await this.observe(rel)
     if (obs == null) return
     if (obs.type === 'dir') {

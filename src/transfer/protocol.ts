@@ -37,6 +37,7 @@ export class BlockServer {
   private readonly host: BlockHost
   private readonly onStale: (path: string) => void
   private readonly concurrency: number
+  private readonly requestsPerSecond: number
   private readonly streams = new Set<Stream>()
   /** Counters for status and metrics. */
   readonly stats = { blocksServed: 0, bytesServed: 0, notFound: 0 }
@@ -45,17 +46,19 @@ export class BlockServer {
   /** Fault injection (simulations): wait this long before answering each block (a slow peer). */
   delayMs = 0
 
-  constructor (components: { store: Store, data: DataFolder, host: BlockHost, onStale?: (path: string) => void }, init: { concurrency?: number } = {}) {
+  constructor (components: { store: Store, data: DataFolder, host: BlockHost, onStale?: (path: string) => void }, init: { concurrency?: number, requestsPerSecond?: number } = {}) {
     this.store = components.store
     this.data = components.data
     this.host = components.host
     this.onStale = components.onStale ?? (() => {})
     /** @default 4 */
     this.concurrency = init.concurrency ?? 4
+    /** @default 20_000 */
+    this.requestsPerSecond = init.requestsPerSecond ?? 20_000
   }
 
   async start (): Promise<void> {
-    await this.host.handle(BLOCK_PROTOCOL, (stream) => { void this.serve(stream) }, { maxInboundStreams: 64 })
+    await this.host.handle(BLOCK_PROTOCOL, (stream, connection) => { void this.serve(stream, connection.remotePeer.toString()) }, { maxInboundStreams: 64 })
   }
 
   async stop (): Promise<void> {
@@ -64,7 +67,24 @@ export class BlockServer {
     this.streams.clear()
   }
 
-  private async serve (stream: Stream): Promise<void> {
+  /**
+   * Per-peer request budget (token bucket): `requestsPerSecond`, bursts up to twice that.
+   * Past it a request is answered 'busy' without touching the disk.
+   */
+  private readonly buckets = new Map<string, { tokens: number, at: number }>()
+
+  private admit (peer: string): boolean {
+    const now = Date.now()
+    const b = this.buckets.get(peer) ?? { tokens: 2 * this.requestsPerSecond, at: now }
+    b.tokens = Math.min(2 * this.requestsPerSecond, b.tokens + (now - b.at) * this.requestsPerSecond / 1000)
+    b.at = now
+    this.buckets.set(peer, b)
+    if (b.tokens < 1) return false
+    b.tokens--
+    return true
+  }
+
+  private async serve (stream: Stream, peer: string): Promise<void> {
     this.streams.add(stream)
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_BUFFER })
     let active = 0
@@ -81,7 +101,10 @@ export class BlockServer {
         const req = decodeBlockRequest(frame)
         while (active >= this.concurrency) await new Promise<void>((resolve) => { wake = resolve })
         active++
-        void this.answer(req).then((res) => {
+        const answer = this.admit(peer)
+          ? this.answer(req)
+          : Promise.resolve<BlockResponse>({ id: req.id, status: 'busy', data: new Uint8Array(0), message: 'request rate limit' })
+        void answer.then((res) => {
           writing = writing.then(async () => { await lp.write(encodeBlockResponse(res)) }).catch(() => {})
         }).finally(() => {
           active--

@@ -242,6 +242,7 @@ export class Puller {
         return
       }
       if (rec.type === 'dir') {
+        await this.data.checkParents(path)
         if (observed != null && observed.type !== 'dir') await this.data.remove(path)
         await mkdir(this.data.abs(path), { recursive: true })
         await chmod(this.data.abs(path), rec.mode)
@@ -256,6 +257,7 @@ export class Puller {
       }
       if (observed?.type === 'file' && rec.disk?.hash === rec.hash) {
         // same content, new metadata
+        await this.data.checkParents(path)
         await chmod(this.data.abs(path), rec.mode)
         await utimes(this.data.abs(path), rec.mtimeMs / 1000, rec.mtimeMs / 1000)
         await this.store.markInstalled(rec, await this.data.observe(path))

@@ -6,8 +6,8 @@ import { yamux } from '@libp2p/yamux'
 import { identify } from '@libp2p/identify'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { multiaddr } from '@multiformats/multiaddr'
-import { randomBytes } from 'node:crypto'
-import { readFile, rm } from 'node:fs/promises'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Mesh, waitFor } from '../sim/harness.js'
 import { meshProtector, decodeMeshKeyFile, generateMeshKey } from '../../src/node/pnet.js'
@@ -127,4 +127,24 @@ describe('hostile announcements', () => {
     await a.write('still-ok.txt', 'yes')
     await waitFor(async () => (await b.read('still-ok.txt')) === 'yes', 10_000, 'replication still works')
   })
+
+  it('never writes outside the data folder through a symlink a peer made', async () => {
+    mesh = await Mesh.create()
+    const a = await mesh.add('a')
+    const b = await mesh.add('b')
+    await a.start()
+    await b.start({ join: [a.addr()] })
+    const outside = join(mesh.root, 'outside')
+    await mkdir(outside)
+    await a.write('normal.txt', 'payload')
+    await mesh.waitConverged()
+    const normal = (await a.n.store.get('normal.txt'))!
+    const v = (n: number): FileRecord['version'] => ({ vv: { zzzzzzzzzzzzz: n }, hlc: { wall: Date.now(), logical: n }, node: 'zzzzzzzzzzzzz' })
+    const link: FileRecord = { ...normal, path: 'escape', type: 'symlink', size: 0, mtimeMs: 0, blockSize: 0, blocks: [], hash: createHash('sha256').update(outside).digest('hex'), target: outside, version: v(1) }
+    const evil: FileRecord = { ...normal, path: 'escape/pwned.txt', version: v(2) }
+    await b.n.store.applyRemote([link, evil])
+    await waitFor(async () => /not writing escape\/pwned\.txt/.test((await b.n.status()).lastError ?? ''), 10_000, 'b refused to write through the symlink')
+    expect(await readdir(outside)).toEqual([])
+  })
 })
+
