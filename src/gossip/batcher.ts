@@ -47,13 +47,20 @@ export class Batcher {
     this.send = send
   }
 
+  /**
+   * Add the records of one store transaction. They are never split over two batches (a
+   * directory rename reaches peers as one batch, with every new path and every tombstone):
+   * a group that does not fit closes the open batch first and then goes out whole.
+   */
   add (records: Array<FileRecord & { seq: number }>): void {
-    if (this.stopped) return
-    for (const r of records) {
-      this.open.push(r)
-      this.openBytes += r.deleted ? 0 : r.size
-      if (this.open.length >= this.profile.maxEntries || this.openBytes >= this.profile.maxBytes) this.close()
+    if (this.stopped || records.length === 0) return
+    const bytes = records.reduce((n, r) => n + (r.deleted ? 0 : r.size), 0)
+    if (this.open.length > 0 && (this.open.length + records.length > this.profile.maxEntries || this.openBytes + bytes > this.profile.maxBytes)) {
+      this.close()
     }
+    for (const r of records) this.open.push(r)
+    this.openBytes += bytes
+    if (this.open.length >= this.profile.maxEntries || this.openBytes >= this.profile.maxBytes) this.close()
     if (this.open.length > 0 && this.timer == null) {
       this.timer = setTimeout(() => { this.timer = null; this.close() }, this.profile.maxAgeMs)
     }

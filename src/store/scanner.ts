@@ -199,7 +199,8 @@ export class Scanner {
       }
     }
     if (retry.length > 0) setTimeout(() => { for (const p of retry) this.touch(p) }, 20).unref()
-    return await this.record(candidates, gone)
+    // one transaction: a renamed directory is one batch of new paths and tombstones
+    return await this.record(candidates, gone, true)
   }
 
   private async walk (dir: string, seen: Set<string>, out: Array<{ path: string, observed: Observed }>, known: Map<string, StoredRecord>): Promise<void> {
@@ -226,20 +227,33 @@ export class Scanner {
     }
   }
 
-  /** Hash what changed and hand it to the store in batches. */
-  private async record (candidates: Array<{ path: string, observed: Observed }>, gone: LocalObservation[]): Promise<number> {
-    let changed = 0
+  /**
+   * Hash what changed and hand it to the store: in one transaction when `atomic` (the
+   * paths of one event), else in transactions of 1000 (a full scan).
+   */
+  private async record (candidates: Array<{ path: string, observed: Observed }>, gone: LocalObservation[], atomic = false): Promise<number> {
     const CHUNK = 1000
+    const obs: LocalObservation[] = []
+    let changed = 0
+    const flush = async (): Promise<void> => {
+      if (obs.length === 0) return
+      const batch = obs.splice(0)
+      changed += (this.adoptNext ? await this.store.adopt(batch) : await this.store.recordLocal(batch)).length
+    }
     for (let i = 0; i < candidates.length; i += CHUNK) {
       const slice = candidates.slice(i, i + CHUNK)
-      const obs = (await mapLimit(slice, this.hashConcurrency, async (c) => await this.describe(c.path, c.observed))).filter((o): o is LocalObservation => o != null)
-      changed += (this.adoptNext ? await this.store.adopt(obs) : await this.store.recordLocal(obs)).length
+      for (const o of await mapLimit(slice, this.hashConcurrency, async (c) => await this.describe(c.path, c.observed))) {
+        if (o != null) obs.push(o)
+      }
+      if (!atomic) await flush()
     }
     // deepest first, so a directory's tombstone follows its children's
     gone.sort((a, b) => b.path.length - a.path.length)
     for (let i = 0; i < gone.length; i += CHUNK) {
-      changed += (await this.store.recordLocal(gone.slice(i, i + CHUNK))).length
+      obs.push(...gone.slice(i, i + CHUNK))
+      if (!atomic) await flush()
     }
+    await flush()
     return changed
   }
 
