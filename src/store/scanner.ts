@@ -218,7 +218,13 @@ export class Scanner {
         this.lastError = `skipped ${JSON.stringify(path)}: not a path the mesh can carry`
         continue
       }
-      if (this.busy.has(path)) { seen.add(path); continue }
+      if (this.busy.has(path)) {
+        seen.add(path)
+        // a held directory (the puller is updating it) still has contents: walk them
+        const held = await this.data.observe(path)
+        if (held?.type === 'dir') await this.walk(path, seen, out, known)
+        continue
+      }
       const observed = await this.data.observe(path)
       if (observed == null) continue
       seen.add(path)

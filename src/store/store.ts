@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { Level } from 'level'
 import { HybridClock } from './hlc.js'
-import { bumpVector, conflictRecord, resolve } from './version.js'
+import { bumpVector, conflictRecord, isConflictPath, resolve } from './version.js'
 import { DataFolder, sameObserved, type Observed } from './datafolder.js'
 import type { DiskState, FileRecord, NodeId, StoredRecord, Version } from './types.js'
 
@@ -295,6 +295,7 @@ export class Store extends EventEmitter<StoreEvents> {
         this.clock.observe(rec.version.hlc)
         const cur = await tx.get(rec.path)
         if (cur == null) {
+          if (isConflictPath(rec.path) && await this.adoptConflictCopy(tx, rec)) continue
           tx.put({ ...rec, seq: 0, have: false, disk: null }, undefined)
           continue
         }
@@ -348,6 +349,8 @@ export class Store extends EventEmitter<StoreEvents> {
     tx.local(copy.path)
     if (disk != null && diskHolds(disk, loser)) {
       try {
+        // the file must still be the loser, not an edit the scanner has not recorded yet
+        if (!sameObserved(await this.data.observe(loser.path), disk)) throw new Error('changed on disk')
         await this.data.preserve(loser.path, copy.path)
         const observed = await this.data.observe(copy.path)
         if (observed != null) {
@@ -359,6 +362,30 @@ export class Store extends EventEmitter<StoreEvents> {
       }
     }
     tx.put({ ...copy, seq: 0, have: false, disk: null }, undefined)
+  }
+
+  /**
+   * A peer's conflict copy of a version this disk still holds (typically at the copy's
+   * original path, about to be overwritten by the winner): link it now, as the node that
+   * made the copy would have, instead of pulling it later from a file that may be gone.
+   */
+  private async adoptConflictCopy (tx: Tx, rec: FileRecord): Promise<boolean> {
+    if (rec.type !== 'file' || rec.deleted || rec.blocks.length === 0) return false
+    for (const src of await this.blockSources(rec.blocks[0], 8)) {
+      const holder = await tx.get(src.path)
+      if (holder?.disk == null || !diskHolds(holder.disk, rec)) continue
+      try {
+        if (!sameObserved(await this.data.observe(src.path), holder.disk)) continue
+        await this.data.preserve(src.path, rec.path)
+        const observed = await this.data.observe(rec.path)
+        if (observed == null) continue
+        tx.put({ ...rec, seq: 0, have: true, disk: { ...observed, hash: rec.hash, target: rec.target, version: rec.version } }, rec)
+        return true
+      } catch {
+        // pulled like any other file
+      }
+    }
+    return false
   }
 
   private newVersion (base: Version | null, cur: StoredRecord | undefined): Version {

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto'
 import { compareHlc } from './hlc.js'
+import { MAX_PATH_BYTES, MAX_SEGMENT_BYTES } from './paths.js'
 import type { FileRecord, Version, VersionVector } from './types.js'
 
 export type Causality = 'equal' | 'before' | 'after' | 'concurrent'
@@ -98,12 +100,37 @@ export function conflictPath (path: string, version: Version): string {
   const dir = slash >= 0 ? path.slice(0, slash + 1) : ''
   const base = path.slice(slash + 1)
   const dot = base.lastIndexOf('.')
-  const stem = dot > 0 ? base.slice(0, dot) : base
-  const ext = dot > 0 ? base.slice(dot) : ''
+  let stem = dot > 0 ? base.slice(0, dot) : base
+  let ext = dot > 0 ? base.slice(dot) : ''
   const d = new Date(version.hlc.wall)
   const date = `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}`
   const time = `${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}`
-  return `${dir}${stem}.sync-conflict-${date}-${time}-${version.node}${ext}`
+  const marker = `.sync-conflict-${date}-${time}-${version.node}`
+  // the copy must be a path the mesh can carry: shorten the name to fit a segment (and
+  // the whole path), keeping it unique with a short hash of the original name
+  const room = Math.min(MAX_SEGMENT_BYTES, MAX_PATH_BYTES - utf8Len(dir)) - utf8Len(marker)
+  if (utf8Len(stem) + utf8Len(ext) > room) {
+    if (utf8Len(ext) > room / 2) ext = ''
+    const tag = '~' + createHash('sha256').update(base).digest('hex').slice(0, 8)
+    stem = cutUtf8(stem, Math.max(0, room - utf8Len(ext) - tag.length)) + tag
+  }
+  return `${dir}${stem}${marker}${ext}`
+}
+
+function utf8Len (s: string): number {
+  return Buffer.byteLength(s, 'utf8')
+}
+
+/** The longest prefix of `s` of at most `max` UTF-8 bytes, never splitting a character. */
+function cutUtf8 (s: string, max: number): string {
+  let out = ''
+  let n = 0
+  for (const ch of s) {
+    n += utf8Len(ch)
+    if (n > max) break
+    out += ch
+  }
+  return out
 }
 
 export function isConflictPath (path: string): boolean {

@@ -1,0 +1,751 @@
+import { randomBytes } from 'node:crypto'
+import { chmod, mkdir, mkdtemp, readFile, rm, unlink, utimes, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { hashFile } from './blocks.js'
+import { DataFolder } from './datafolder.js'
+import { HybridClock } from './hlc.js'
+import { Store, StoreClosedError, toFileRecord, type LocalObservation } from './store.js'
+import type { FileRecord, StoredRecord } from './types.js'
+import { isValidPath } from './paths.js'
+import { compareVectors, conflictPath, isConflictPath, resolve } from './version.js'
+
+const A = 'aaaaaaaaaaaaa'
+const B = 'bbbbbbbbbbbbb'
+const T0 = Date.UTC(2025, 0, 15, 12, 0, 0)
+
+interface TestNode {
+  id: string
+  root: string
+  dbPath: string
+  data: DataFolder
+  store: Store
+  /** The node's wall clock, moved by hand. */
+  clock: { t: number }
+  locals: StoredRecord[]
+  needs: StoredRecord[]
+}
+
+let tmp: string
+let nodes: TestNode[]
+
+beforeEach(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'syncmesh-store-'))
+  nodes = []
+})
+
+afterEach(async () => {
+  try {
+    for (const n of nodes) await n.store.close().catch(() => {})
+  } finally {
+    await rm(tmp, { recursive: true, force: true })
+  }
+})
+
+function openStore (n: Omit<TestNode, 'store' | 'locals' | 'needs'> & Partial<TestNode>): Store {
+  const store = new Store({ path: n.dbPath, nodeId: n.id, data: n.data, clock: new HybridClock({ now: () => n.clock.t }) })
+  return store
+}
+
+async function makeNode (id: string, t = T0): Promise<TestNode> {
+  const root = join(tmp, id)
+  const data = new DataFolder(join(root, 'data'))
+  await data.init()
+  const partial = { id, root, dbPath: join(root, 'db'), data, clock: { t } }
+  const store = openStore(partial)
+  await store.open()
+  const node: TestNode = { ...partial, store, locals: [], needs: [] }
+  store.on('local', (recs) => node.locals.push(...recs))
+  store.on('need', (recs) => node.needs.push(...recs))
+  nodes.push(node)
+  return node
+}
+
+async function writeLocal (n: TestNode, rel: string, content: string | Buffer, mode = 0o644): Promise<void> {
+  const abs = n.data.abs(rel)
+  await mkdir(dirname(abs), { recursive: true })
+  await writeFile(abs, content)
+  await chmod(abs, mode)
+}
+
+/** What the scanner would hand to the store for `rel`. */
+async function observeLocal (n: TestNode, rel: string): Promise<LocalObservation> {
+  const observed = await n.data.observe(rel)
+  if (observed == null) return { path: rel, present: false }
+  if (observed.type === 'file') {
+    const h = await hashFile(n.data.abs(rel))
+    return { path: rel, present: true, observed, blockSize: h.blockSize, blocks: h.blocks, hash: h.hash, target: '' }
+  }
+  return { path: rel, present: true, observed, blockSize: 0, blocks: [], hash: '', target: '' }
+}
+
+async function recordLocal (n: TestNode, ...rels: string[]): Promise<StoredRecord[]> {
+  const obs: LocalObservation[] = []
+  for (const rel of rels) obs.push(await observeLocal(n, rel))
+  return await n.store.recordLocal(obs)
+}
+
+/** Hand records to a peer, as the wire would (FileRecord fields only). */
+async function send (to: TestNode, recs: Array<FileRecord | StoredRecord | undefined>): Promise<StoredRecord[]> {
+  return await to.store.applyRemote(recs.map((r) => {
+    if (r == null) throw new Error('no record to send')
+    return toFileRecord(r)
+  }))
+}
+
+/** What the puller does: put the winning version of `rel` on disk and tell the store. */
+async function install (n: TestNode, rel: string, content: string | Buffer | null): Promise<boolean> {
+  const rec = await n.store.get(rel)
+  if (rec == null) throw new Error(`no record for ${rel}`)
+  if (rec.deleted) {
+    await n.data.remove(rel)
+    return await n.store.markInstalled(toFileRecord(rec), null)
+  }
+  if (rec.type !== 'file' || content == null) throw new Error('only files in this helper')
+  const tmpAbs = join(n.data.tmpDir, 'install.tmp')
+  await writeFile(tmpAbs, content)
+  await chmod(tmpAbs, rec.mode)
+  await utimes(tmpAbs, new Date(rec.mtimeMs), new Date(rec.mtimeMs))
+  await n.data.installFile(tmpAbs, rel)
+  return await n.store.markInstalled(toFileRecord(rec), await n.data.observe(rel))
+}
+
+async function allRecords (n: TestNode): Promise<StoredRecord[]> {
+  const out: StoredRecord[] = []
+  for await (const r of n.store.all()) out.push(r)
+  return out
+}
+
+async function conflictCopies (n: TestNode): Promise<StoredRecord[]> {
+  return (await allRecords(n)).filter((r) => isConflictPath(r.path))
+}
+
+async function hashOf (content: string | Buffer): Promise<string> {
+  const p = join(tmp, `hash-${randomBytes(6).toString('hex')}`)
+  await writeFile(p, content)
+  try {
+    return (await hashFile(p)).hash
+  } finally {
+    await unlink(p)
+  }
+}
+
+describe('Store: local records', () => {
+  it('recordLocal of a new file stores a version by this node and emits a local event with its seq', async () => {
+    const a = await makeNode(A)
+    await writeLocal(a, 'docs/readme.txt', 'hello')
+    const [rec] = await recordLocal(a, 'docs/readme.txt')
+    expect(rec).toMatchObject({
+      path: 'docs/readme.txt',
+      type: 'file',
+      mode: 0o644,
+      size: 5,
+      deleted: false,
+      have: true,
+      seq: 1,
+      hash: await hashOf('hello'),
+      version: { vv: { [A]: 1 }, hlc: { wall: T0, logical: 0 }, node: A }
+    })
+    expect(rec.disk).toMatchObject({ type: 'file', size: 5, hash: rec.hash, version: rec.version })
+    expect(a.locals).toHaveLength(1)
+    expect(a.locals[0]).toEqual(rec)
+    expect(a.needs).toEqual([])
+    expect(await a.store.get('docs/readme.txt')).toEqual(rec)
+    expect(a.store.seq).toBe(1)
+    expect(await a.store.neededPaths()).toEqual([])
+  })
+
+  it('recording an unchanged disk again does nothing', async () => {
+    const a = await makeNode(A)
+    await writeLocal(a, 'f', 'x')
+    await recordLocal(a, 'f')
+    expect(await recordLocal(a, 'f')).toEqual([])
+    expect(a.locals).toHaveLength(1)
+    expect(a.store.seq).toBe(1)
+  })
+
+  it('a local change on top of the stored version dominates it', async () => {
+    const a = await makeNode(A)
+    await writeLocal(a, 'f', 'one')
+    const [v1] = await recordLocal(a, 'f')
+    a.clock.t += 1000
+    await writeLocal(a, 'f', 'two, longer')
+    const [v2] = await recordLocal(a, 'f')
+    expect(v2.version.vv).toEqual({ [A]: 2 })
+    expect(compareVectors(v2.version.vv, v1.version.vv)).toBe('after')
+    expect(v2.hash).toBe(await hashOf('two, longer'))
+  })
+
+  it('records directories with size and mtime 0', async () => {
+    const a = await makeNode(A)
+    await mkdir(a.data.abs('d'), { mode: 0o755 })
+    const [rec] = await recordLocal(a, 'd')
+    expect(rec).toMatchObject({ type: 'dir', size: 0, mtimeMs: 0, hash: '', blocks: [], blockSize: 0, have: true })
+  })
+})
+
+describe('Store: replication between two stores', () => {
+  it('applyRemote of an unknown path needs it; markInstalled makes it had', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'f.txt', 'content from A')
+    await recordLocal(a, 'f.txt')
+    const sent = a.locals.splice(0)
+
+    const changed = await send(b, sent)
+    expect(changed).toHaveLength(1)
+    const onB = await b.store.get('f.txt')
+    expect(onB).toMatchObject({ have: false, disk: null, seq: 1 })
+    expect(toFileRecord(onB!)).toEqual(toFileRecord(sent[0]))
+    expect(b.needs.map((r) => r.path)).toEqual(['f.txt'])
+    expect(b.locals).toEqual([]) // a peer's record is not announced as ours
+    expect(await b.store.neededPaths()).toEqual(['f.txt'])
+    expect(await b.store.needCount()).toBe(1)
+
+    expect(await install(b, 'f.txt', 'content from A')).toBe(true)
+    const had = await b.store.get('f.txt')
+    expect(had).toMatchObject({ have: true, seq: 1 })
+    expect(had!.disk).toMatchObject({ hash: sent[0].hash, version: sent[0].version })
+    expect(await b.store.neededPaths()).toEqual([])
+    expect(await b.store.needCount()).toBe(0)
+    // installing is not a change to announce, and recording the same disk is a no-op
+    expect(b.locals).toEqual([])
+    expect(await recordLocal(b, 'f.txt')).toEqual([])
+  })
+
+  it('applying the same record twice changes nothing the second time', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'f', 'x')
+    const recs = await recordLocal(a, 'f')
+    await send(b, recs)
+    const seq = b.store.seq
+    expect(await send(b, recs)).toEqual([])
+    expect(b.store.seq).toBe(seq)
+  })
+
+  it('markInstalled of an outdated version is ignored', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'f', 'v1')
+    const [v1] = await recordLocal(a, 'f')
+    await send(b, [v1])
+    a.clock.t += 1000
+    await writeLocal(a, 'f', 'v2!')
+    const [v2] = await recordLocal(a, 'f')
+    await send(b, [v2])
+    // the puller finished v1 after v2 arrived
+    await writeLocal(b, 'f', 'v1')
+    expect(await b.store.markInstalled(toFileRecord(v1), await b.data.observe('f'))).toBe(false)
+    expect(await b.store.get('f')).toMatchObject({ have: false })
+    expect(await b.store.neededPaths()).toEqual(['f'])
+  })
+
+  it('a change made on B after installing dominates A\'s version and A takes it', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'f.txt', 'first')
+    await send(b, await recordLocal(a, 'f.txt'))
+    await install(b, 'f.txt', 'first')
+
+    // B's clock is far behind A's: causality still wins
+    b.clock.t = T0 - 86_400_000
+    await writeLocal(b, 'f.txt', 'second, by B')
+    const [fromB] = await recordLocal(b, 'f.txt')
+    expect(fromB.version.vv).toEqual({ [A]: 1, [B]: 1 })
+    expect(b.locals.map((r) => r.path)).toEqual(['f.txt'])
+    const onA = await a.store.get('f.txt')
+    expect(compareVectors(fromB.version.vv, onA!.version.vv)).toBe('after')
+    expect(resolve(toFileRecord(onA!), toFileRecord(fromB)).kind).toBe('incoming')
+
+    await send(a, [fromB])
+    const taken = await a.store.get('f.txt')
+    expect(toFileRecord(taken!)).toEqual(toFileRecord(fromB))
+    expect(taken!.have).toBe(false)
+    expect(await a.store.neededPaths()).toEqual(['f.txt'])
+    expect(await conflictCopies(a)).toEqual([])
+    expect(a.locals).toHaveLength(1) // only A's own first write
+
+    await install(a, 'f.txt', 'second, by B')
+    expect(await a.store.get('f.txt')).toMatchObject({ have: true })
+    expect(await readFile(a.data.abs('f.txt'), 'utf8')).toBe('second, by B')
+  })
+
+  for (const laterWriter of [A, B]) {
+    it(`concurrent writes converge on the same winner with a conflict copy of the loser (later writer ${laterWriter[0]})`, async () => {
+      const a = await makeNode(A)
+      const b = await makeNode(B)
+      const later = laterWriter === A ? a : b
+      const earlier = laterWriter === A ? b : a
+      earlier.clock.t = T0
+      later.clock.t = T0 + 5_000
+      await writeLocal(a, 'dir/note.md', 'written on A')
+      await writeLocal(b, 'dir/note.md', 'written on B, different')
+      const [ra] = await recordLocal(a, 'dir/note.md')
+      const [rb] = await recordLocal(b, 'dir/note.md')
+      expect(compareVectors(ra.version.vv, rb.version.vv)).toBe('concurrent')
+      a.locals.splice(0)
+      b.locals.splice(0)
+
+      // exchange both ways, then whatever each announced as a result
+      await send(b, [ra])
+      await send(a, [rb])
+      const fromA = a.locals.splice(0)
+      const fromB = b.locals.splice(0)
+      await send(b, fromA)
+      await send(a, fromB)
+
+      const wa = await a.store.get('dir/note.md')
+      const wb = await b.store.get('dir/note.md')
+      expect(toFileRecord(wa!)).toEqual(toFileRecord(wb!))
+      expect(wa!.version).toEqual(wb!.version)
+      const winner = laterWriter === A ? ra : rb
+      const loser = laterWriter === A ? rb : ra
+      expect(wa!.hash).toBe(winner.hash)
+      expect(wa!.version).toEqual({ ...winner.version, vv: { [A]: 1, [B]: 1 } })
+      // the later writer had the winner on disk already; the other one needs it
+      expect((await later.store.get('dir/note.md'))!.have).toBe(true)
+      expect((await earlier.store.get('dir/note.md'))!.have).toBe(false)
+
+      const copyPath = conflictPath('dir/note.md', loser.version)
+      for (const n of [a, b]) {
+        const copies = await conflictCopies(n)
+        expect(copies.map((r) => r.path)).toEqual([copyPath])
+        expect(toFileRecord(copies[0])).toEqual({ ...toFileRecord(loser), path: copyPath })
+      }
+      // the node that wrote the loser keeps it locally (nothing to transfer)
+      const lostOn = await earlier.store.get(copyPath)
+      expect(lostOn).toMatchObject({ have: true })
+      expect(await readFile(earlier.data.abs(copyPath), 'utf8')).toBe(laterWriter === A ? 'written on B, different' : 'written on A')
+      // ... and its blocks are findable there for the other node to pull
+      expect((await earlier.store.blockSources(loser.blocks[0])).map((s) => s.path)).toContain(copyPath)
+      // the other node must pull the copy
+      expect(await later.store.get(copyPath)).toMatchObject({ have: false })
+      expect(await later.store.neededPaths()).toEqual([copyPath])
+      expect((await earlier.store.neededPaths()).sort()).toEqual(['dir/note.md'])
+
+      // the merged winner dominates both original writes: replaying them changes nothing
+      expect(await send(a, [ra, rb])).toEqual([])
+      expect(await send(b, [ra, rb])).toEqual([])
+    })
+  }
+
+  it('concurrent writes applied in the other order give the same result', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    b.clock.t = T0 + 1
+    await writeLocal(a, 'x', 'AAAA')
+    await writeLocal(b, 'x', 'BBBBBB')
+    const [ra] = await recordLocal(a, 'x')
+    const [rb] = await recordLocal(b, 'x')
+    a.locals.splice(0)
+    b.locals.splice(0)
+    // A hears first: B wins, A announces only the conflict copy of its own write
+    await send(a, [rb])
+    const copyPath = conflictPath('x', ra.version)
+    expect(a.locals.map((r) => r.path)).toEqual([copyPath])
+    // then B hears A's write, keeps its own as the winner and announces the merged winner
+    // (and the conflict copy, which it already had from A: the copy comes before the winner)
+    await send(b, [ra])
+    expect(b.locals.map((r) => r.path)).toEqual([copyPath, 'x'])
+    await send(a, b.locals.splice(0))
+    await send(b, a.locals.splice(0))
+    expect(toFileRecord((await a.store.get('x'))!)).toEqual(toFileRecord((await b.store.get('x'))!))
+    expect((await conflictCopies(a)).map(toFileRecord)).toEqual((await conflictCopies(b)).map(toFileRecord))
+  })
+
+  it('concurrent writes to a file with a long name make a conflict copy the mesh can carry', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    b.clock.t = T0 + 1
+    const name = 'n'.repeat(246) + '.txt' // 250 bytes: a valid name
+    await writeLocal(a, name, 'from A')
+    await writeLocal(b, name, 'from B!')
+    const [ra] = await recordLocal(a, name)
+    const [rb] = await recordLocal(b, name)
+    await send(a, [rb])
+    await send(b, [ra])
+    for (const n of [a, b]) {
+      const copies = await conflictCopies(n)
+      expect(copies).toHaveLength(1)
+      for (const r of await allRecords(n)) expect(isValidPath(r.path), r.path).toBe(true)
+    }
+    // A, which wrote the loser, keeps it locally
+    expect((await conflictCopies(a))[0]).toMatchObject({ have: true, hash: ra.hash })
+  })
+
+  it('concurrent writes of identical content make no conflict copy', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    b.clock.t = T0 + 1000
+    await writeLocal(a, 'same.txt', 'identical bytes')
+    await writeLocal(b, 'same.txt', 'identical bytes')
+    const [ra] = await recordLocal(a, 'same.txt')
+    const [rb] = await recordLocal(b, 'same.txt')
+    expect(compareVectors(ra.version.vv, rb.version.vv)).toBe('concurrent')
+    a.locals.splice(0)
+    b.locals.splice(0)
+    await send(b, [ra])
+    await send(a, [rb])
+    await send(b, a.locals.splice(0))
+    await send(a, b.locals.splice(0))
+    expect(await conflictCopies(a)).toEqual([])
+    expect(await conflictCopies(b)).toEqual([])
+    const wa = await a.store.get('same.txt')
+    const wb = await b.store.get('same.txt')
+    expect(toFileRecord(wa!)).toEqual(toFileRecord(wb!))
+    expect(wa!.version.node).toBe(B)
+    expect(wa!.version.vv).toEqual({ [A]: 1, [B]: 1 })
+  })
+
+  it('a delete propagates as a tombstone and an older write arriving later does not resurrect it', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'gone.txt', 'short-lived')
+    const [created] = await recordLocal(a, 'gone.txt')
+    await send(b, [created])
+    await install(b, 'gone.txt', 'short-lived')
+    a.locals.splice(0)
+
+    a.clock.t += 1000
+    await unlink(a.data.abs('gone.txt'))
+    const [tomb] = await recordLocal(a, 'gone.txt')
+    expect(tomb).toMatchObject({ deleted: true, size: 0, blocks: [], hash: '', have: true, disk: null, seq: 2 })
+    expect(tomb.version.vv).toEqual({ [A]: 2 })
+    expect(a.locals.map((r) => r.path)).toEqual(['gone.txt'])
+    // a second scan of the missing file records nothing
+    expect(await recordLocal(a, 'gone.txt')).toEqual([])
+
+    await send(b, [tomb])
+    const onB = await b.store.get('gone.txt')
+    expect(onB).toMatchObject({ deleted: true, have: false })
+    expect(await b.store.neededPaths()).toEqual(['gone.txt'])
+    expect(await install(b, 'gone.txt', null)).toBe(true)
+    expect(await b.data.observe('gone.txt')).toBeNull()
+    expect(await b.store.get('gone.txt')).toMatchObject({ deleted: true, have: true, disk: null })
+    expect(await b.store.neededPaths()).toEqual([])
+    expect(await b.store.blockSources(created.blocks[0])).toEqual([])
+
+    // the old write shows up again (a slow peer, a catch-up replay)
+    const seqB = b.store.seq
+    expect(await send(b, [created])).toEqual([])
+    expect(await b.store.get('gone.txt')).toMatchObject({ deleted: true, have: true })
+    expect(b.store.seq).toBe(seqB)
+    expect(await send(a, [created])).toEqual([])
+    expect(await a.store.get('gone.txt')).toMatchObject({ deleted: true })
+    expect(await b.data.observe('gone.txt')).toBeNull()
+  })
+
+  it('re-creating a deleted path makes a version that dominates the tombstone', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'f', 'one')
+    await recordLocal(a, 'f')
+    await unlink(a.data.abs('f'))
+    const [tomb] = await recordLocal(a, 'f')
+    await send(b, [tomb])
+    await install(b, 'f', null)
+    await writeLocal(b, 'f', 'back again')
+    const [again] = await recordLocal(b, 'f')
+    expect(again.deleted).toBe(false)
+    expect(compareVectors(again.version.vv, tomb.version.vv)).toBe('after')
+    await send(a, [again])
+    expect(await a.store.get('f')).toMatchObject({ deleted: false, hash: again.hash, have: false })
+    expect(await conflictCopies(a)).toEqual([])
+  })
+
+  it('a local write not yet recorded when a newer remote version arrives is concurrent with it, not on top of it', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'shared.txt', 'v1')
+    const [v1] = await recordLocal(a, 'shared.txt')
+    await send(b, [v1])
+    await install(b, 'shared.txt', 'v1')
+
+    // A writes v2; B's user edits its copy before B has heard of v2 or rescanned
+    a.clock.t += 1000
+    await writeLocal(a, 'shared.txt', 'v2 from A')
+    const [v2] = await recordLocal(a, 'shared.txt')
+    await writeLocal(b, 'shared.txt', 'edit made on B')
+    await send(b, [v2])
+    expect(await b.store.get('shared.txt')).toMatchObject({ have: false, version: v2.version })
+    b.locals.splice(0)
+
+    // now B's scanner notices its disk changed
+    const changed = await recordLocal(b, 'shared.txt')
+    expect(changed.length).toBeGreaterThan(0)
+    const onB = await b.store.get('shared.txt')
+    // the version of what B's disk holds was made on top of v1 (what the disk held), so it
+    // is concurrent with v2 ...
+    expect(onB!.disk!.version.node).toBe(B)
+    expect(onB!.disk!.version.vv).toEqual({ [A]: 1, [B]: 1 })
+    expect(compareVectors(onB!.disk!.version.vv, v2.version.vv)).toBe('concurrent')
+    // ... so v2 went through the conflict rule: B's edit is later (its clock saw v2) and
+    // wins, v2 is kept as a conflict copy that B must pull
+    expect(onB).toMatchObject({ have: true, hash: await hashOf('edit made on B') })
+    expect(onB!.version.vv).toEqual({ [A]: 2, [B]: 1 })
+    const copies = await conflictCopies(b)
+    expect(copies.map((r) => toFileRecord(r))).toEqual([{ ...toFileRecord(v2), path: conflictPath('shared.txt', v2.version) }])
+    expect(copies[0].have).toBe(false)
+    expect(b.locals.map((r) => r.path)).toContain('shared.txt')
+
+    // A takes B's merged version (it dominates v2)
+    await send(a, b.locals.filter((r) => r.path === 'shared.txt'))
+    const onA = await a.store.get('shared.txt')
+    expect(toFileRecord(onA!)).toEqual(toFileRecord(onB!))
+  })
+
+  /** Whether some node still holds the content of `rec` on its disk. */
+  async function somewhereOnDisk (ns: TestNode[], rec: FileRecord): Promise<boolean> {
+    for (const n of ns) {
+      if ((await n.store.blockSources(rec.blocks[0])).length > 0) return true
+    }
+    return false
+  }
+
+  it('the losing version of an unrecorded local write is not lost: its conflict copy reaches the node that holds it', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'shared.txt', 'v1')
+    await send(b, await recordLocal(a, 'shared.txt'))
+    await install(b, 'shared.txt', 'v1')
+    a.clock.t += 1000
+    await writeLocal(a, 'shared.txt', 'v2 from A')
+    const [v2] = await recordLocal(a, 'shared.txt')
+    await writeLocal(b, 'shared.txt', 'edit made on B')
+    await send(b, [v2])
+    b.locals.splice(0)
+    await recordLocal(b, 'shared.txt') // B's edit wins, v2 becomes a conflict copy on B (have=false)
+    expect((await conflictCopies(b)).map((r) => r.hash)).toEqual([v2.hash])
+
+    // A hears everything B announced, and its puller installs the winner of shared.txt
+    await send(a, b.locals.splice(0))
+    await install(a, 'shared.txt', 'edit made on B')
+    // v2 was only ever on A's disk: A must have kept it (or at least know the copy exists)
+    expect((await conflictCopies(a)).map((r) => r.path)).toEqual([conflictPath('shared.txt', v2.version)])
+    expect(await somewhereOnDisk([a, b], v2)).toBe(true)
+  })
+
+  it('the loser of a concurrent write survives when its node learns of the merge only by index catch-up', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    b.clock.t = T0 + 5000
+    await writeLocal(a, 'x.txt', 'written on A')
+    await writeLocal(b, 'x.txt', 'written on B, later')
+    const [ra] = await recordLocal(a, 'x.txt')
+    await recordLocal(b, 'x.txt')
+    // B hears A's write; B's own announcement to A was lost
+    await send(b, [ra])
+    // A catches up on B's index from the start
+    await send(a, await b.store.after(0, 1000))
+    expect(toFileRecord((await a.store.get('x.txt'))!)).toEqual(toFileRecord((await b.store.get('x.txt'))!))
+    expect((await conflictCopies(a)).map((r) => r.hash)).toEqual([ra.hash])
+    // A's puller installs the winner; A's write must survive somewhere
+    await install(a, 'x.txt', 'written on B, later')
+    expect(await somewhereOnDisk([a, b], ra)).toBe(true)
+  })
+
+  it('a conflict copy made by linking the local file is claimed as had only if the disk still holds the loser', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    b.clock.t = T0 + 5000
+    await writeLocal(a, 'x.txt', 'recorded on A')
+    const [ra] = await recordLocal(a, 'x.txt')
+    await writeLocal(b, 'x.txt', 'written on B, later')
+    const [rb] = await recordLocal(b, 'x.txt')
+    // the user on A edits again; the scanner has not seen it yet when B's write arrives
+    await writeLocal(a, 'x.txt', 'unrecorded edit on A, longer than before')
+    await send(a, [rb])
+    const copy = await a.store.get(conflictPath('x.txt', ra.version))
+    expect(copy).toBeDefined()
+    if (copy!.have) {
+      // what A would serve to peers for this record must be the record's content
+      expect((await hashFile(a.data.abs(copy!.path))).hash).toBe(copy!.hash)
+    }
+  })
+
+  it('a local file appearing where a remote version was never installed is concurrent with it', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'new.txt', 'from A')
+    const [ra] = await recordLocal(a, 'new.txt')
+    await send(b, [ra])
+    await writeLocal(b, 'new.txt', 'from B, independently')
+    await recordLocal(b, 'new.txt')
+    const onB = await b.store.get('new.txt')
+    expect(onB!.disk!.version.vv).toEqual({ [B]: 1 })
+    expect(compareVectors(onB!.disk!.version.vv, ra.version.vv)).toBe('concurrent')
+    expect(onB!.version.vv).toEqual({ [A]: 1, [B]: 1 })
+    expect((await conflictCopies(b)).map((r) => r.hash)).toEqual([ra.hash])
+  })
+})
+
+describe('Store: local sequence and cursors', () => {
+  it('after(seq) returns records in sequence order; an updated record moves to a new seq', async () => {
+    const a = await makeNode(A)
+    for (const p of ['x', 'y', 'z']) await writeLocal(a, p, p)
+    await recordLocal(a, 'x')
+    await recordLocal(a, 'y')
+    await recordLocal(a, 'z')
+    expect((await a.store.after(0, 100)).map((r) => [r.path, r.seq])).toEqual([['x', 1], ['y', 2], ['z', 3]])
+    expect((await a.store.after(1, 100)).map((r) => r.path)).toEqual(['y', 'z'])
+    expect((await a.store.after(0, 2)).map((r) => r.path)).toEqual(['x', 'y'])
+    expect(await a.store.after(3, 100)).toEqual([])
+
+    a.clock.t += 10
+    await writeLocal(a, 'x', 'x, changed')
+    await recordLocal(a, 'x')
+    expect(a.store.seq).toBe(4)
+    expect((await a.store.after(0, 100)).map((r) => [r.path, r.seq])).toEqual([['y', 2], ['z', 3], ['x', 4]])
+    expect((await a.store.after(3, 100)).map((r) => r.path)).toEqual(['x'])
+    expect((await a.store.after(1, 1)).map((r) => r.path)).toEqual(['y'])
+  })
+
+  it('records applied from a peer get local sequence numbers too', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(b, 'mine', 'b')
+    await recordLocal(b, 'mine')
+    await writeLocal(a, 'theirs', 'a')
+    await send(b, await recordLocal(a, 'theirs'))
+    expect((await b.store.after(0, 10)).map((r) => [r.path, r.seq])).toEqual([['mine', 1], ['theirs', 2]])
+  })
+
+  it('several changes in one call get consecutive seqs in the local event', async () => {
+    const a = await makeNode(A)
+    for (const p of ['p1', 'p2', 'p3']) await writeLocal(a, p, p)
+    const recs = await recordLocal(a, 'p1', 'p2', 'p3')
+    expect(recs.map((r) => r.seq)).toEqual([1, 2, 3])
+    expect(a.locals.map((r) => r.seq)).toEqual([1, 2, 3])
+  })
+
+  it('getCursor / setCursor', async () => {
+    const a = await makeNode(A)
+    expect(await a.store.getCursor('peer1')).toBeUndefined()
+    await a.store.setCursor('peer1', { indexId: 'abc', seq: 42 })
+    await a.store.setCursor('peer2', { indexId: 'def', seq: 1 })
+    expect(await a.store.getCursor('peer1')).toEqual({ indexId: 'abc', seq: 42 })
+    await a.store.setCursor('peer1', { indexId: 'abc', seq: 43 })
+    expect(await a.store.getCursor('peer1')).toEqual({ indexId: 'abc', seq: 43 })
+    expect(await a.store.getCursor('peer2')).toEqual({ indexId: 'def', seq: 1 })
+  })
+})
+
+describe('Store: block index', () => {
+  it('finds the blocks of recorded files at their offsets', async () => {
+    const a = await makeNode(A)
+    const data = randomBytes(300 * 1024)
+    await writeLocal(a, 'big.bin', data)
+    const [rec] = await recordLocal(a, 'big.bin')
+    expect(rec.blocks).toHaveLength(3)
+    for (let i = 0; i < 3; i++) {
+      expect(await a.store.blockSources(rec.blocks[i])).toEqual([{ path: 'big.bin', offset: i * 128 * 1024 }])
+    }
+    expect(await a.store.blockSources('0'.repeat(64))).toEqual([])
+  })
+
+  it('lists every file holding a block, up to the limit', async () => {
+    const a = await makeNode(A)
+    await writeLocal(a, 'one', 'same content')
+    await writeLocal(a, 'two', 'same content')
+    await writeLocal(a, 'sub/three', 'same content')
+    const [rec] = await recordLocal(a, 'one', 'two', 'sub/three')
+    const sources = await a.store.blockSources(rec.blocks[0])
+    expect(sources.map((s) => s.path).sort()).toEqual(['one', 'sub/three', 'two'])
+    expect(await a.store.blockSources(rec.blocks[0], 2)).toHaveLength(2)
+  })
+
+  it('forgets the blocks of a file that changed or was deleted', async () => {
+    const a = await makeNode(A)
+    await writeLocal(a, 'f', 'old content')
+    await writeLocal(a, 'g', 'doomed')
+    const [oldF, oldG] = await recordLocal(a, 'f', 'g')
+    a.clock.t += 10
+    await writeLocal(a, 'f', 'new content, longer')
+    await unlink(a.data.abs('g'))
+    const [newF] = await recordLocal(a, 'f', 'g')
+    expect(await a.store.blockSources(oldF.blocks[0])).toEqual([])
+    expect(await a.store.blockSources(newF.blocks[0])).toEqual([{ path: 'f', offset: 0 }])
+    expect(await a.store.blockSources(oldG.blocks[0])).toEqual([])
+  })
+
+  it('a peer\'s record is indexed only once it is installed', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'f', 'payload')
+    const [rec] = await recordLocal(a, 'f')
+    await send(b, [rec])
+    expect(await b.store.blockSources(rec.blocks[0])).toEqual([])
+    await install(b, 'f', 'payload')
+    expect(await b.store.blockSources(rec.blocks[0])).toEqual([{ path: 'f', offset: 0 }])
+  })
+
+  it('keeps the old blocks indexed while the disk still holds them', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'f', 'version one')
+    const [v1] = await recordLocal(a, 'f')
+    await send(b, [v1])
+    await install(b, 'f', 'version one')
+    a.clock.t += 10
+    await writeLocal(a, 'f', 'version two!')
+    const [v2] = await recordLocal(a, 'f')
+    await send(b, [v2])
+    // not installed yet: B's disk still has version one
+    expect(await b.store.blockSources(v1.blocks[0])).toEqual([{ path: 'f', offset: 0 }])
+    await install(b, 'f', 'version two!')
+    expect(await b.store.blockSources(v1.blocks[0])).toEqual([])
+    expect(await b.store.blockSources(v2.blocks[0])).toEqual([{ path: 'f', offset: 0 }])
+  })
+})
+
+describe('Store: persistence', () => {
+  it('survives close and reopen with the same indexId, seq, records, needs and cursors', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'remote', 'r')
+    await send(b, await recordLocal(a, 'remote'))
+    await writeLocal(b, 'f1', '1')
+    await writeLocal(b, 'f2', '2')
+    await recordLocal(b, 'f1', 'f2')
+    await b.store.setCursor(A, { indexId: a.store.indexId, seq: 1 })
+    const indexId = b.store.indexId
+    expect(indexId).toMatch(/^[0-9a-f]{16}$/)
+    expect(indexId).not.toBe(a.store.indexId)
+    const seq = b.store.seq
+    expect(seq).toBe(3)
+    const before = await allRecords(b)
+
+    await b.store.close()
+    await expect(b.store.recordLocal([])).rejects.toBeInstanceOf(StoreClosedError)
+    b.store = openStore(b)
+    await b.store.open()
+    expect(b.store.indexId).toBe(indexId)
+    expect(b.store.seq).toBe(seq)
+    expect(await allRecords(b)).toEqual(before)
+    expect(await b.store.neededPaths()).toEqual(['remote'])
+    expect(await b.store.getCursor(A)).toEqual({ indexId: a.store.indexId, seq: 1 })
+    const [f1] = before.filter((r) => r.path === 'f1')
+    expect(await b.store.blockSources(f1.blocks[0])).toEqual([{ path: 'f1', offset: 0 }])
+
+    // the sequence continues where it stopped
+    b.clock.t += 10
+    await writeLocal(b, 'f3', '3')
+    const [f3] = await recordLocal(b, 'f3')
+    expect(f3.seq).toBe(seq + 1)
+    // and nothing unchanged is recorded again
+    expect(await recordLocal(b, 'f1', 'f2')).toEqual([])
+  })
+
+  it('a new database gets a new indexId', async () => {
+    const a = await makeNode(A)
+    const id = a.store.indexId
+    await a.store.close()
+    await rm(a.dbPath, { recursive: true, force: true })
+    a.store = openStore(a)
+    await a.store.open()
+    expect(a.store.indexId).not.toBe(id)
+    expect(a.store.seq).toBe(0)
+  })
+})
