@@ -10,6 +10,7 @@ const USAGE = `usage: syncmesh <command> [options]
 commands:
   init   --home DIR [--key FILE]                     make a node home (new mesh, or join the mesh of FILE)
   start  --home DIR [--listen MA]... [--join MA]...  run the node in the foreground until SIGINT/SIGTERM
+         [--mount MOUNTPOINT]                        serve the data folder at MOUNTPOINT (FUSE) and record writes at once
          [--log-level debug|info|warn|error]
   join   --home DIR MULTIADDR                        make the running node dial a peer and remember it
   status --home DIR [--json]                         what the running node is doing
@@ -95,13 +96,14 @@ async function cmdStart (args: string[]): Promise<void> {
     home: { type: 'string' },
     listen: { type: 'string', multiple: true },
     join: { type: 'string', multiple: true },
+    mount: { type: 'string' },
     'log-level': { type: 'string' }
   })
   const home = requireHome(values)
   const level = (values['log-level'] ?? 'info') as string
   if (!(LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`)
   const log = stderrLogger(level as typeof LEVELS[number])
-  const node = await SyncNode.open({ home, listen: values.listen as string[] | undefined, join: values.join as string[] | undefined, log })
+  const node = await SyncNode.open({ home, listen: values.listen as string[] | undefined, join: values.join as string[] | undefined, mount: values.mount as string | undefined, log })
   const ctl = new ControlServer(home, async (c, a) => {
     switch (c) {
       case 'status': return await node.status()

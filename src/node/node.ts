@@ -25,6 +25,7 @@ import { Announcer, meshTopic } from '../gossip/announcer.js'
 import { CatchUp } from '../gossip/catchup.js'
 import { BlockServer, PeerBlockClient, type BlockHost } from '../transfer/protocol.js'
 import { Puller, type PullProgress } from '../transfer/puller.js'
+import { SyncMount } from '../fuse/mount.js'
 import type { NodeId } from '../store/types.js'
 
 export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string) => void
@@ -49,6 +50,11 @@ export interface NodeOptions {
   peerExchange?: boolean
   /** Longest wait before a failed pull is tried again. @default 30_000 */
   maxRetryDelayMs?: number
+  /**
+   * Mount the data folder here (FUSE passthrough): every change made through the mount
+   * is recorded at once, and the folder is no longer watched.
+   */
+  mount?: string
 }
 
 export class NodeError extends Error {
@@ -113,6 +119,7 @@ export class SyncNode {
   announcer!: Announcer
   catchUp!: CatchUp
   peerExchange!: PeerExchange
+  mount: SyncMount | null = null
   private readonly opts: NodeOptions
   private readonly log: LogFn
   private readonly clients = new Map<string, PeerBlockClient>()
@@ -140,7 +147,7 @@ export class SyncNode {
     this.store = new Store({ path: home.dbDir, nodeId: this.nodeId, data: this.data, clock: this.clock })
     this.scanner = new Scanner({ store: this.store, data: this.data, log: (m) => this.log('warn', m) }, {
       rescanIntervalMs: opts.rescanIntervalMs ?? home.config.rescanIntervalMs,
-      watch: opts.watch ?? true
+      watch: opts.mount == null && (opts.watch ?? true)
     })
   }
 
@@ -158,6 +165,36 @@ export class SyncNode {
       throw dbOpenError(this.home.dbDir, this.home.dir, err)
     }
     const repairing = await exists(repairMarker(this.home.dir))
+    // mount first: a bad mount point is refused before anything else starts, and writes
+    // through the mount are queued from the start (the scanner records them once running)
+    if (this.opts.mount != null) {
+      const scanner = this.scanner
+      this.mount = new SyncMount({
+        // the FUSE callbacks only queue paths: hashing and recording happen off their path
+        sink: {
+          changed: (path, _kind, ranges) => { scanner.touch(path, ranges) },
+          removed: (path) => { scanner.touch(path) },
+          renamed: (from, to) => { scanner.touch(from); scanner.touch(to) }
+        },
+        log: (m) => this.log('info', `mount: ${m}`)
+      }, {
+        dataDir: this.data.root,
+        mountPoint: this.opts.mount,
+        // no kernel caching of names and attributes: a version installed in the data
+        // folder shows through the mount at once, never with the old size
+        attrTimeout: 0,
+        entryTimeout: 0
+      })
+      try {
+        await this.mount.start()
+      } catch (err) {
+        this.mount = null
+        this.state = 'stopped'
+        await this.store.close()
+        throw err
+      }
+      this.log('info', `mounted ${this.data.root} at ${this.opts.mount}`)
+    }
     const listen = this.opts.listen ?? this.home.config.listen
     const gater = this.acl.gater(this.opts.gater)
     try {
@@ -243,6 +280,7 @@ export class SyncNode {
     this.state = 'stopped'
     if (this.dialTimer != null) clearInterval(this.dialTimer)
     this.announcer.batcher.discard()
+    if (this.mount != null) { await this.mount.stop().catch(() => {}); this.mount = null }
     for (const c of this.libp2p.getConnections()) c.abort(new Error('crash'))
     await this.puller.stop()
     await this.scanner.stop()
@@ -278,6 +316,12 @@ export class SyncNode {
   async stop (): Promise<void> {
     if (this.state !== 'started') return
     this.state = 'stopped'
+    // unmount first: programs using the mount get their last writes recorded below
+    if (this.mount != null) {
+      await this.mount.stop().catch((err: Error) => this.log('error', `unmount: ${err.message}`))
+      this.mount = null
+      await this.scanner.flush()
+    }
     if (this.dialTimer != null) clearInterval(this.dialTimer)
     await this.puller.stop()
     await this.scanner.stop()

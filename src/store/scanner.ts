@@ -1,6 +1,7 @@
 import { watch, type FSWatcher } from 'node:fs'
 import { readdir, readlink } from 'node:fs/promises'
-import { sha256Hex, hashFile } from './blocks.js'
+import { open } from 'node:fs/promises'
+import { blockCount, blockLength, chooseBlockSize, contentId, sha256Hex, hashFile, type HashedContent } from './blocks.js'
 import { RESERVED, sameObserved, isErrno, type DataFolder, type Observed } from './datafolder.js'
 import { isValidPath } from './paths.js'
 import type { LocalObservation, Store } from './store.js'
@@ -52,6 +53,8 @@ export class Scanner {
   private timer: NodeJS.Timeout | null = null
   private settleTimer: NodeJS.Timeout | null = null
   private readonly dirty = new Set<string>()
+  /** Byte ranges written per dirty path, or null when unknown (hash everything). */
+  private readonly written = new Map<string, Array<[number, number]> | null>()
   private running: Promise<void> = Promise.resolve()
   private started = false
   /** Paths the node itself is writing: their events are ignored until released. */
@@ -99,9 +102,22 @@ export class Scanner {
     await this.running.catch(() => {})
   }
 
-  /** A path (relative to the data folder) may have changed: record it soon. */
-  touch (rel: string): void {
+  /**
+   * A path (relative to the data folder) may have changed: record it soon. `ranges`
+   * (from the FUSE layer: the byte ranges written) lets the scanner hash only the blocks
+   * they touch; without them the whole file is hashed.
+   */
+  touch (rel: string, ranges?: Array<[number, number]>): void {
     if (rel === '' || rel === RESERVED || rel.startsWith(RESERVED + '/')) return
+    const prev = this.written.get(rel)
+    if (ranges == null || prev === null || (prev === undefined && this.dirty.has(rel))) {
+      // a change we know nothing about: the whole file must be hashed
+      this.written.set(rel, null)
+    } else if (prev === undefined) {
+      this.written.set(rel, [...ranges])
+    } else {
+      prev.push(...ranges)
+    }
     this.dirty.add(rel)
     if (this.settleTimer == null && this.started) {
       this.settleTimer = setTimeout(() => {
@@ -115,6 +131,15 @@ export class Scanner {
 
   private touchAll (): void {
     this.enqueue(async () => { await this.runScanAll() })
+  }
+
+  /** Record every path touched so far, now (before a stop). */
+  async flush (): Promise<void> {
+    if (this.settleTimer != null) { clearTimeout(this.settleTimer); this.settleTimer = null }
+    const paths = [...this.dirty]
+    this.dirty.clear()
+    if (paths.length > 0) this.enqueue(async () => { await this.scanPaths(paths) })
+    await this.running
   }
 
   /** The node is about to write `rel` itself (until `release`). */
@@ -263,10 +288,18 @@ export class Scanner {
     return changed
   }
 
+  private async rehashRanges (path: string, observed: Observed, ranges: Array<[number, number]>): Promise<HashedContent | null> {
+    const old = await this.store.get(path)
+    if (old == null) return null
+    return await rehashBlocks(this.data.abs(path), observed.size, old, ranges)
+  }
+
   private async describe (path: string, observed: Observed): Promise<LocalObservation | null> {
+    const ranges = this.written.get(path)
+    this.written.delete(path)
     try {
       if (observed.type === 'file') {
-        const h = await hashFile(this.data.abs(path), observed.size)
+        const h = (ranges != null ? await this.rehashRanges(path, observed, ranges) : null) ?? await hashFile(this.data.abs(path), observed.size)
         // the file changed while we hashed it: take what we read, the watcher will follow
         return { path, present: true, observed: { ...observed, size: h.size }, blockSize: h.blockSize, blocks: h.blocks, hash: h.hash, target: '' }
       }
@@ -280,6 +313,44 @@ export class Scanner {
       throw err
     }
   }
+}
+
+/**
+ * Hash only the blocks that `ranges` touch (and any past the old end), reusing the hashes
+ * of the rest from the record of what was on disk. Null when that record cannot be used.
+ */
+async function rehashBlocks (abs: string, size: number, old: StoredRecord, ranges: Array<[number, number]>): Promise<HashedContent | null> {
+  const blockSize = chooseBlockSize(size)
+  if (old.disk == null || old.disk.hash !== old.hash || old.type !== 'file' || old.blockSize !== blockSize) return null
+  const n = blockCount(size, blockSize)
+  const dirty = new Set<number>()
+  for (let i = 0; i < n; i++) {
+    const start = i * blockSize
+    const end = start + blockLength(size, blockSize, i)
+    // a block that changed length (the last one) or is new must be hashed again
+    if (i >= old.blocks.length || end > old.size || (i === n - 1 && blockLength(old.size, blockSize, i) !== end - start)) dirty.add(i)
+  }
+  for (const [a, b] of ranges) {
+    for (let i = Math.floor(a / blockSize); i * blockSize < b && i < n; i++) dirty.add(i)
+  }
+  const blocks = old.blocks.slice(0, n)
+  const fh = await open(abs, 'r')
+  try {
+    const buf = Buffer.allocUnsafe(blockSize)
+    for (const i of dirty) {
+      const len = blockLength(size, blockSize, i)
+      let filled = 0
+      while (filled < len) {
+        const { bytesRead } = await fh.read(buf, filled, len - filled, i * blockSize + filled)
+        if (bytesRead === 0) return null
+        filled += bytesRead
+      }
+      blocks[i] = sha256Hex(buf.subarray(0, len))
+    }
+  } finally {
+    await fh.close()
+  }
+  return { size, blockSize, blocks, hash: contentId(blocks) }
 }
 
 function differs (observed: Observed, rec: StoredRecord | undefined): boolean {

@@ -3,63 +3,15 @@
  * code: `npm test` builds first), real homes in temp folders.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm, readFile, stat, writeFile, chmod, readdir } from 'node:fs/promises'
+import { readFile, stat, writeFile, chmod, readdir } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { waitFor } from '../sim/harness.js'
+import { cleanup, onCleanup, requireBuild, run, start, tempDir } from '../lib/proc.js'
 
-const BIN = resolve(import.meta.dirname, '../../bin/syncmesh.js')
-const cleanups: Array<() => Promise<void>> = []
-
-beforeAll(() => {
-  if (!existsSync(resolve(import.meta.dirname, '../../dist/src/cli/main.js'))) {
-    throw new Error('dist/ is missing: run `npm test` (it compiles first) or `npm run build`')
-  }
-})
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {})
-})
-
-async function tempDir (): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'syncmesh-cli-'))
-  cleanups.push(async () => { await rm(d, { recursive: true, force: true }) })
-  return d
-}
-
-interface Run { code: number | null, stdout: string, stderr: string }
-
-async function run (...args: string[]): Promise<Run> {
-  return await new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    p.on('error', reject)
-    p.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
-
-interface Started { proc: ChildProcess, addrs: string[], stderr: () => string, exited: Promise<number | null> }
-
-/** `syncmesh start` in the background; resolves once it printed its listen addresses. */
-async function start (...args: string[]): Promise<Started> {
-  const proc = spawn(process.execPath, [BIN, 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)))
-  cleanups.push(async () => {
-    if (proc.exitCode == null && proc.signalCode == null) { proc.kill('SIGKILL'); await exited }
-  })
-  let out = ''
-  let err = ''
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString() })
-  await waitFor(() => out.includes('/p2p/') || proc.exitCode != null, 20_000, `node printed its addresses (stderr: ${err})`)
-  return { proc, addrs: out.trim().split('\n'), stderr: () => err, exited }
-}
+beforeAll(requireBuild)
+afterEach(cleanup)
 
 describe('syncmesh CLI', () => {
   it('init makes a home with private keys and refuses to init it twice', async () => {
@@ -152,7 +104,7 @@ describe('syncmesh CLI', () => {
     // port in use
     const blocker = createServer()
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve()))
-    cleanups.push(async () => { blocker.close() })
+    onCleanup(async () => { blocker.close() })
     const port = (blocker.address() as { port: number }).port
     const c = join(d, 'c')
     await run('init', '--home', c, '--key', join(a, 'mesh.key'))

@@ -1,0 +1,756 @@
+/**
+ * The passthrough operations: every FUSE request is served from the data folder with async fs calls on
+ * real file descriptors, and every successful mutation is reported to the ChangeSink.
+ *
+ * Paths from FUSE are absolute inside the mount ("/a/b"); the sink gets them relative ("a/b").
+ */
+import fs from 'node:fs'
+import type { Stats, Dirent } from 'node:fs'
+import type Fuse from 'fuse-native'
+type FuseOps = Fuse.FuseOps
+type FuseStatfs = Fuse.FuseStatfs
+import { EINVAL, ENODATA, ENOENT, EPERM, ERANGE, ENOSYS, toErrno } from './errno.js'
+import type { NativeHelper } from './helper.js'
+import { WrittenRanges } from './ranges.js'
+import type { ChangeKind, ChangeSink } from './types.js'
+
+type FuseClass = typeof Fuse
+type Signal = (result: number, ...args: unknown[]) => void
+type ResultCb = (result: number) => void
+
+const {
+  O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_SYNC, O_DSYNC, O_NOATIME,
+  S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK
+} = fs.constants
+const O_ACCMODE = 3
+/** open(2) flags passed on to the real file (the kernel already handled O_CREAT/O_EXCL/O_TRUNC). O_DIRECT is dropped: FUSE hands us unaligned buffers. */
+const KEPT_OPEN_FLAGS = O_ACCMODE | O_APPEND | O_SYNC | O_DSYNC | (O_NOATIME ?? 0)
+const TWO32 = 4294967296
+/** libfuse2 names the files it keeps for unlinked-but-open nodes like this (hide_node). */
+const HIDDEN_RE = /\.fuse_hidden[0-9a-f]{16}$/
+/** fuse-native's handler index for utimens (op_utimens in fuse-native.c). */
+const OP_UTIMENS = 12
+/** UTIME_NOW / UTIME_OMIT ((1 << 30) - 1 / - 2 ns, tv_sec 0) after fuse-native's conversion to ms. */
+const UTIME_SPECIAL_MS = 1073
+/** How long a "security.capability: no such attribute" answer is reused (the kernel asks before every write(2)). */
+const CAP_TTL_MS = 5000
+const CAP = 'security.capability'
+
+class Handle {
+  readonly ranges = new WrittenRanges()
+  constructor (readonly fd: number) {}
+}
+
+export interface PassthroughOptions {
+  dataDir: string
+  reservedName: string
+  /** absolute folder inside the reserved folder that holds unlinked-but-open files */
+  hiddenDir: string
+  sink: ChangeSink
+  log: (msg: string) => void
+  helper: NativeHelper
+}
+
+function setU64 (a: Uint32Array, i: number, n: number): void {
+  if (!(n > 0)) return // zero-filled already; negative times are not representable in fuse-native's format
+  n = Math.floor(n)
+  a[i] = n % TWO32
+  a[i + 1] = Math.floor(n / TWO32)
+}
+
+/** fuse-native's stat layout (getStatArray), built from the ms fields without creating Date objects. */
+export function statArray (st: Stats): Uint32Array {
+  const a = new Uint32Array(18)
+  a[0] = st.mode
+  a[1] = st.uid
+  a[2] = st.gid
+  setU64(a, 3, st.size)
+  a[5] = st.dev
+  a[6] = st.nlink
+  a[7] = st.ino
+  a[8] = st.rdev
+  a[9] = st.blksize
+  setU64(a, 10, st.blocks)
+  setU64(a, 12, st.atimeMs)
+  setU64(a, 14, st.mtimeMs)
+  setU64(a, 16, st.ctimeMs)
+  return a
+}
+
+/** Directory entry for readdir: file type only (d_type), inode unknown (FUSE_UNKNOWN_INO). */
+function direntArray (type: number): Uint32Array {
+  const a = new Uint32Array(18)
+  a[0] = type
+  a[6] = 1
+  a[7] = 0xffffffff
+  return a
+}
+
+function direntType (d: Dirent): number {
+  if (d.isFile()) return S_IFREG
+  if (d.isDirectory()) return S_IFDIR
+  if (d.isSymbolicLink()) return S_IFLNK
+  if (d.isFIFO()) return S_IFIFO
+  if (d.isSocket()) return S_IFSOCK
+  if (d.isCharacterDevice()) return S_IFCHR
+  if (d.isBlockDevice()) return S_IFBLK
+  return 0
+}
+
+const DIR_ENTRY = direntArray(S_IFDIR)
+
+export class Passthrough {
+  readonly handles = new Map<number, Handle>()
+  private readonly dataDir: string
+  private readonly reservedPath: string
+  private readonly reservedPrefix: string
+  private readonly reservedName: string
+  private readonly hiddenDir: string
+  private readonly sink: ChangeSink
+  private readonly log: (msg: string) => void
+  private readonly helper: NativeHelper
+  /** basename of a libfuse hidden file -> its real path inside hiddenDir */
+  private readonly hidden = new Map<string, string>()
+  private hiddenSeq = 0
+  /** mount path -> time until which "no security.capability" may be answered without asking */
+  private readonly capAbsent = new Map<string, number>()
+  private readonly umask: number
+
+  constructor (opts: PassthroughOptions) {
+    this.dataDir = opts.dataDir
+    this.reservedName = opts.reservedName
+    this.reservedPath = '/' + opts.reservedName
+    this.reservedPrefix = this.reservedPath + '/'
+    this.hiddenDir = opts.hiddenDir
+    this.sink = opts.sink
+    this.log = opts.log
+    this.helper = opts.helper
+    this.umask = process.umask()
+  }
+
+  // ---- paths ------------------------------------------------------------------------------------
+
+  /** Real path in the data folder, or null for the reserved folder (which does not exist through the mount). */
+  real (p: string): string | null {
+    if (p === '/') return this.dataDir
+    if (p.startsWith(this.reservedPath) && (p.length === this.reservedPath.length || p.startsWith(this.reservedPrefix))) return null
+    if (p.includes('.fuse_hidden')) {
+      const r = this.hidden.get(p.slice(p.lastIndexOf('/') + 1))
+      if (r !== undefined) return r
+    }
+    return this.dataDir + p
+  }
+
+  private isHidden (p: string): boolean {
+    return p.includes('.fuse_hidden') && this.hidden.has(p.slice(p.lastIndexOf('/') + 1))
+  }
+
+  // ---- reporting --------------------------------------------------------------------------------
+
+  private changed (p: string, kind: ChangeKind, ranges?: Array<[number, number]>): void {
+    if (p === '/') return // metadata of the data folder itself is not a synced entry
+    try {
+      if (ranges === undefined) this.sink.changed(p.slice(1), kind)
+      else this.sink.changed(p.slice(1), kind, ranges)
+    } catch (err) {
+      this.log(`sink.changed threw: ${String(err)}`)
+    }
+  }
+
+  private removed (p: string, isDir: boolean): void {
+    try {
+      this.sink.removed(p.slice(1), isDir)
+    } catch (err) {
+      this.log(`sink.removed threw: ${String(err)}`)
+    }
+  }
+
+  private renamed (from: string, to: string): void {
+    try {
+      this.sink.renamed(from.slice(1), to.slice(1))
+    } catch (err) {
+      this.log(`sink.renamed threw: ${String(err)}`)
+    }
+  }
+
+  private reportWrites (p: string, h: Handle): void {
+    if (h.ranges.empty) return
+    const ranges = h.ranges.take()
+    if (!this.isHidden(p)) this.changed(p, 'write', ranges)
+  }
+
+  /** After creating with `mode`, undo the bits our own umask took away (the kernel already applied the caller's umask). */
+  private needsChmod (mode: number): boolean {
+    return (mode & this.umask & 0o7777) !== 0
+  }
+
+  // ---- attributes -------------------------------------------------------------------------------
+
+  getattr (p: string, signal: Signal): void {
+    const r = this.real(p)
+    if (r === null) { signal(ENOENT); return }
+    fs.lstat(r, (err, st) => {
+      if (err !== null) signal(toErrno(err))
+      else signal(0, statArray(st))
+    })
+  }
+
+  fgetattr (p: string, fd: number, signal: Signal): void {
+    if (fd === 0) { this.getattr(p, signal); return } // no file handle (fuse-native passes 0): by path
+    fs.fstat(fd, (err, st) => {
+      if (err !== null) this.getattr(p, signal)
+      else signal(0, statArray(st))
+    })
+  }
+
+  access (p: string, mode: number, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    fs.access(r, mode, err => cb(err === null ? 0 : toErrno(err)))
+  }
+
+  statfs (_p: string, cb: (res: number, st?: FuseStatfs) => void): void {
+    fs.statfs(this.dataDir, (err, s) => {
+      if (err !== null) { cb(toErrno(err)); return }
+      // fuse-native passes 32-bit counts: scale the block size up until they fit
+      let bsize = s.bsize
+      let blocks = s.blocks
+      let bfree = s.bfree
+      let bavail = s.bavail
+      while (blocks > 0xffffffff) {
+        bsize *= 2
+        blocks = Math.floor(blocks / 2)
+        bfree = Math.floor(bfree / 2)
+        bavail = Math.floor(bavail / 2)
+      }
+      const files = Math.min(s.files, 0xffffffff)
+      const ffree = Math.min(s.ffree, 0xffffffff)
+      cb(0, { bsize, frsize: bsize, blocks, bfree, bavail, files, ffree, favail: ffree, fsid: 0, flag: 0, namemax: 255 })
+    })
+  }
+
+  chmod (p: string, mode: number, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    fs.chmod(r, mode & 0o7777, err => {
+      if (err !== null) { cb(toErrno(err)); return }
+      if (!this.isHidden(p)) this.changed(p, 'chmod')
+      cb(0)
+    })
+  }
+
+  chown (p: string, uid: number, gid: number, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    // (uid_t)-1 means "leave unchanged"; fuse-native hands it over as an unsigned 32-bit number
+    fs.lchown(r, uid === 0xffffffff ? -1 : uid, gid === 0xffffffff ? -1 : gid, err => {
+      if (err !== null) { cb(toErrno(err)); return }
+      if (!this.isHidden(p)) this.changed(p, 'chown')
+      cb(0)
+    })
+  }
+
+  /** atime/mtime in ms since the epoch. UTIME_NOW/UTIME_OMIT never reach us with libfuse2 (see README in mount.ts); if a special value does arrive, the existing time is kept. */
+  utimens (p: string, atime: number, mtime: number, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    const set = (a: number, m: number): void => {
+      fs.lutimes(r, a / 1000, m / 1000, err => {
+        if (err !== null) { cb(toErrno(err)); return }
+        if (!this.isHidden(p)) this.changed(p, 'utimens')
+        cb(0)
+      })
+    }
+    if (atime !== UTIME_SPECIAL_MS && mtime !== UTIME_SPECIAL_MS) { set(atime, mtime); return }
+    fs.lstat(r, (err, st) => {
+      if (err !== null) { cb(toErrno(err)); return }
+      set(atime === UTIME_SPECIAL_MS ? st.atimeMs : atime, mtime === UTIME_SPECIAL_MS ? st.mtimeMs : mtime)
+    })
+  }
+
+  truncate (p: string, size: number, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    fs.truncate(r, size, err => {
+      if (err !== null) { cb(toErrno(err)); return }
+      if (!this.isHidden(p)) this.changed(p, 'truncate')
+      cb(0)
+    })
+  }
+
+  ftruncate (p: string, fd: number, size: number, cb: ResultCb): void {
+    fs.ftruncate(fd, size, err => {
+      if (err !== null) { cb(toErrno(err)); return }
+      if (!this.isHidden(p)) this.changed(p, 'truncate')
+      cb(0)
+    })
+  }
+
+  // ---- files ------------------------------------------------------------------------------------
+
+  open (p: string, flags: number, cb: (res: number, fd?: number) => void): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    fs.open(r, flags & KEPT_OPEN_FLAGS, (err, fd) => {
+      if (err !== null) { cb(toErrno(err)); return }
+      if ((flags & O_ACCMODE) !== O_RDONLY) this.handles.set(fd, new Handle(fd))
+      cb(0, fd)
+    })
+  }
+
+  /** libfuse2 gives create() no open flags: the real file is opened read-write (O_CREAT, no O_EXCL: the kernel only calls create after a lookup found nothing). */
+  create (p: string, mode: number, cb: (res: number, fd?: number) => void): void {
+    const r = this.real(p)
+    if (r === null) { cb(EPERM); return }
+    fs.open(r, O_CREAT | O_RDWR, mode & 0o7777, (err, fd) => {
+      if (err !== null) { cb(toErrno(err)); return }
+      const done = (): void => {
+        this.handles.set(fd, new Handle(fd))
+        this.capAbsent.set(p, Date.now() + CAP_TTL_MS)
+        this.changed(p, 'create')
+        cb(0, fd)
+      }
+      if (!this.needsChmod(mode)) { done(); return }
+      fs.fchmod(fd, mode & 0o7777, () => done())
+    })
+  }
+
+  read (_p: string, fd: number, buf: Buffer, len: number, pos: number, cb: ResultCb): void {
+    fs.read(fd, buf, 0, len, pos, (err, n) => cb(err !== null ? toErrno(err) : n))
+  }
+
+  write (_p: string, fd: number, buf: Buffer, len: number, pos: number, cb: ResultCb): void {
+    fs.write(fd, buf, 0, len, pos, (err, n) => {
+      if (err !== null) { cb(toErrno(err)); return }
+      const h = this.handles.get(fd)
+      if (h !== undefined) h.ranges.add(pos, pos + n)
+      cb(n)
+    })
+  }
+
+  fsync (p: string, datasync: number, fd: number, cb: ResultCb): void {
+    const done = (err: NodeJS.ErrnoException | null): void => {
+      if (err !== null) { cb(toErrno(err)); return }
+      const h = this.handles.get(fd)
+      if (h !== undefined) this.reportWrites(p, h)
+      cb(0)
+    }
+    if (datasync !== 0) fs.fdatasync(fd, done)
+    else fs.fsync(fd, done)
+  }
+
+  release (p: string, fd: number, cb: ResultCb): void {
+    const h = this.handles.get(fd)
+    this.handles.delete(fd)
+    fs.close(fd, err => {
+      if (h !== undefined) this.reportWrites(p, h)
+      cb(err !== null ? toErrno(err) : 0)
+    })
+  }
+
+  // ---- directories ------------------------------------------------------------------------------
+
+  opendir (p: string, _flags: number, cb: (res: number, fd?: number) => void): void {
+    cb(this.real(p) === null ? ENOENT : 0, 0)
+  }
+
+  releasedir (_p: string, _fd: number, cb: ResultCb): void {
+    cb(0)
+  }
+
+  readdir (p: string, signal: Signal): void {
+    const r = this.real(p)
+    if (r === null) { signal(ENOENT); return }
+    fs.readdir(r, { withFileTypes: true }, (err, ents) => {
+      if (err !== null) { signal(toErrno(err)); return }
+      const names: string[] = ['.', '..']
+      const stats: Uint32Array[] = [DIR_ENTRY, DIR_ENTRY]
+      const root = p === '/'
+      for (const d of ents) {
+        if (root && d.name === this.reservedName) continue
+        names.push(d.name)
+        stats.push(direntArray(direntType(d)))
+      }
+      signal(0, names, stats)
+    })
+  }
+
+  fsyncdir (p: string, datasync: number, _fd: number, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    fs.open(r, O_RDONLY, (err, fd) => {
+      if (err !== null) { cb(toErrno(err)); return }
+      const sync = datasync !== 0 ? fs.fdatasync : fs.fsync
+      sync(fd, serr => fs.close(fd, () => cb(serr !== null ? toErrno(serr) : 0)))
+    })
+  }
+
+  mkdir (p: string, mode: number, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(EPERM); return }
+    fs.mkdir(r, { mode: mode & 0o7777 }, err => {
+      if (err !== null) { cb(toErrno(err)); return }
+      const done = (): void => { this.changed(p, 'mkdir'); cb(0) }
+      if (!this.needsChmod(mode)) { done(); return }
+      fs.chmod(r, mode & 0o7777, () => done())
+    })
+  }
+
+  rmdir (p: string, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    fs.rmdir(r, err => {
+      if (err !== null) { cb(toErrno(err)); return }
+      this.removed(p, true)
+      cb(0)
+    })
+  }
+
+  // ---- names ------------------------------------------------------------------------------------
+
+  mknod (p: string, mode: number, dev: number, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(EPERM); return }
+    const type = mode & S_IFMT
+    const perm = mode & 0o7777
+    const done = (res: number): void => {
+      if (res < 0) { cb(res); return }
+      const report = (): void => { this.changed(p, 'mknod'); cb(0) }
+      if (!this.needsChmod(mode)) { report(); return }
+      fs.chmod(r, perm, () => report())
+    }
+    if (type === 0 || type === S_IFREG) {
+      fs.open(r, O_CREAT | O_EXCL | O_WRONLY, perm, (err, fd) => {
+        if (err !== null) { done(toErrno(err)); return }
+        fs.close(fd, () => done(0))
+      })
+      return
+    }
+    if (type !== S_IFIFO && type !== S_IFSOCK && type !== S_IFCHR && type !== S_IFBLK) { cb(EINVAL); return }
+    this.helper.mknod(r, mode, dev, done)
+  }
+
+  unlink (p: string, cb: ResultCb): void {
+    const base = p.slice(p.lastIndexOf('/') + 1)
+    const hiddenReal = this.hidden.get(base)
+    if (hiddenReal !== undefined) {
+      // libfuse removing the file it kept for an unlinked-but-open node: already reported as removed
+      fs.unlink(hiddenReal, err => {
+        if (err === null || err.code === 'ENOENT') this.hidden.delete(base)
+        cb(err !== null ? toErrno(err) : 0)
+      })
+      return
+    }
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    fs.unlink(r, err => {
+      if (err !== null) { cb(toErrno(err)); return }
+      this.capAbsent.delete(p)
+      this.removed(p, false)
+      cb(0)
+    })
+  }
+
+  rename (src: string, dest: string, cb: ResultCb): void {
+    const rs = this.real(src)
+    if (rs === null) { cb(ENOENT); return }
+    const rd = this.real(dest)
+    if (rd === null) { cb(EPERM); return }
+    const base = dest.slice(dest.lastIndexOf('/') + 1)
+    if (HIDDEN_RE.test(base) && !this.hidden.has(base)) {
+      this.hide(src, rs, base, rd, cb)
+      return
+    }
+    fs.rename(rs, rd, err => {
+      if (err !== null) { cb(toErrno(err)); return }
+      this.capAbsent.clear()
+      this.renamed(src, dest)
+      cb(0)
+    })
+  }
+
+  /**
+   * libfuse2 keeps a file that is unlinked (or renamed over) while open by renaming it to .fuse_hiddenXXXX
+   * in its folder. We move it into the reserved folder instead, so the data folder only shows the removal.
+   */
+  private hide (src: string, rs: string, base: string, rd: string, cb: ResultCb): void {
+    const target = `${this.hiddenDir}/${process.pid}-${++this.hiddenSeq}`
+    fs.rename(rs, target, err => {
+      if (err !== null && err.code === 'EXDEV') {
+        // reserved folder on another file system: keep libfuse's own scheme
+        fs.rename(rs, rd, err2 => {
+          if (err2 !== null) { cb(toErrno(err2)); return }
+          this.removed(src, false)
+          cb(0)
+        })
+        return
+      }
+      if (err !== null) { cb(toErrno(err)); return }
+      this.hidden.set(base, target)
+      this.capAbsent.delete(src)
+      this.removed(src, false)
+      cb(0)
+    })
+  }
+
+  link (src: string, dest: string, cb: ResultCb): void {
+    const rs = this.real(src)
+    if (rs === null) { cb(ENOENT); return }
+    const rd = this.real(dest)
+    if (rd === null) { cb(EPERM); return }
+    fs.link(rs, rd, err => {
+      if (err !== null) { cb(toErrno(err)); return }
+      this.changed(dest, 'link')
+      cb(0)
+    })
+  }
+
+  symlink (target: string, p: string, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(EPERM); return }
+    fs.symlink(target, r, err => {
+      if (err !== null) { cb(toErrno(err)); return }
+      this.changed(p, 'symlink')
+      cb(0)
+    })
+  }
+
+  readlink (p: string, cb: (res: number, target?: string) => void): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    fs.readlink(r, (err, target) => {
+      if (err !== null) cb(toErrno(err))
+      else cb(0, target)
+    })
+  }
+
+  // ---- extended attributes ----------------------------------------------------------------------
+
+  getxattr (p: string, name: string, cb: (res: number, value?: Buffer) => void): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    if (name === CAP) {
+      // asked by the kernel before every write(2) (file_remove_privs): answer from a short-lived cache
+      const until = this.capAbsent.get(p)
+      if (until !== undefined && until > Date.now()) { cb(ENODATA); return }
+    }
+    this.helper.getxattr(r, name, (res, value) => {
+      if (res === ENODATA && name === CAP) {
+        if (this.capAbsent.size > 100000) this.capAbsent.clear()
+        this.capAbsent.set(p, Date.now() + CAP_TTL_MS)
+      }
+      cb(res, value)
+    })
+  }
+
+  setxattr (p: string, name: string, value: Buffer, flags: number, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    this.helper.setxattr(r, name, value, flags, res => {
+      this.capAbsent.delete(p)
+      if (res === 0 && !this.isHidden(p)) this.changed(p, 'xattr')
+      cb(res)
+    })
+  }
+
+  listxattr (p: string, cb: (res: number, names?: string[]) => void): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    this.helper.listxattr(r, cb)
+  }
+
+  removexattr (p: string, name: string, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    this.helper.removexattr(r, name, res => {
+      this.capAbsent.delete(p)
+      if (res === 0 && !this.isHidden(p)) this.changed(p, 'xattr')
+      cb(res)
+    })
+  }
+
+  /** Closes every file still open (after unmount). */
+  closeAll (): Promise<void> {
+    const fds = [...this.handles.keys()]
+    this.handles.clear()
+    return Promise.all(fds.map(fd => new Promise<void>(resolve => fs.close(fd, () => resolve())))).then(() => {})
+  }
+}
+
+export interface FuseTuning {
+  attrTimeout: number
+  entryTimeout: number
+  log: (msg: string) => void
+  /** count requests per operation (diagnostics: SYNCMESH_FUSE_STATS=1) */
+  countOps?: boolean
+}
+
+/** fuse-native's opcode numbers (fuse-native.c), for diagnostics. */
+export const OP_NAMES = ['init', 'error', 'access', 'statfs', 'fgetattr', 'getattr', 'flush', 'fsync', 'fsyncdir', 'readdir',
+  'truncate', 'ftruncate', 'utimens', 'readlink', 'chown', 'chmod', 'mknod', 'setxattr', 'getxattr', 'listxattr',
+  'removexattr', 'open', 'opendir', 'read', 'write', 'release', 'releasedir', 'create', 'unlink', 'rename', 'link',
+  'symlink', 'mkdir', 'rmdir']
+
+/** A mounted-able Fuse instance plus request counters. */
+export interface SyncFuseInstance extends Fuse {
+  readonly opCounts: Map<string, number>
+}
+
+/**
+ * Builds fuse-native's Fuse subclass for a Passthrough:
+ * - mount options fuse-native cannot express (big_writes, max_write, use_ino, zero timeouts, ...)
+ * - fixes for fuse-native 2.2.6 bugs: fgetattr ignoring the file handle, utimens passing atime as mtime,
+ *   getxattr/listxattr not answering ERANGE / exact sizes
+ * - getattr/readdir stat arrays built without Date objects
+ */
+export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string, tuning: FuseTuning): SyncFuseInstance {
+  const unused = (): void => {}
+  const ops: FuseOps = {
+    getattr: unused, // overridden in the subclass
+    fgetattr: unused,
+    readdir: unused,
+    utimens: unused,
+    getxattr: unused,
+    setxattr: unused,
+    listxattr: unused,
+    access: (p, mode, cb) => pt.access(p, mode, cb),
+    statfs: (p, cb) => pt.statfs(p, cb),
+    // flush is deliberately not registered: writes go straight to the real file, so there is nothing to
+    // flush at close(2). libfuse2 answers the first FLUSH with ENOSYS, the kernel then stops sending it and
+    // close() succeeds: one request (two thread hand-offs) less per close.
+    fsync: (p, datasync, fd, cb) => pt.fsync(p, datasync, fd, cb),
+    fsyncdir: (p, datasync, fd, cb) => pt.fsyncdir(p, datasync, fd, cb),
+    truncate: (p, size, cb) => pt.truncate(p, size, cb),
+    ftruncate: (p, fd, size, cb) => pt.ftruncate(p, fd, size, cb),
+    readlink: (p, cb) => pt.readlink(p, cb),
+    chown: (p, uid, gid, cb) => pt.chown(p, uid, gid, cb),
+    chmod: (p, mode, cb) => pt.chmod(p, mode, cb),
+    mknod: (p, mode, dev, cb) => pt.mknod(p, mode, dev, cb),
+    removexattr: (p, name, cb) => pt.removexattr(p, name, cb),
+    open: (p, flags, cb) => pt.open(p, flags, cb),
+    opendir: (p, flags, cb) => pt.opendir(p, flags, cb),
+    read: (p, fd, buf, len, pos, cb) => pt.read(p, fd, buf, len, pos, cb),
+    write: (p, fd, buf, len, pos, cb) => pt.write(p, fd, buf, len, pos, cb),
+    release: (p, fd, cb) => pt.release(p, fd, cb),
+    releasedir: (p, fd, cb) => pt.releasedir(p, fd, cb),
+    create: (p, mode, cb) => pt.create(p, mode, cb),
+    unlink: (p, cb) => pt.unlink(p, cb),
+    rename: (src, dest, cb) => pt.rename(src, dest, cb),
+    link: (src, dest, cb) => pt.link(src, dest, cb),
+    symlink: (target, p, cb) => pt.symlink(target, p, cb),
+    mkdir: (p, mode, cb) => pt.mkdir(p, mode, cb),
+    rmdir: (p, cb) => pt.rmdir(p, cb)
+  }
+
+  class SyncFuse extends Base {
+    /** real mtime of the utimens request being dispatched (read from fuse-native's thread locals) */
+    private pendingMtime: number | undefined = undefined
+    private warnedLayout = false
+    readonly opCounts = new Map<string, number>()
+
+    constructor () {
+      super(mountPoint, ops, { timeout: false })
+      if (tuning.countOps === true) {
+        this._handlers = this._handlers.map((h, op) => {
+          if (typeof h !== 'function') return h
+          const name = OP_NAMES[op] ?? String(op)
+          return (nh: Buffer, opCode: number, ...args: unknown[]) => {
+            this.opCounts.set(name, (this.opCounts.get(name) ?? 0) + 1)
+            h(nh, opCode, ...args)
+          }
+        })
+      }
+      const orig = this._handlers[OP_UTIMENS]
+      if (typeof orig === 'function') {
+        this._handlers[OP_UTIMENS] = (nh: Buffer, opCode: number, ...args: unknown[]) => {
+          this.pendingMtime = opCode === OP_UTIMENS ? this.realMtime(nh, args) : undefined
+          orig(nh, opCode, ...args)
+        }
+      }
+    }
+
+    /**
+     * fuse-native.c passes l->atime for both times (FUSE_UINT64_TO_INTS_ARGV(l->atime, 5)).
+     * The native handler Buffer is its fuse_thread_locals_t; on x86-64 atime is the size_t at offset 104 and
+     * mtime the one at 112. Used only when the atime there matches the atime argument.
+     */
+    private realMtime (nh: Buffer, args: unknown[]): number | undefined {
+      const aLow = args[1]
+      const aHigh = args[2]
+      if (Buffer.isBuffer(nh) && nh.length >= 120 && nh.readUInt32LE(104) === aLow && nh.readUInt32LE(108) === aHigh) {
+        return nh.readUInt32LE(112) + nh.readUInt32LE(116) * TWO32
+      }
+      if (!this.warnedLayout) {
+        this.warnedLayout = true
+        tuning.log('fuse-native thread-locals layout not recognised: utimens will set mtime = atime (fuse-native bug)')
+      }
+      return undefined
+    }
+
+    override _fuseOptions (): string {
+      const base = super._fuseOptions()
+      const extra = [
+        'big_writes',
+        'max_write=131072',
+        'max_read=131072',
+        'use_ino',
+        `attr_timeout=${tuning.attrTimeout}`,
+        `entry_timeout=${tuning.entryTimeout}`,
+        'negative_timeout=0',
+        'fsname=syncmesh',
+        'subtype=syncmesh'
+      ].join(',')
+      return base === '' ? '-o' + extra : base + ',' + extra
+    }
+
+    override _op_getattr (signal: Signal, p: string): void {
+      pt.getattr(p, signal)
+    }
+
+    override _op_fgetattr (signal: Signal, p: string, fd: number): void {
+      pt.fgetattr(p, fd, signal)
+    }
+
+    override _op_readdir (signal: Signal, p: string): void {
+      pt.readdir(p, signal)
+    }
+
+    override _op_utimens (signal: Signal, p: string, aLow: number, aHigh: number, mLow: number, mHigh: number): void {
+      const mtime = this.pendingMtime ?? (mLow + mHigh * TWO32)
+      this.pendingMtime = undefined
+      pt.utimens(p, aLow + aHigh * TWO32, mtime, res => signal(res))
+    }
+
+    override _op_getxattr (signal: Signal, p: string, name: string, valueBuf: Buffer, _position: number): void {
+      pt.getxattr(p, name, (res, value) => {
+        if (res < 0 || value === undefined) { signal(res < 0 ? res : ENOSYS, valueBuf.buffer); return }
+        if (valueBuf.length === 0) { signal(value.length, valueBuf.buffer); return }
+        if (value.length > valueBuf.length) { signal(ERANGE, valueBuf.buffer); return }
+        value.copy(valueBuf)
+        signal(value.length, valueBuf.buffer)
+      })
+    }
+
+    override _op_setxattr (signal: Signal, p: string, name: string, value: Buffer, _position: number, flags: number): void {
+      pt.setxattr(p, name, value, flags, res => signal(res, value.buffer))
+    }
+
+    override _op_listxattr (signal: Signal, p: string, listBuf: Buffer): void {
+      pt.listxattr(p, (res, names) => {
+        if (res < 0 || names === undefined) { signal(res < 0 ? res : ENOSYS, listBuf.buffer); return }
+        let size = 0
+        for (const n of names) size += Buffer.byteLength(n) + 1
+        if (listBuf.length === 0) { signal(size, listBuf.buffer); return }
+        if (size > listBuf.length) { signal(ERANGE, listBuf.buffer); return }
+        let off = 0
+        for (const n of names) {
+          off += listBuf.write(n, off)
+          listBuf[off++] = 0
+        }
+        signal(off, listBuf.buffer)
+      })
+    }
+  }
+
+  return new SyncFuse()
+}

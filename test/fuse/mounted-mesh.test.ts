@@ -1,0 +1,171 @@
+/**
+ * Nodes with FUSE mounts (`syncmesh start --mount`), each served by its own child
+ * process: everything written through one mount shows up in the other's mount. Needs
+ * root, /dev/fuse and libfuse2 (CI installs them). Every test unmounts, also on failure:
+ * the node processes are killed and any mount left behind is detached.
+ */
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { execFile, spawn } from 'node:child_process'
+import { promisify } from 'node:util'
+import { createHash, randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, stat, symlink, utimes, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { waitFor } from '../sim/harness.js'
+import { cleanup, onCleanup, requireBuild, run, start, status, tempDir, type Started } from '../lib/proc.js'
+
+const sh = promisify(execFile)
+const canMount = process.getuid?.() === 0 && existsSync('/dev/fuse')
+
+beforeAll(requireBuild)
+afterEach(cleanup)
+
+async function unmountIfMounted (dir: string): Promise<void> {
+  const mounts = await readFile('/proc/mounts', 'utf8')
+  if (mounts.split('\n').some((l) => l.split(' ')[1] === dir)) await sh('umount', ['-l', dir]).catch(() => {})
+}
+
+interface MNode { home: string, mnt: string, node: Started }
+
+async function mountedPair (): Promise<[MNode, MNode]> {
+  const d = await tempDir('syncmesh-fuse-')
+  const mk = async (name: string): Promise<{ home: string, mnt: string }> => {
+    const home = join(d, name)
+    const mnt = join(d, `${name}-mnt`)
+    await mkdir(mnt)
+    onCleanup(async () => { await unmountIfMounted(mnt) })
+    return { home, mnt }
+  }
+  const a = await mk('a')
+  const b = await mk('b')
+  await run('init', '--home', a.home)
+  await run('init', '--home', b.home, '--key', join(a.home, 'mesh.key'))
+  const na = await start('--home', a.home, '--listen', '/ip4/127.0.0.1/tcp/0', '--mount', a.mnt)
+  const nb = await start('--home', b.home, '--listen', '/ip4/127.0.0.1/tcp/0', '--mount', b.mnt, '--join', na.addrs[0])
+  await waitFor(async () => ((await status(b.home)).peers as unknown[]).length === 1, 15_000, 'b connected to a')
+  return [{ ...a, node: na }, { ...b, node: nb }]
+}
+
+/** path -> type, mode, mtime and content digest of a tree (read through a mount). */
+async function tree (root: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(join(root, rel))).sort()) {
+      const p = rel === '' ? name : `${rel}/${name}`
+      const st = await lstat(join(root, p))
+      if (st.isSymbolicLink()) out.set(p, `link ${await readlink(join(root, p))}`)
+      else if (st.isDirectory()) { out.set(p, `dir ${(st.mode & 0o7777).toString(8)}`); await walk(p) } else {
+        out.set(p, `file ${(st.mode & 0o7777).toString(8)} ${Math.floor(st.mtimeMs)} ${createHash('sha256').update(await readFile(join(root, p))).digest('hex')}`)
+      }
+    }
+  }
+  await walk('')
+  return out
+}
+
+async function sameTrees (a: string, b: string): Promise<boolean> {
+  const [ta, tb] = [await tree(a), await tree(b)]
+  return ta.size === tb.size && [...ta].every(([k, v]) => tb.get(k) === v)
+}
+
+describe.skipIf(!canMount)('two nodes with mounts', () => {
+  it('everything written in one mount shows up in the other with the same content, modes, symlinks and mtimes', async () => {
+    const [a, b] = await mountedPair()
+    await writeFile(join(a.mnt, 'hello.txt'), 'hello')
+    await mkdir(join(a.mnt, 'dir/sub'), { recursive: true })
+    await writeFile(join(a.mnt, 'dir/sub/data.bin'), randomBytes(3 * 1024 * 1024))
+    await writeFile(join(a.mnt, 'script.sh'), '#!/bin/sh\necho hi\n')
+    await chmod(join(a.mnt, 'script.sh'), 0o750)
+    await symlink('hello.txt', join(a.mnt, 'link'))
+    await utimes(join(a.mnt, 'hello.txt'), new Date('2020-01-02T03:04:05Z'), new Date('2020-01-02T03:04:05Z'))
+    // real programs through the mount
+    await sh('cp', ['-a', join(import.meta.dirname, '..', '..', 'src', 'store'), join(a.mnt, 'copied')])
+    await sh('git', ['init', '-q', join(a.mnt, 'repo')])
+    await writeFile(join(a.mnt, 'repo', 'README'), 'repo in a mount\n')
+    await sh('git', ['-C', join(a.mnt, 'repo'), 'add', 'README'])
+    await sh('git', ['-C', join(a.mnt, 'repo'), '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'first'])
+    await waitFor(async () => await sameTrees(a.mnt, b.mnt), 30_000, 'the mounts agree')
+    // and back: an editor-style save in b (temp file renamed over the original), a directory moved
+    await writeFile(join(b.mnt, 'hello.txt.swp'), 'hello, edited in b')
+    await rename(join(b.mnt, 'hello.txt.swp'), join(b.mnt, 'hello.txt'))
+    await rename(join(b.mnt, 'dir'), join(b.mnt, 'moved'))
+    await waitFor(async () => await sameTrees(a.mnt, b.mnt), 30_000, 'the mounts agree again')
+    expect(await readFile(join(a.mnt, 'hello.txt'), 'utf8')).toBe('hello, edited in b')
+    const { stdout } = await sh('git', ['-C', join(b.mnt, 'repo'), 'log', '--oneline'])
+    expect(stdout).toMatch(/first/)
+  })
+
+  it('a renamed directory of 2000 files reaches the peer as one batch and transfers no content', async () => {
+    const [a, b] = await mountedPair()
+    await mkdir(join(a.mnt, 'many'))
+    for (let i = 0; i < 2000; i++) await writeFile(join(a.mnt, 'many', `f${i}.txt`), `file number ${i} `.repeat(20))
+    await waitFor(async () => (await status(b.home)).files === 2000 && (await status(b.home)).pending.files === 0, 60_000, 'b has the 2000 files')
+    const before = await status(b.home)
+    await rename(join(a.mnt, 'many'), join(a.mnt, 'renamed'))
+    await waitFor(async () => existsSync(join(b.mnt, 'renamed', 'f1999.txt')) && !existsSync(join(b.mnt, 'many')) && (await status(b.home)).pending.files === 0, 60_000, 'b renamed too')
+    const after = await status(b.home)
+    expect(after.stats.puller.bytesFetched - before.stats.puller.bytesFetched).toBe(0)
+    // one announcement: 2000 new paths, 2000 tombstones, the new directory and the old one's tombstone
+    expect(after.stats.gossip.received - before.stats.gossip.received).toBe(1)
+    expect(after.stats.gossip.recordsReceived - before.stats.gossip.recordsReceived).toBe(4002)
+  })
+
+  it('a reader never sees a partial file while a new version is pulled', async () => {
+    const [a, b] = await mountedPair()
+    const v1 = Buffer.alloc(24 * 1024 * 1024, 1)
+    const v2 = Buffer.alloc(24 * 1024 * 1024, 2)
+    await writeFile(join(a.mnt, 'big.bin'), v1)
+    const digest = (x: Buffer): string => createHash('sha256').update(x).digest('hex')
+    await waitFor(async () => existsSync(join(b.mnt, 'big.bin')) && digest(await readFile(join(b.mnt, 'big.bin'))) === digest(v1), 30_000, 'v1 on b')
+    await writeFile(join(a.mnt, 'big.bin'), v2)
+    const seen = new Set<string>()
+    await waitFor(async () => {
+      const d = digest(await readFile(join(b.mnt, 'big.bin')))
+      seen.add(d)
+      return d === digest(v2)
+    }, 30_000, 'v2 on b')
+    expect([...seen].every((d) => d === digest(v1) || d === digest(v2))).toBe(true)
+  })
+
+  it('concurrent writers in one mount all land, on both nodes', async () => {
+    const [a, b] = await mountedPair()
+    const writers = Array.from({ length: 4 }, (_, w) => sh('sh', ['-c', `for i in $(seq 1 100); do echo "writer ${w} line $i" >> ${join(a.mnt, `log-${w}.txt`)}; echo "$i" > ${join(a.mnt, `w${w}-$i`)}; done`]))
+    await Promise.all(writers)
+    await waitFor(async () => await sameTrees(a.mnt, b.mnt), 30_000, 'mounts agree')
+    for (let w = 0; w < 4; w++) expect((await readFile(join(b.mnt, `log-${w}.txt`), 'utf8')).trim().split('\n')).toHaveLength(100)
+  })
+
+  it('a node killed with SIGKILL while a program writes restarts (clearing its stale mount) and the mesh agrees with nothing lost', async () => {
+    const [a, b] = await mountedPair()
+    const writer = spawn('sh', ['-c', `i=0; while [ $i -lt 3000 ]; do echo "line $i" > ${join(a.mnt, 'w')}-$((i % 300)); i=$((i+1)); done`], { stdio: 'ignore' })
+    onCleanup(async () => { writer.kill('SIGKILL') })
+    await waitFor(() => existsSync(join(a.home, 'data', 'w-299')), 20_000, 'writer under way')
+    a.node.proc.kill('SIGKILL')
+    await new Promise<void>((resolve) => writer.on('close', () => resolve()))
+    // the mount is dead (ENOTCONN) until the node restarts and clears it
+    const a2 = await start('--home', a.home, '--listen', '/ip4/127.0.0.1/tcp/0', '--mount', a.mnt, '--join', b.node.addrs[0])
+    const onDisk = new Map<string, string>()
+    for (const n of await readdir(join(a.home, 'data'))) if (n.startsWith('w-')) onDisk.set(n, await readFile(join(a.home, 'data', n), 'utf8'))
+    expect(onDisk.size).toBeGreaterThan(0)
+    await waitFor(async () => {
+      for (const [n, c] of onDisk) if (!existsSync(join(b.mnt, n)) || await readFile(join(b.mnt, n), 'utf8') !== c) return false
+      return await sameTrees(a.mnt, b.mnt)
+    }, 30_000, 'the mesh agrees after the restart')
+    a2.proc.kill('SIGTERM')
+    expect(await a2.exited).toBe(0)
+  })
+
+  it('refuses a missing, non-empty or already mounted mount point in one line', async () => {
+    const d = await tempDir('syncmesh-fuse-')
+    await run('init', '--home', join(d, 'h'))
+    const missing = await run('start', '--home', join(d, 'h'), '--listen', '/ip4/127.0.0.1/tcp/0', '--mount', join(d, 'nope'))
+    expect(missing.code).toBe(1)
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1)
+    await mkdir(join(d, 'full'))
+    await writeFile(join(d, 'full', 'x'), 'x')
+    const full = await run('start', '--home', join(d, 'h'), '--listen', '/ip4/127.0.0.1/tcp/0', '--mount', join(d, 'full'))
+    expect(full.code).toBe(1)
+    expect(full.stderr).toMatch(/not empty/)
+    expect((await stat(join(d, 'full', 'x'))).isFile()).toBe(true)
+  })
+})
