@@ -64,6 +64,11 @@ export class SyncMount {
     }
   }
 
+  /** Whether a program has `rel` (relative to the data folder) open for writing through the mount. */
+  isOpenForWrite (rel: string): boolean {
+    return this.pt?.isOpenForWrite(rel) ?? false
+  }
+
   /** True while mounted. */
   get mounted (): boolean {
     return this.mountedAt !== undefined

@@ -38,7 +38,7 @@ const CAP = 'security.capability'
 
 class Handle {
   readonly ranges = new WrittenRanges()
-  constructor (readonly fd: number) {}
+  constructor (readonly fd: number, public path: string) {}
 }
 
 export interface PassthroughOptions {
@@ -101,6 +101,8 @@ const DIR_ENTRY = direntArray(S_IFDIR)
 
 export class Passthrough {
   readonly handles = new Map<number, Handle>()
+  /** Open write handles per path (relative): such a file is recorded when the last closes. */
+  readonly writers = new Map<string, number>()
   private readonly dataDir: string
   private readonly reservedPath: string
   private readonly reservedPrefix: string
@@ -293,7 +295,7 @@ export class Passthrough {
     if (r === null) { cb(ENOENT); return }
     fs.open(r, flags & KEPT_OPEN_FLAGS, (err, fd) => {
       if (err !== null) { cb(toErrno(err)); return }
-      if ((flags & O_ACCMODE) !== O_RDONLY) this.handles.set(fd, new Handle(fd))
+      if ((flags & O_ACCMODE) !== O_RDONLY) this.addHandle(fd, p)
       cb(0, fd)
     })
   }
@@ -305,7 +307,7 @@ export class Passthrough {
     fs.open(r, O_CREAT | O_RDWR, mode & 0o7777, (err, fd) => {
       if (err !== null) { cb(toErrno(err)); return }
       const done = (): void => {
-        this.handles.set(fd, new Handle(fd))
+        this.addHandle(fd, p)
         this.capAbsent.set(p, Date.now() + CAP_TTL_MS)
         this.changed(p, 'create')
         cb(0, fd)
@@ -339,9 +341,37 @@ export class Passthrough {
     else fs.fsync(fd, done)
   }
 
+  private addHandle (fd: number, p: string): void {
+    const rel = p.slice(1)
+    this.handles.set(fd, new Handle(fd, rel))
+    this.writers.set(rel, (this.writers.get(rel) ?? 0) + 1)
+  }
+
+  /** Open write handles follow their file (and files below a renamed directory). */
+  private moveWriters (from: string, to: string): void {
+    if (this.writers.size === 0) return
+    const moved = (p: string): string | null => p === from ? to : p.startsWith(from + '/') ? to + p.slice(from.length) : null
+    for (const h of this.handles.values()) {
+      const m = moved(h.path)
+      if (m !== null) h.path = m
+    }
+    this.writers.clear()
+    for (const h of this.handles.values()) this.writers.set(h.path, (this.writers.get(h.path) ?? 0) + 1)
+  }
+
+  /** Whether a program has `rel` open for writing through the mount. */
+  isOpenForWrite (rel: string): boolean {
+    return this.writers.has(rel)
+  }
+
   release (p: string, fd: number, cb: ResultCb): void {
     const h = this.handles.get(fd)
     this.handles.delete(fd)
+    if (h !== undefined) {
+      const n = (this.writers.get(h.path) ?? 0) - 1
+      if (n > 0) this.writers.set(h.path, n)
+      else this.writers.delete(h.path)
+    }
     fs.close(fd, err => {
       if (h !== undefined) this.reportWrites(p, h)
       cb(err !== null ? toErrno(err) : 0)
@@ -464,6 +494,7 @@ export class Passthrough {
     fs.rename(rs, rd, err => {
       if (err !== null) { cb(toErrno(err)); return }
       this.capAbsent.clear()
+      this.moveWriters(src.slice(1), dest.slice(1))
       this.renamed(src, dest)
       cb(0)
     })

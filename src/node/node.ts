@@ -185,6 +185,7 @@ export class SyncNode {
         attrTimeout: 0,
         entryTimeout: 0
       })
+      this.scanner.writes = this.mount
       try {
         await this.mount.start()
       } catch (err) {

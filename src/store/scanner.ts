@@ -36,6 +36,11 @@ export interface ScannerComponents {
   log?: (msg: string) => void
 }
 
+/** Something that knows a path is being written right now (the FUSE mount: open handles). */
+export interface WriteTracker {
+  isOpenForWrite: (rel: string) => boolean
+}
+
 /**
  * Notices changes made in the data folder by any program: a recursive watcher for the
  * paths it names, and a full rescan at start and periodically. A changed path is hashed
@@ -59,6 +64,11 @@ export class Scanner {
   private started = false
   /** Paths the node itself is writing: their events are ignored until released. */
   readonly busy = new Map<string, number>()
+  /**
+   * Set by the node when a mount reports writes: a file open for writing is recorded
+   * when its last handle closes (the mount reports that), never half-written.
+   */
+  writes: WriteTracker | null = null
   /** The next full scan adopts what matches the store instead of versioning it (repair). */
   adoptNext = false
   /** The last error met while scanning, for status. */
@@ -204,6 +214,7 @@ export class Scanner {
     for (const path of paths) {
       if (!isValidPath(path)) continue
       if (this.busy.has(path)) { retry.push(path); continue }
+      if (this.writes?.isOpenForWrite(path) === true) continue
       const observed = await this.data.observe(path)
       const rec = await this.store.get(path)
       if (observed == null) {
@@ -253,6 +264,7 @@ export class Scanner {
       const observed = await this.data.observe(path)
       if (observed == null) continue
       seen.add(path)
+      if (this.writes?.isOpenForWrite(path) === true) continue
       if (differs(observed, known.get(path))) out.push({ path, observed })
       if (observed.type === 'dir') await this.walk(path, seen, out, known)
     }
@@ -300,6 +312,12 @@ export class Scanner {
     try {
       if (observed.type === 'file') {
         const h = (ranges != null ? await this.rehashRanges(path, observed, ranges) : null) ?? await hashFile(this.data.abs(path), observed.size)
+        // still being written: record it once it settles (its next event, or a rescan)
+        if (!sameObserved(await this.data.observe(path), observed)) {
+          this.written.set(path, null)
+          this.touch(path)
+          return null
+        }
         // the file changed while we hashed it: take what we read, the watcher will follow
         return { path, present: true, observed: { ...observed, size: h.size }, blockSize: h.blockSize, blocks: h.blocks, hash: h.hash, target: '' }
       }
