@@ -1,4 +1,4 @@
-import { watch, type FSWatcher } from 'node:fs'
+import { watch, type Dirent, type FSWatcher } from 'node:fs'
 import { readdir, readlink } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { blockCount, blockLength, chooseBlockSize, contentId, sha256Hex, hashFile, type HashedContent } from './blocks.js'
@@ -28,6 +28,14 @@ export interface ScannerInit {
   hashConcurrency?: number
   /** Watch the folder for changes (off when a FUSE mount reports them). @default true */
   watch?: boolean
+  /**
+   * A file modified less than this long ago is looked at again later instead of being
+   * hashed while it is probably still being written (watch mode only: a mount says when
+   * a file is closed).
+   *
+   * @default 200
+   */
+  quietMs?: number
 }
 
 export interface ScannerComponents {
@@ -54,7 +62,10 @@ export class Scanner {
   private readonly settleMs: number
   private readonly hashConcurrency: number
   private readonly useWatch: boolean
-  private watcher: FSWatcher | null = null
+  private readonly quietMs: number
+  /** File mtimes are wall-clock: compare them with the real clock, never a skewed one. */
+  private readonly clockNow = Date.now
+  private readonly watchers = new Map<string, FSWatcher>()
   private timer: NodeJS.Timeout | null = null
   private settleTimer: NodeJS.Timeout | null = null
   private readonly dirty = new Set<string>()
@@ -82,20 +93,16 @@ export class Scanner {
     this.settleMs = init.settleMs ?? 50
     this.hashConcurrency = init.hashConcurrency ?? 8
     this.useWatch = init.watch ?? true
+    this.quietMs = init.quietMs ?? 200
   }
 
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
     if (this.useWatch) {
-      this.watcher = watch(this.data.root, { recursive: true }, (_event, name) => {
-        if (name == null) { this.touchAll(); return }
-        this.touch(name.toString())
-      })
-      this.watcher.on('error', (err) => {
-        this.lastError = `watcher: ${err.message}`
-        this.log(this.lastError)
-      })
+      // one inotify watch per directory: Node's recursive fs.watch on Linux re-reads the
+      // whole tree on every event (a burst of N new files costs O(N^2))
+      await this.watchTree('')
     }
     await this.scanAll()
     this.timer = setInterval(() => { void this.scanAll().catch((err: Error) => this.fail(err)) }, this.rescanIntervalMs)
@@ -105,8 +112,8 @@ export class Scanner {
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
-    this.watcher?.close()
-    this.watcher = null
+    for (const w of this.watchers.values()) w.close()
+    this.watchers.clear()
     if (this.timer != null) clearInterval(this.timer)
     if (this.settleTimer != null) clearTimeout(this.settleTimer)
     await this.running.catch(() => {})
@@ -136,6 +143,36 @@ export class Scanner {
         this.dirty.clear()
         this.enqueue(async () => { await this.scanPaths(paths) })
       }, this.settleMs)
+    }
+  }
+
+  /** Watch directory `rel` and every directory below it (idempotent). */
+  private async watchTree (rel: string): Promise<void> {
+    if (!this.started || !this.useWatch || this.watchers.has(rel) || rel === RESERVED) return
+    const abs = rel === '' ? this.data.root : this.data.abs(rel)
+    let w: FSWatcher
+    try {
+      w = watch(abs, (_event, name) => {
+        if (name == null) { this.touchAll(); return }
+        this.touch(rel === '' ? name.toString() : `${rel}/${name.toString()}`)
+      })
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT', 'ENOTDIR')) this.fail(err as Error)
+      return
+    }
+    w.on('error', () => { w.close(); this.watchers.delete(rel) })
+    this.watchers.set(rel, w)
+    let entries: Dirent[] = []
+    try { entries = await readdir(abs, { withFileTypes: true }) } catch {}
+    for (const e of entries) {
+      if (e.isDirectory()) await this.watchTree(rel === '' ? e.name : `${rel}/${e.name}`)
+    }
+  }
+
+  /** Stop watching `rel` and everything below it (it is gone). */
+  private unwatchTree (rel: string): void {
+    for (const [p, w] of this.watchers) {
+      if (p === rel || p.startsWith(rel + '/')) { w.close(); this.watchers.delete(p) }
     }
   }
 
@@ -217,7 +254,9 @@ export class Scanner {
       if (this.writes?.isOpenForWrite(path) === true) continue
       const observed = await this.data.observe(path)
       const rec = await this.store.get(path)
+      if (observed?.type === 'dir') await this.watchTree(path)
       if (observed == null) {
+        this.unwatchTree(path)
         if (rec?.disk != null) gone.push({ path, present: false })
         // a removed or renamed directory takes its subtree with it
         for await (const r of this.store.under(path)) {
@@ -264,6 +303,7 @@ export class Scanner {
       const observed = await this.data.observe(path)
       if (observed == null) continue
       seen.add(path)
+      if (observed.type === 'dir') await this.watchTree(path)
       if (this.writes?.isOpenForWrite(path) === true) continue
       if (differs(observed, known.get(path))) out.push({ path, observed })
       if (observed.type === 'dir') await this.walk(path, seen, out, known)
@@ -285,7 +325,7 @@ export class Scanner {
     }
     for (let i = 0; i < candidates.length; i += CHUNK) {
       const slice = candidates.slice(i, i + CHUNK)
-      for (const o of await mapLimit(slice, this.hashConcurrency, async (c) => await this.describe(c.path, c.observed))) {
+      for (const o of await mapLimit(slice, this.hashConcurrency, async (c) => await this.describe(c.path, c.observed, atomic))) {
         if (o != null) obs.push(o)
       }
       if (!atomic) await flush()
@@ -306,9 +346,19 @@ export class Scanner {
     return await rehashBlocks(this.data.abs(path), observed.size, old, ranges)
   }
 
-  private async describe (path: string, observed: Observed): Promise<LocalObservation | null> {
+  private async describe (path: string, observed: Observed, fromEvent = false): Promise<LocalObservation | null> {
     const ranges = this.written.get(path)
     this.written.delete(path)
+    if (fromEvent && observed.type === 'file' && ranges == null && this.writes == null && this.useWatch) {
+      // written a moment ago (probably still being written): look again when it settles
+      // instead of hashing content that is about to change
+      const age = this.clockNow() - observed.mtimeMs
+      if (age >= 0 && age < this.quietMs) {
+        this.written.set(path, null)
+        setTimeout(() => { this.touch(path) }, this.quietMs - age + 5).unref()
+        return null
+      }
+    }
     try {
       if (observed.type === 'file') {
         const h = (ranges != null ? await this.rehashRanges(path, observed, ranges) : null) ?? await hashFile(this.data.abs(path), observed.size)
