@@ -399,17 +399,51 @@ export class Store extends EventEmitter<StoreEvents> {
    * when a newer version arrived meanwhile (that one stays needed).
    */
   async markInstalled (rec: FileRecord, observed: Observed | null): Promise<boolean> {
-    return await this.exclusive(async () => {
-      const tx = new Tx(this)
-      const cur = await tx.get(rec.path)
-      if (cur == null || !sameVersion(cur.version, rec.version)) return false
+    return await this.install(rec, async () => observed)
+  }
+
+  /**
+   * Install the winning version of a path: `put` (which does the rename into place and
+   * returns what is on disk then) runs under the store lock, and only if `rec` is still
+   * the winning version; otherwise nothing happens and the result is false (the caller
+   * discards its temp file). Installs that arrive together are committed in one
+   * LevelDB batch: thousands of small files do not queue for the lock one by one.
+   */
+  async install (rec: FileRecord, put: () => Promise<Observed | null>): Promise<boolean> {
+    return await new Promise<boolean>((resolve, reject) => {
+      this.installs.push({ rec, put, resolve, reject })
+      if (this.installs.length === 1) {
+        this.exclusive(async () => { await this.flushInstalls() }).catch((err: Error) => {
+          for (const i of this.installs.splice(0)) i.reject(err)
+        })
+      }
+    })
+  }
+
+  private readonly installs: Array<{ rec: FileRecord, put: () => Promise<Observed | null>, resolve: (ok: boolean) => void, reject: (err: Error) => void }> = []
+
+  private async flushInstalls (): Promise<void> {
+    const batch = this.installs.splice(0)
+    const tx = new Tx(this)
+    const done: Array<[typeof batch[number], boolean]> = []
+    for (const item of batch) {
+      const cur = await tx.get(item.rec.path)
+      if (cur == null || !sameVersion(cur.version, item.rec.version)) { done.push([item, false]); continue }
+      let observed: Observed | null
+      try {
+        observed = await item.put()
+      } catch (err) {
+        item.reject(err as Error)
+        continue
+      }
       const disk: DiskState | null = observed == null || cur.deleted
         ? null
         : { ...observed, hash: cur.hash, target: cur.target, version: cur.version }
       tx.put({ ...cur, have: true, disk }, cur.type === 'file' && !cur.deleted ? cur : null, false)
-      await tx.commit()
-      return true
-    })
+      done.push([item, true])
+    }
+    await tx.commit()
+    for (const [item, ok] of done) item.resolve(ok)
   }
 
   /** Flush and write the sequence counter: used by Tx. */

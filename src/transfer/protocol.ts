@@ -4,7 +4,7 @@ import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { decodeBlockRequest, decodeBlockResponse, encodeBlockRequest, encodeBlockResponse, type BlockRequest, type BlockResponse } from './codec.js'
 import type { Store } from '../store/store.js'
-import type { DataFolder } from '../store/datafolder.js'
+import { RESERVED, type DataFolder } from '../store/datafolder.js'
 
 export const BLOCK_PROTOCOL = '/syncmesh/blocks/1.0.0'
 const MAX_FRAME = 17 * 1024 * 1024
@@ -27,7 +27,8 @@ export class PeerGoneError extends Error {
 
 /**
  * Serves blocks by hash from any local file that holds them. Requests on one stream are
- * pipelined; up to `concurrency` are read from disk at once and answered as they finish.
+ * pipelined; up to `concurrency` are read from disk at once and answered as they finish
+ * (the stream is not read further meanwhile, which bounds what one peer can queue).
  * Each block is hashed before it is sent, so a file changed behind the index is never
  * served as the old block (the scanner is told instead).
  */
@@ -51,8 +52,8 @@ export class BlockServer {
     this.data = components.data
     this.host = components.host
     this.onStale = components.onStale ?? (() => {})
-    /** @default 4 */
-    this.concurrency = init.concurrency ?? 4
+    /** @default 32 */
+    this.concurrency = init.concurrency ?? 32
     /** @default 20_000 */
     this.requestsPerSecond = init.requestsPerSecond ?? 20_000
   }
@@ -125,35 +126,50 @@ export class BlockServer {
 
   private async answer (req: BlockRequest): Promise<BlockResponse> {
     if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs))
-    const sources = await this.store.blockSources(req.hash, 8)
-    if (req.pathHint !== '') sources.sort((a, b) => (a.path === req.pathHint ? -1 : 0) - (b.path === req.pathHint ? -1 : 0))
-    for (const src of sources) {
-      try {
-        const fh = await open(this.data.abs(src.path), 'r')
-        let data: Buffer
-        try {
-          data = Buffer.allocUnsafe(req.size)
-          let filled = 0
-          while (filled < req.size) {
-            const { bytesRead } = await fh.read(data, filled, req.size - filled, src.offset + filled)
-            if (bytesRead === 0) break
-            filled += bytesRead
-          }
-          if (filled !== req.size) throw new Error('short read')
-        } finally {
-          await fh.close()
-        }
-        if (createHash('sha256').update(data).digest('hex') !== req.hash) throw new Error('stale')
-        this.stats.blocksServed++
-        this.stats.bytesServed += data.byteLength
-        return { id: req.id, status: 'ok', data: this.corrupt != null ? this.corrupt(data) : data, message: '' }
-      } catch {
-        this.onStale(src.path)
-      }
+    // the requester's path and offset usually hold the block here too: try them before
+    // the block index (every block is hashed before it is sent, so a wrong guess is safe)
+    if (req.pathHint !== '' && !isReserved(req.pathHint)) {
+      const data = await this.readVerified(req.pathHint, req.offsetHint, req.size, req.hash).catch(() => null)
+      if (data != null) return this.ok(req, data)
+    }
+    for (const src of await this.store.blockSources(req.hash, 8)) {
+      if (src.path === req.pathHint && src.offset === req.offsetHint) continue
+      const data = await this.readVerified(src.path, src.offset, req.size, req.hash).catch(() => null)
+      if (data != null) return this.ok(req, data)
+      // the index names a file that no longer holds this block: let the scanner look
+      this.onStale(src.path)
     }
     this.stats.notFound++
     return { id: req.id, status: 'not-found', data: new Uint8Array(0), message: '' }
   }
+
+  private ok (req: BlockRequest, data: Buffer): BlockResponse {
+    this.stats.blocksServed++
+    this.stats.bytesServed += data.byteLength
+    return { id: req.id, status: 'ok', data: this.corrupt != null ? this.corrupt(data) : data, message: '' }
+  }
+
+  /** `size` bytes of `rel` at `offset`, if they hash to `hash`; else null. */
+  private async readVerified (rel: string, offset: number, size: number, hash: string): Promise<Buffer | null> {
+    const fh = await open(this.data.abs(rel), 'r')
+    try {
+      const data = Buffer.allocUnsafe(size)
+      let filled = 0
+      while (filled < size) {
+        const { bytesRead } = await fh.read(data, filled, size - filled, offset + filled)
+        if (bytesRead === 0) return null
+        filled += bytesRead
+      }
+      return createHash('sha256').update(data).digest('hex') === hash ? data : null
+    } finally {
+      await fh.close()
+    }
+  }
+}
+
+function isReserved (rel: string): boolean {
+  const first = rel.split('/', 1)[0].toLowerCase()
+  return first === RESERVED
 }
 
 interface Pending {

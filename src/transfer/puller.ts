@@ -275,14 +275,16 @@ export class Puller {
 
   /** Rename a finished temp file or link over `rec.path`, if the target is unchanged. */
   private async replace (tmp: string, rec: StoredRecord, observed: Observed | null): Promise<void> {
-    const now = await this.data.observe(rec.path)
-    if (!sameObserved(now, observed)) {
-      await rm(tmp, { force: true })
-      throw new PullError('changed locally during the pull; recording it first')
-    }
-    if (now?.type === 'dir') await this.data.remove(rec.path)
-    await this.data.installFile(tmp, rec.path)
-    await this.store.markInstalled(rec, await this.data.observe(rec.path))
+    const installed = await this.store.install(rec, async () => {
+      const now = await this.data.observe(rec.path)
+      // written locally meanwhile: the store records it first (conflict rule), then we retry
+      if (!sameObserved(now, observed)) throw new PullError('changed locally during the pull; recording it first')
+      if (now?.type === 'dir') await this.data.remove(rec.path)
+      await this.data.installFile(tmp, rec.path)
+      return await this.data.observe(rec.path)
+    }).catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
+    // superseded by a newer version meanwhile: that one is queued already
+    if (!installed) await rm(tmp, { force: true })
   }
 
   /** Fill the partial file of `rec` until every block is there and verified. */
