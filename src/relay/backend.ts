@@ -99,7 +99,9 @@ export interface CloudBackend {
    * a file of this set id + path + sha256 is already stored (staging or published); otherwise
    * uploads (resuming when the backend can) and returns `'uploaded'`. Calls `beginSet` itself
    * if needed. Rejects with a fatal `BackendError` (reason `checksumMismatch`) when the bytes read
-   * from `src` do not hash to `src.sha256` (where the backend can tell).
+   * from `src` do not hash to `src.sha256` (where the backend can tell), and `alreadyPublished`
+   * when the set is published without this file. Concurrent calls for the same path are not
+   * deduplicated against each other: the caller uploads a given path once at a time.
    */
   putFile: (set: SetRef, path: string, src: UploadSource, opts?: PutOptions) => Promise<PutResult>
   /**

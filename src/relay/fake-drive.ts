@@ -48,6 +48,8 @@ export type Fault =
   | { kind: 'quota' }
   /** 401 as for an expired or revoked access token. */
   | { kind: 'unauthorized' }
+  /** The request is carried out, but the connection drops before the answer (the response is lost). */
+  | { kind: 'loseResponse' }
 
 export interface FakeFile {
   id: string
@@ -113,8 +115,10 @@ export class FakeDrive {
   readonly sessions = new Map<string, Session>()
   /** Media bytes received by upload requests (multipart media parts and resumable chunk bodies). */
   uploadBytes = 0
+  /** Files created by an upload (multipart, media, or a completed resumable session). */
+  filesUploaded = 0
   /** Every request, in order (route, method, path+query, status). */
-  readonly log: Array<{ route: FakeRoute, method: string, url: string, status: number }> = []
+  readonly log: Array<{ route: FakeRoute, method: string, url: string, status: number, contentRange?: string }> = []
 
   private readonly server: Server
   private readonly counts = new Map<FakeRoute, number>()
@@ -132,7 +136,7 @@ export class FakeDrive {
     const rootDrive = this.addFile({ id: 'root', name: 'My Drive', mimeType: FOLDER_MIME, parents: [] })
     this.rootFolderId = this.addFile({ name: 'Syncmesh', mimeType: FOLDER_MIME, parents: [rootDrive.id] }).id
     this.server = createServer((req, res) => { void this.handle(req, res) })
-    this.server.keepAliveTimeout = 1000
+    this.server.keepAliveTimeout = 5000
   }
 
   async start (): Promise<this> {
@@ -267,7 +271,7 @@ export class FakeDrive {
     const url = new URL(req.url ?? '/', this.url)
     const { route, id } = this.route(method, url, req)
     this.counts.set(route, (this.counts.get(route) ?? 0) + 1)
-    const entry = { route, method, url: `${url.pathname}${url.search}`, status: 0 }
+    const entry = { route, method, url: `${url.pathname}${url.search}`, status: 0, contentRange: req.headers['content-range'] }
     this.log.push(entry)
     res.on('finish', () => { entry.status = res.statusCode })
     try {
@@ -319,6 +323,10 @@ export class FakeDrive {
         await drain(req)
         sendError(res, unauthorized())
         return true
+      case 'loseResponse':
+        res.writeHead = ((..._args: unknown[]) => res) as typeof res.writeHead
+        res.end = ((..._args: unknown[]) => { req.socket.destroy(); return res }) as typeof res.end
+        return false
       case 'expireSession': {
         const s = this.sessions.get(id ?? '')
         if (s !== undefined) s.expired = true
@@ -523,6 +531,7 @@ export class FakeDrive {
     this.checkQuota(content.length)
     if (meta.mimeType === undefined) meta.mimeType = parts[1].headers['content-type']
     const f = this.newFile(meta, content)
+    this.filesUploaded++
     sendJson(res, 200, selectFields(this.json(f), url.searchParams.get('fields') ?? 'kind,id,name,mimeType'))
   }
 
@@ -531,6 +540,7 @@ export class FakeDrive {
     this.uploadBytes += content.length
     this.checkQuota(content.length)
     const f = this.newFile({ mimeType: req.headers['content-type'] }, content)
+    this.filesUploaded++
     sendJson(res, 200, selectFields(this.json(f), url.searchParams.get('fields') ?? 'kind,id,name,mimeType'))
   }
 
@@ -585,6 +595,7 @@ export class FakeDrive {
   private finish (s: Session, res: ServerResponse): void {
     this.checkQuota(s.total)
     const f = this.newFile(s.meta, s.data)
+    this.filesUploaded++
     s.fileId = f.id
     s.data = Buffer.alloc(0)
     this.sendSessionFile(s, res)

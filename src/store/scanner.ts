@@ -248,19 +248,32 @@ export class Scanner {
     const candidates: Array<{ path: string, observed: Observed }> = []
     const gone: LocalObservation[] = []
     const retry: string[] = []
+    const todo: string[] = []
     for (const path of paths) {
       if (!isValidPath(path)) continue
       if (this.busy.has(path)) { retry.push(path); continue }
       if (this.writes?.isOpenForWrite(path) === true) continue
-      const observed = await this.data.observe(path)
-      const rec = await this.store.get(path)
+      todo.push(path)
+    }
+    // stat everything at once (a burst of thousands of new files must not be looked at
+    // one by one), then work through what changed in order
+    const [observations, records] = await Promise.all([
+      mapLimit(todo, 32, async (p) => await this.data.observe(p)),
+      this.store.getMany(todo)
+    ])
+    for (let i = 0; i < todo.length; i++) {
+      const path = todo[i]
+      const observed = observations[i]
+      const rec = records[i]
       if (observed?.type === 'dir') await this.watchTree(path)
       if (observed == null) {
         this.unwatchTree(path)
         if (rec?.disk != null) gone.push({ path, present: false })
         // a removed or renamed directory takes its subtree with it
-        for await (const r of this.store.under(path)) {
-          if (r.disk != null && !this.busy.has(r.path) && await this.data.observe(r.path) == null) gone.push({ path: r.path, present: false })
+        if (rec == null || rec.type === 'dir') {
+          for await (const r of this.store.under(path)) {
+            if (r.disk != null && !this.busy.has(r.path) && await this.data.observe(r.path) == null) gone.push({ path: r.path, present: false })
+          }
         }
         continue
       }

@@ -77,7 +77,7 @@ export class FolderBackend implements CloudBackend {
   readonly name = 'folder'
   readonly features: BackendFeatures = { resumable: false, atomicSetPublish: true, serverSideMove: true }
   /** Counters (files and bytes actually written), for metrics and tests. */
-  readonly stats = { filesWritten: 0, bytesWritten: 0 }
+  readonly stats = { filesWritten: 0, bytesWritten: 0, manifestsWritten: 0 }
 
   private readonly root: string
   private readonly fsync: boolean
@@ -162,6 +162,7 @@ export class FolderBackend implements CloudBackend {
       const tmp = join(staging, `${MANIFEST_NAME}.tmp`)
       await this.writeFileDurably(tmp, encodeManifest(manifest))
       await rename(tmp, join(staging, MANIFEST_NAME))
+      this.stats.manifestsWritten++
       if (this.fsync) await fsyncDir(staging)
       try {
         await rename(staging, target)
@@ -174,6 +175,10 @@ export class FolderBackend implements CloudBackend {
       }
       if (this.fsync) await fsyncDir(this.root)
       await rm(this.metaDir(set), { recursive: true, force: true })
+      // temp files a crashed putFile of this set left behind
+      for (const name of await readdir(this.tmpDir()).catch(() => [] as string[])) {
+        if (name.startsWith(`${set.id}-`)) await rm(join(this.tmpDir(), name), { force: true })
+      }
     }, opts.signal)
   }
 
