@@ -263,9 +263,7 @@ export class Puller {
         await this.store.markInstalled(rec, await this.data.observe(path))
         return
       }
-      const tmp = await this.fetchContent(rec)
-      await chmod(tmp, rec.mode)
-      await utimes(tmp, rec.mtimeMs / 1000, rec.mtimeMs / 1000)
+      const tmp = rec.blocks.length <= 1 ? await this.fetchSmall(rec) : await this.fetchContent(rec)
       await this.replace(tmp, rec, observed)
       this.stats.filesInstalled++
     } finally {
@@ -285,6 +283,27 @@ export class Puller {
     }).catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
     // superseded by a newer version meanwhile: that one is queued already
     if (!installed) await rm(tmp, { force: true })
+  }
+
+  /**
+   * A file of at most one block: fetched into memory and written to its temp file in one
+   * go, mode and times set on the open handle (a burst of small files is syscall-bound).
+   */
+  private async fetchSmall (rec: StoredRecord): Promise<string> {
+    const tmp = this.data.partialPath(rec.hash, rec.path)
+    const data = rec.blocks.length === 0 ? new Uint8Array(0) : await this.obtainBlock(rec, 0, rec.size)
+    const fh = await open(tmp, 'w', rec.mode)
+    try {
+      await writeAll(fh, data, 0)
+      await fh.chmod(rec.mode)
+      await fh.utimes(rec.mtimeMs / 1000, rec.mtimeMs / 1000)
+    } catch (err) {
+      await fh.close().catch(() => {})
+      await rm(tmp, { force: true })
+      throw err
+    }
+    await fh.close()
+    return tmp
   }
 
   /** Fill the partial file of `rec` until every block is there and verified. */
@@ -347,6 +366,8 @@ export class Puller {
         }
         throw new PullError(`${failures.length} of ${n} blocks unavailable (${failures[0].message})`)
       }
+      await fh.chmod(rec.mode)
+      await fh.utimes(rec.mtimeMs / 1000, rec.mtimeMs / 1000)
     } finally {
       await fh.close()
     }
