@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { open } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { decodeBlockRequest, decodeBlockResponse, encodeBlockRequest, encodeBlockResponse, type BlockRequest, type BlockResponse } from './codec.js'
@@ -63,6 +63,8 @@ export class BlockServer {
   }
 
   async stop (): Promise<void> {
+    for (const rel of [...this.handles.keys()]) this.dropHandle(rel)
+    if (this.sweeper != null) { clearInterval(this.sweeper); this.sweeper = null }
     await this.host.unhandle(BLOCK_PROTOCOL)
     for (const s of this.streams) s.abort(new Error('node stopping'))
     this.streams.clear()
@@ -151,20 +153,72 @@ export class BlockServer {
 
   /** `size` bytes of `rel` at `offset`, if they hash to `hash`; else null. */
   private async readVerified (rel: string, offset: number, size: number, hash: string): Promise<Buffer | null> {
+    const cached = this.handles.get(rel)
+    if (cached != null) {
+      const data = await readAt(cached.fh, offset, size).catch(() => null)
+      if (data != null && sha256(data) === hash) { cached.used = Date.now(); return data }
+      // replaced since it was opened (or it never held this block): look again below
+      this.dropHandle(rel)
+    }
     const fh = await open(this.data.abs(rel), 'r')
-    try {
-      const data = Buffer.allocUnsafe(size)
-      let filled = 0
-      while (filled < size) {
-        const { bytesRead } = await fh.read(data, filled, size - filled, offset + filled)
-        if (bytesRead === 0) return null
-        filled += bytesRead
-      }
-      return createHash('sha256').update(data).digest('hex') === hash ? data : null
-    } finally {
+    const data = await readAt(fh, offset, size).catch(() => null)
+    if (data == null || sha256(data) !== hash) {
       await fh.close()
+      return null
+    }
+    this.keepHandle(rel, fh)
+    return data
+  }
+
+  /**
+   * Open files kept for the next blocks of the same file (a file is served block after
+   * block): one read per block instead of open, read, close. Bounded, and closed after a
+   * few idle seconds; a handle to a replaced file is noticed by the hash check.
+   */
+  private readonly handles = new Map<string, { fh: FileHandle, used: number }>()
+  private sweeper: NodeJS.Timeout | null = null
+
+  private keepHandle (rel: string, fh: FileHandle): void {
+    if (this.handles.has(rel)) { void fh.close().catch(() => {}); return }
+    if (this.handles.size >= MAX_OPEN_FILES) {
+      const oldest = [...this.handles.entries()].sort((a, b) => a[1].used - b[1].used)[0]
+      this.dropHandle(oldest[0])
+    }
+    this.handles.set(rel, { fh, used: Date.now() })
+    if (this.sweeper == null) {
+      this.sweeper = setInterval(() => {
+        const now = Date.now()
+        for (const [p, h] of this.handles) if (now - h.used > IDLE_CLOSE_MS) this.dropHandle(p)
+        if (this.handles.size === 0 && this.sweeper != null) { clearInterval(this.sweeper); this.sweeper = null }
+      }, IDLE_CLOSE_MS)
+      this.sweeper.unref()
     }
   }
+
+  private dropHandle (rel: string): void {
+    const h = this.handles.get(rel)
+    if (h == null) return
+    this.handles.delete(rel)
+    void h.fh.close().catch(() => {})
+  }
+}
+
+const MAX_OPEN_FILES = 64
+const IDLE_CLOSE_MS = 5_000
+
+function sha256 (data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+async function readAt (fh: FileHandle, offset: number, size: number): Promise<Buffer | null> {
+  const data = Buffer.allocUnsafe(size)
+  let filled = 0
+  while (filled < size) {
+    const { bytesRead } = await fh.read(data, filled, size - filled, offset + filled)
+    if (bytesRead === 0) return null
+    filled += bytesRead
+  }
+  return data
 }
 
 function isReserved (rel: string): boolean {

@@ -32,9 +32,9 @@ export interface PullerInit {
    */
   concurrency?: number
   /**
-   * Blocks of one file requested at once.
+   * Blocks of one file requested at once (the bytes in flight per peer bound it too).
    *
-   * @default 16
+   * @default 64
    */
   blocksPerFile?: number
   /**
@@ -105,7 +105,7 @@ export class Puller {
     this.peers = components.peers
     this.log = components.log ?? (() => {})
     this.concurrency = init.concurrency ?? 64
-    this.blocksPerFile = init.blocksPerFile ?? 16
+    this.blocksPerFile = init.blocksPerFile ?? 64
     this.maxStrikes = init.maxStrikes ?? 3
     this.banMs = init.banMs ?? 600_000
     this.maxRetryDelayMs = init.maxRetryDelayMs ?? 30_000
