@@ -286,6 +286,7 @@ export class SyncNode {
     await this.puller.stop()
     await this.scanner.stop()
     await this.catchUp.stop().catch(() => {})
+    await this.blockServer.stop().catch(() => {})
     for (const c of this.clients.values()) c.close()
     this.clients.clear()
     await Promise.resolve(this.libp2p.stop()).catch(() => {})

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
-import { constants as FS } from 'node:fs'
-import { copyFile, link, lstat, mkdir, rename, rm, rmdir, unlink } from 'node:fs/promises'
+import { constants as FS, lstatSync } from 'node:fs'
+import { copyFile, lstat, mkdir, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises'
 import { dirname, join, sep } from 'node:path'
 import type { FileType } from './types.js'
 
@@ -70,6 +70,20 @@ export class DataFolder {
     }
   }
 
+  /**
+   * lstat without yielding: the puller's last check before it changes a path, done in the
+   * same synchronous step as the change (a local write cannot land in between). The data
+   * folder is a local file system, never our own mount.
+   */
+  observeSync (rel: string): Observed | null {
+    try {
+      return observedFromStat(lstatSync(this.abs(rel)))
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return null
+      throw err
+    }
+  }
+
   async ensureParent (rel: string): Promise<void> {
     await this.checkParents(rel)
     const parent = dirname(this.abs(rel))
@@ -92,30 +106,22 @@ export class DataFolder {
   }
 
   /**
-   * Keep the current content of `rel` under `copyRel` as well (a conflict copy): a hard
-   * link costs nothing, and `rel` keeps its content until the winner is installed over it.
+   * Keep the current content of `rel` under `copyRel` as well (a conflict copy). A copy,
+   * not a hard link: a link shares the inode, so an in-place write to `rel` would change
+   * the conflict copy too (a reflink where the file system has them, else a real copy).
+   * It is copied to a temp file and renamed into place, so the copy is whole or absent.
    */
   async preserve (rel: string, copyRel: string): Promise<void> {
     await this.ensureParent(copyRel)
-    await rm(this.abs(copyRel), { force: true })
+    const tmp = join(this.tmpDir, `conflict-${process.pid}-${Math.random().toString(36).slice(2)}`)
     try {
-      await link(this.abs(rel), this.abs(copyRel))
+      await copyFile(this.abs(rel), tmp, FS.COPYFILE_FICLONE)
+      const st = await lstat(this.abs(rel))
+      await utimes(tmp, st.atime, st.mtime)
+      await rename(tmp, this.abs(copyRel))
     } catch (err) {
-      if (!isErrno(err, 'EPERM', 'EXDEV', 'EMLINK', 'ENOTSUP')) throw err
-      await copyFile(this.abs(rel), this.abs(copyRel), FS.COPYFILE_FICLONE)
-    }
-  }
-
-  /** Atomically put a finished temp file (already chmod'ed and touched) at `rel`. */
-  async installFile (tmpAbs: string, rel: string): Promise<void> {
-    await this.ensureParent(rel)
-    try {
-      await rename(tmpAbs, this.abs(rel))
-    } catch (err) {
-      if (!isErrno(err, 'EISDIR', 'ENOTEMPTY', 'EEXIST')) throw err
-      // a directory stands where the file goes: it was deleted on the winner's side
-      await rmdir(this.abs(rel))
-      await rename(tmpAbs, this.abs(rel))
+      await rm(tmp, { force: true })
+      throw err
     }
   }
 

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { Level } from 'level'
 import { HybridClock } from './hlc.js'
+import { hashFile } from './blocks.js'
 import { bumpVector, conflictRecord, isConflictPath, resolve } from './version.js'
 import { DataFolder, sameObserved, type Observed } from './datafolder.js'
 import type { DiskState, FileRecord, NodeId, StoredRecord, Version } from './types.js'
@@ -36,6 +37,12 @@ export interface StoreEvents {
 interface Meta {
   indexId: string
   seq: number
+  /**
+   * The last version-vector counter this node issued, on any path: a counter is never
+   * issued twice, even when the record at a path no longer carries the node's last one
+   * (an unmerged winner, an expired tombstone, a rebuilt database).
+   */
+  counter?: number
 }
 
 const SEQ_WIDTH = 16
@@ -213,6 +220,7 @@ export class Store extends EventEmitter<StoreEvents> {
         const cur = await tx.get(obs.path)
         if (!obs.present) {
           if (cur == null || cur.disk == null) continue
+          if (await this.data.observe(obs.path) != null) continue
           const base = cur.have ? cur.version : cur.disk.version
           const version = this.newVersion(base, cur)
           const tomb: FileRecord = { ...toFileRecord(cur), size: 0, blockSize: 0, blocks: [], hash: '', target: '', mtimeMs: 0, deleted: true, version }
@@ -228,6 +236,9 @@ export class Store extends EventEmitter<StoreEvents> {
         if (cur?.disk != null && sameObserved(o, cur.disk) && (o.type !== 'symlink' || cur.disk.target === obs.target)) {
           continue
         }
+        // the observation was made before we got the lock: if the puller installed a
+        // version there meanwhile, it is stale (the watcher reports the new state anyway)
+        if (!sameObserved(await this.data.observe(obs.path), o)) continue
         const base = cur == null ? null : cur.have ? cur.version : cur.disk?.version ?? null
         const version = this.newVersion(base, cur)
         const rec: FileRecord = {
@@ -327,6 +338,20 @@ export class Store extends EventEmitter<StoreEvents> {
         return
       }
       case 'concurrent': {
+        if (r.conflictCopy && !(curDisk != null && diskHolds(curDisk, r.loser) && (isLocal || sameObserved(await this.data.observe(r.loser.path), curDisk)))) {
+          // This node does not hold the losing content, so it cannot keep a copy of it:
+          // it keeps the plain last-writer-wins winner, unmerged. The loser's holders (its
+          // writer at least, unless it has superseded it: then no copy is due) make the
+          // copy and announce the merged winner, which then dominates everywhere.
+          if (r.winnerIs === 'current') {
+            if (isLocal) tx.put({ ...cur, have: false, disk }, onDisk)
+            return
+          }
+          const have = isLocal || (cur.disk != null && diskHolds(cur.disk, incoming))
+          tx.put({ ...incoming, seq: 0, have, disk: curDisk }, onDisk)
+          if (isLocal) tx.local(incoming.path)
+          return
+        }
         const winnerOnDisk = curDisk != null && diskHolds(curDisk, r.winner)
         if (r.conflictCopy) await this.keepConflictCopy(tx, r.loser, curDisk)
         tx.put({ ...r.winner, seq: 0, have: winnerOnDisk, disk: curDisk }, onDisk)
@@ -351,7 +376,7 @@ export class Store extends EventEmitter<StoreEvents> {
       try {
         // the file must still be the loser, not an edit the scanner has not recorded yet
         if (!sameObserved(await this.data.observe(loser.path), disk)) throw new Error('changed on disk')
-        await this.data.preserve(loser.path, copy.path)
+        await this.preserveVerified(loser.path, copy)
         const observed = await this.data.observe(copy.path)
         if (observed != null) {
           tx.put({ ...copy, seq: 0, have: true, disk: { ...observed, hash: copy.hash, target: copy.target, version: copy.version } }, copy)
@@ -376,7 +401,7 @@ export class Store extends EventEmitter<StoreEvents> {
       if (holder?.disk == null || !diskHolds(holder.disk, rec)) continue
       try {
         if (!sameObserved(await this.data.observe(src.path), holder.disk)) continue
-        await this.data.preserve(src.path, rec.path)
+        await this.preserveVerified(src.path, rec)
         const observed = await this.data.observe(rec.path)
         if (observed == null) continue
         tx.put({ ...rec, seq: 0, have: true, disk: { ...observed, hash: rec.hash, target: rec.target, version: rec.version } }, rec)
@@ -388,10 +413,21 @@ export class Store extends EventEmitter<StoreEvents> {
     return false
   }
 
+  /** Copy `from` to the copy's path, and keep it only if it holds the copy's content. */
+  private async preserveVerified (from: string, copy: FileRecord): Promise<void> {
+    await this.data.preserve(from, copy.path)
+    if ((await hashFile(this.data.abs(copy.path))).hash !== copy.hash) {
+      await this.data.remove(copy.path)
+      throw new Error('changed while it was copied')
+    }
+  }
+
   private newVersion (base: Version | null, cur: StoredRecord | undefined): Version {
-    const seen = [base?.vv ?? {}]
+    const seen = [base?.vv ?? {}, { [this.nodeId]: this.meta.counter ?? 0 }]
     if (cur != null) seen.push({ [this.nodeId]: cur.version.vv[this.nodeId] ?? 0 })
-    return { vv: bumpVector(this.nodeId, ...seen), hlc: this.clock.tick(), node: this.nodeId }
+    const vv = bumpVector(this.nodeId, ...seen)
+    this.meta.counter = vv[this.nodeId]
+    return { vv, hlc: this.clock.tick(), node: this.nodeId }
   }
 
   /**

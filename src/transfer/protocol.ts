@@ -107,7 +107,9 @@ export class BlockServer {
         const answer = this.admit(peer)
           ? this.answer(req)
           : Promise.resolve<BlockResponse>({ id: req.id, status: 'busy', data: new Uint8Array(0), message: 'request rate limit' })
-        void answer.then((res) => {
+        // an answer that fails (the store closing under a stop, a read error) is a miss,
+        // never an unhandled rejection
+        void answer.catch((): BlockResponse => ({ id: req.id, status: 'error', data: new Uint8Array(0), message: 'unavailable' })).then((res) => {
           writing = writing.then(async () => { await lp.write(encodeBlockResponse(res)) }).catch(() => {})
         }).finally(() => {
           active--
@@ -241,6 +243,7 @@ export class PeerBlockClient {
   private readonly host: BlockHost
   private readonly maxInFlight: number
   private lp: LengthPrefixedStream<Stream> | null = null
+  private raw: Stream | null = null
   private opening: Promise<LengthPrefixedStream<Stream>> | null = null
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
@@ -292,6 +295,7 @@ export class PeerBlockClient {
     if (this.opening == null) {
       this.opening = (async () => {
         const stream = await this.host.dialProtocol(this.peer, BLOCK_PROTOCOL)
+        this.raw = stream
         const lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_BUFFER })
         this.lp = lp
         void this.readLoop(lp)
@@ -326,9 +330,11 @@ export class PeerBlockClient {
 
   close (): void {
     this.closed = true
-    const lp = this.lp
     this.fail(new Error('closed'))
-    lp?.unwrap().abort(new Error('closed'))
+    // abort the stream itself: unwrapping the length-prefixed reader of a stream that is
+    // already closed throws (and this runs in a disconnect listener)
+    try { this.raw?.abort(new Error('closed')) } catch {}
+    this.raw = null
     for (const w of this.waiters.splice(0)) w()
   }
 }

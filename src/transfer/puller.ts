@@ -18,7 +18,8 @@ import { createHash } from 'node:crypto'
 import { chmod, mkdir, open, rm, symlink, utimes, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { blockLength } from '../store/blocks.js'
-import { isErrno, sameObserved, type DataFolder, type Observed } from '../store/datafolder.js'
+import { isErrno, observedFromStat, sameObserved, type DataFolder, type Observed } from '../store/datafolder.js'
+import { lstatSync, renameSync, rmdirSync, unlinkSync } from 'node:fs'
 import type { Scanner } from '../store/scanner.js'
 import type { Store } from '../store/store.js'
 import type { StoredRecord } from '../store/types.js'
@@ -236,17 +237,36 @@ export class Puller {
     }
     this.scanner.hold(path)
     try {
+      const abs = this.data.abs(path)
+      const r = rec
+      // Every change to the path runs inside store.install: only while `rec` is still the
+      // winning version, under the store lock, with the last check that the path is as
+      // the store last saw it and the change itself in one synchronous step (no local
+      // write can land in between), and the state recorded is the one this step made.
+      const unchanged = (): Observed | null => {
+        const now = this.data.observeSync(path)
+        if (!sameObserved(now, observed)) throw new PullError('changed locally during the pull; recording it first')
+        return now
+      }
       if (rec.deleted) {
-        if (observed != null) await this.data.remove(path)
-        await this.store.markInstalled(rec, null)
+        await this.data.checkParents(path)
+        await this.store.install(rec, async () => {
+          const now = unchanged()
+          if (now?.type === 'dir') rmdirSync(abs)
+          else if (now != null) unlinkSync(abs)
+          return null
+        })
         return
       }
       if (rec.type === 'dir') {
         await this.data.checkParents(path)
-        if (observed != null && observed.type !== 'dir') await this.data.remove(path)
-        await mkdir(this.data.abs(path), { recursive: true })
-        await chmod(this.data.abs(path), rec.mode)
-        await this.store.markInstalled(rec, await this.data.observe(path))
+        await this.store.install(rec, async () => {
+          const now = unchanged()
+          if (now != null && now.type !== 'dir') unlinkSync(abs)
+          await mkdir(abs, { recursive: true })
+          await chmod(abs, r.mode)
+          return this.data.observeSync(path)
+        })
         return
       }
       if (rec.type === 'symlink') {
@@ -258,9 +278,13 @@ export class Puller {
       if (observed?.type === 'file' && rec.disk?.hash === rec.hash) {
         // same content, new metadata
         await this.data.checkParents(path)
-        await chmod(this.data.abs(path), rec.mode)
-        await utimes(this.data.abs(path), rec.mtimeMs / 1000, rec.mtimeMs / 1000)
-        await this.store.markInstalled(rec, await this.data.observe(path))
+        await this.store.install(rec, async () => {
+          const now = unchanged()
+          await chmod(abs, r.mode)
+          await utimes(abs, r.mtimeMs / 1000, r.mtimeMs / 1000)
+          // what we set, not a fresh look: a write landing meanwhile must show as a change
+          return now == null ? null : { ...now, mode: r.mode, mtimeMs: r.mtimeMs }
+        })
         return
       }
       const tmp = rec.blocks.length <= 1 ? await this.fetchSmall(rec) : await this.fetchContent(rec)
@@ -273,14 +297,17 @@ export class Puller {
 
   /** Rename a finished temp file or link over `rec.path`, if the target is unchanged. */
   private async replace (tmp: string, rec: StoredRecord, observed: Observed | null): Promise<void> {
-    const installed = await this.store.install(rec, async () => {
-      const now = await this.data.observe(rec.path)
+    const abs = this.data.abs(rec.path)
+    const installed = await this.data.ensureParent(rec.path).then(async () => await this.store.install(rec, async () => {
+      const now = this.data.observeSync(rec.path)
       // written locally meanwhile: the store records it first (conflict rule), then we retry
       if (!sameObserved(now, observed)) throw new PullError('changed locally during the pull; recording it first')
-      if (now?.type === 'dir') await this.data.remove(rec.path)
-      await this.data.installFile(tmp, rec.path)
-      return await this.data.observe(rec.path)
-    }).catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
+      // the temp file's own state: a rename keeps inode, size, mode and mtime
+      const ready = observedFromStat(lstatSync(tmp))
+      if (now?.type === 'dir') rmdirSync(abs)
+      renameSync(tmp, abs)
+      return ready
+    })).catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
     // superseded by a newer version meanwhile: that one is queued already
     if (!installed) await rm(tmp, { force: true })
   }

@@ -64,7 +64,14 @@ async function tree (root: string): Promise<Map<string, string>> {
 }
 
 async function sameTrees (a: string, b: string): Promise<boolean> {
-  const [ta, tb] = [await tree(a), await tree(b)]
+  let ta, tb
+  try {
+    [ta, tb] = [await tree(a), await tree(b)]
+  } catch (err) {
+    // a node renamed or removed something while we walked: not settled yet
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw err
+  }
   return ta.size === tb.size && [...ta].every(([k, v]) => tb.get(k) === v)
 }
 
