@@ -9,6 +9,7 @@ import { HybridClock } from './hlc.js'
 import { Scanner } from './scanner.js'
 import { Store } from './store.js'
 import type { StoredRecord } from './types.js'
+import { compareVectors } from './version.js'
 
 const A = 'aaaaaaaaaaaaa'
 
@@ -94,7 +95,10 @@ describe('Scanner.scanAll (watch: false)', () => {
       size: 0,
       hash: createHash('sha256').update('d/b.bin').digest('hex')
     })
-    for (const r of recs.values()) expect(r.version.vv).toEqual({ [A]: 1 })
+    // every record is a write by this node, each with its own counter from the node's one
+    // running counter (never issued twice, whatever the path)
+    for (const r of recs.values()) expect(Object.keys(r.version.vv)).toEqual([A])
+    expect([...recs.values()].map((r) => r.version.vv[A]).sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6])
     expect(locals).toHaveLength(6)
   })
 
@@ -156,10 +160,13 @@ describe('Scanner.scanAll (watch: false)', () => {
     await write('a.txt', 'alpha')
     await write('keep.txt', 'kept')
     await scanner.scanAll()
+    const before = (await store.get('a.txt'))!
     await unlink(abs('a.txt'))
     expect(await scanner.scanAll()).toBe(1)
     expect(await store.get('a.txt')).toMatchObject({ deleted: true, disk: null, have: true, hash: '', blocks: [], size: 0 })
-    expect((await store.get('a.txt'))!.version.vv).toEqual({ [A]: 2 })
+    // the node's third write (two files, then the delete): on top of the file's version
+    expect((await store.get('a.txt'))!.version.vv).toEqual({ [A]: 3 })
+    expect(compareVectors((await store.get('a.txt'))!.version.vv, before.version.vv)).toBe('after')
     expect(await store.get('keep.txt')).toMatchObject({ deleted: false })
     expect(await scanner.scanAll()).toBe(0)
   })
@@ -206,11 +213,20 @@ describe('Scanner.scanAll (watch: false)', () => {
     await chmod(abs('d'), 0o755)
     await scanner.scanAll()
     expect((await store.get('script.sh'))!.mode).toBe(0o644)
+    const before = [(await store.get('script.sh'))!, (await store.get('d'))!]
     await chmod(abs('script.sh'), 0o755)
     await chmod(abs('d'), 0o700)
     expect(await scanner.scanAll()).toBe(2)
-    expect(await store.get('script.sh')).toMatchObject({ mode: 0o755, version: { vv: { [A]: 2 } } })
-    expect(await store.get('d')).toMatchObject({ mode: 0o700, version: { vv: { [A]: 2 } } })
+    const after = [(await store.get('script.sh'))!, (await store.get('d'))!]
+    expect(after[0]).toMatchObject({ mode: 0o755 })
+    expect(after[1]).toMatchObject({ mode: 0o700 })
+    // each chmod is a new write by this node on top of the path's previous version, with
+    // the node's next counters (3 and 4: the first scan issued 1 and 2)
+    for (let i = 0; i < 2; i++) {
+      expect(Object.keys(after[i].version.vv)).toEqual([A])
+      expect(compareVectors(after[i].version.vv, before[i].version.vv)).toBe('after')
+    }
+    expect(after.map((r) => r.version.vv[A]).sort((x, y) => x - y)).toEqual([3, 4])
   })
 
   it('records a rename as the new path plus a tombstone at the old one', async () => {

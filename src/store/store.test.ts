@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, mkdtemp, readFile, rm, unlink, utimes, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -107,7 +107,8 @@ async function install (n: TestNode, rel: string, content: string | Buffer | nul
   await writeFile(tmpAbs, content)
   await chmod(tmpAbs, rec.mode)
   await utimes(tmpAbs, new Date(rec.mtimeMs), new Date(rec.mtimeMs))
-  await n.data.installFile(tmpAbs, rel)
+  await n.data.ensureParent(rel)
+  await rename(tmpAbs, n.data.abs(rel))
   return await n.store.markInstalled(toFileRecord(rec), await n.data.observe(rel))
 }
 
@@ -119,6 +120,14 @@ async function allRecords (n: TestNode): Promise<StoredRecord[]> {
 
 async function conflictCopies (n: TestNode): Promise<StoredRecord[]> {
   return (await allRecords(n)).filter((r) => isConflictPath(r.path))
+}
+
+/** Every record the node claims to have (and would serve to peers) is what its disk holds. */
+async function expectHadOnDisk (n: TestNode): Promise<void> {
+  for (const r of await allRecords(n)) {
+    if (!r.have || r.deleted || r.type !== 'file') continue
+    expect((await hashFile(n.data.abs(r.path))).hash, r.path).toBe(r.hash)
+  }
 }
 
 async function hashOf (content: string | Buffer): Promise<string> {
@@ -287,12 +296,20 @@ describe('Store: replication between two stores', () => {
       expect(compareVectors(ra.version.vv, rb.version.vv)).toBe('concurrent')
       a.locals.splice(0)
       b.locals.splice(0)
+      const copyPath = conflictPath('dir/note.md', (laterWriter === A ? rb : ra).version)
 
       // exchange both ways, then whatever each announced as a result
       await send(b, [ra])
       await send(a, [rb])
       const fromA = a.locals.splice(0)
       const fromB = b.locals.splice(0)
+      // only the earlier writer's disk holds the loser: it makes the conflict copy and the
+      // merged winner and announces both (the copy first); the later writer keeps its own
+      // write, unmerged, and has nothing to announce
+      const fromEarlier = laterWriter === A ? fromB : fromA
+      const fromLater = laterWriter === A ? fromA : fromB
+      expect(fromEarlier.map((r) => r.path)).toEqual([copyPath, 'dir/note.md'])
+      expect(fromLater).toEqual([])
       await send(b, fromA)
       await send(a, fromB)
 
@@ -308,7 +325,6 @@ describe('Store: replication between two stores', () => {
       expect((await later.store.get('dir/note.md'))!.have).toBe(true)
       expect((await earlier.store.get('dir/note.md'))!.have).toBe(false)
 
-      const copyPath = conflictPath('dir/note.md', loser.version)
       for (const n of [a, b]) {
         const copies = await conflictCopies(n)
         expect(copies.map((r) => r.path)).toEqual([copyPath])
@@ -341,17 +357,23 @@ describe('Store: replication between two stores', () => {
     const [rb] = await recordLocal(b, 'x')
     a.locals.splice(0)
     b.locals.splice(0)
-    // A hears first: B wins, A announces only the conflict copy of its own write
+    // A hears first: B wins; A's disk holds the loser (its own write), so A keeps it as a
+    // conflict copy, makes the merged winner and announces both (the copy first)
     await send(a, [rb])
     const copyPath = conflictPath('x', ra.version)
-    expect(a.locals.map((r) => r.path)).toEqual([copyPath])
-    // then B hears A's write, keeps its own as the winner and announces the merged winner
-    // (and the conflict copy, which it already had from A: the copy comes before the winner)
-    await send(b, [ra])
-    expect(b.locals.map((r) => r.path)).toEqual([copyPath, 'x'])
+    expect(a.locals.map((r) => r.path)).toEqual([copyPath, 'x'])
+    // then B hears A's write: B does not hold A's content, so it keeps its own write as the
+    // winner, unmerged, and announces nothing (A's merged winner will dominate it)
+    expect(await send(b, [ra])).toEqual([])
+    expect(b.locals).toEqual([])
+    expect(toFileRecord((await b.store.get('x'))!)).toEqual(toFileRecord(rb))
     await send(a, b.locals.splice(0))
     await send(b, a.locals.splice(0))
-    expect(toFileRecord((await a.store.get('x'))!)).toEqual(toFileRecord((await b.store.get('x'))!))
+    const wa = await a.store.get('x')
+    expect(toFileRecord(wa!)).toEqual(toFileRecord((await b.store.get('x'))!))
+    expect(wa!.hash).toBe(rb.hash)
+    expect(wa!.version).toEqual({ ...rb.version, vv: { [A]: 1, [B]: 1 } })
+    expect((await conflictCopies(a)).map(toFileRecord)).toEqual([{ ...toFileRecord(ra), path: copyPath }])
     expect((await conflictCopies(a)).map(toFileRecord)).toEqual((await conflictCopies(b)).map(toFileRecord))
   })
 
@@ -364,8 +386,13 @@ describe('Store: replication between two stores', () => {
     await writeLocal(b, name, 'from B!')
     const [ra] = await recordLocal(a, name)
     const [rb] = await recordLocal(b, name)
+    a.locals.splice(0)
+    b.locals.splice(0)
     await send(a, [rb])
     await send(b, [ra])
+    // A holds the loser and makes the copy; B learns of it from A's announcement
+    await send(b, a.locals.splice(0))
+    await send(a, b.locals.splice(0))
     for (const n of [a, b]) {
       const copies = await conflictCopies(n)
       expect(copies).toHaveLength(1)
@@ -482,18 +509,33 @@ describe('Store: replication between two stores', () => {
     expect(onB!.disk!.version.vv).toEqual({ [A]: 1, [B]: 1 })
     expect(compareVectors(onB!.disk!.version.vv, v2.version.vv)).toBe('concurrent')
     // ... so v2 went through the conflict rule: B's edit is later (its clock saw v2) and
-    // wins, v2 is kept as a conflict copy that B must pull
+    // wins. B's disk does not hold v2 (only A's does), so B keeps its edit, unmerged, makes
+    // no copy, and announces the edit
     expect(onB).toMatchObject({ have: true, hash: await hashOf('edit made on B') })
-    expect(onB!.version.vv).toEqual({ [A]: 2, [B]: 1 })
-    const copies = await conflictCopies(b)
-    expect(copies.map((r) => toFileRecord(r))).toEqual([{ ...toFileRecord(v2), path: conflictPath('shared.txt', v2.version) }])
-    expect(copies[0].have).toBe(false)
-    expect(b.locals.map((r) => r.path)).toContain('shared.txt')
+    expect(onB!.version).toEqual(onB!.disk!.version)
+    expect(await conflictCopies(b)).toEqual([])
+    expect(b.locals.map((r) => r.path)).toEqual(['shared.txt'])
 
-    // A takes B's merged version (it dominates v2)
-    await send(a, b.locals.filter((r) => r.path === 'shared.txt'))
+    // A holds v2: it keeps it as a conflict copy (locally, nothing to transfer), makes the
+    // merged winner (which dominates both writes) and announces both
+    a.locals.splice(0)
+    await send(a, b.locals.splice(0))
+    const copyPath = conflictPath('shared.txt', v2.version)
+    expect(a.locals.map((r) => r.path)).toEqual([copyPath, 'shared.txt'])
     const onA = await a.store.get('shared.txt')
-    expect(toFileRecord(onA!)).toEqual(toFileRecord(onB!))
+    expect(onA).toMatchObject({ have: false, hash: onB!.hash })
+    expect(onA!.version.vv).toEqual({ [A]: 2, [B]: 1 })
+    expect(await a.store.get(copyPath)).toMatchObject({ have: true, hash: v2.hash })
+    expect(await readFile(a.data.abs(copyPath), 'utf8')).toBe('v2 from A')
+
+    // B takes A's merged version (its disk holds that content already) and the copy, to pull
+    await send(b, a.locals.splice(0))
+    const merged = await b.store.get('shared.txt')
+    expect(toFileRecord(merged!)).toEqual(toFileRecord(onA!))
+    expect(merged).toMatchObject({ have: true })
+    const copies = await conflictCopies(b)
+    expect(copies.map((r) => toFileRecord(r))).toEqual([{ ...toFileRecord(v2), path: copyPath }])
+    expect(copies[0].have).toBe(false)
   })
 
   /** Whether some node still holds the content of `rec` on its disk. */
@@ -516,14 +558,20 @@ describe('Store: replication between two stores', () => {
     await writeLocal(b, 'shared.txt', 'edit made on B')
     await send(b, [v2])
     b.locals.splice(0)
-    await recordLocal(b, 'shared.txt') // B's edit wins, v2 becomes a conflict copy on B (have=false)
-    expect((await conflictCopies(b)).map((r) => r.hash)).toEqual([v2.hash])
+    // B's edit wins; B does not hold v2, so it makes no copy: v2's holder (A) must
+    await recordLocal(b, 'shared.txt')
+    expect(await conflictCopies(b)).toEqual([])
+    expect(b.locals.map((r) => r.path)).toEqual(['shared.txt'])
 
     // A hears everything B announced, and its puller installs the winner of shared.txt
+    a.locals.splice(0)
     await send(a, b.locals.splice(0))
     await install(a, 'shared.txt', 'edit made on B')
-    // v2 was only ever on A's disk: A must have kept it (or at least know the copy exists)
-    expect((await conflictCopies(a)).map((r) => r.path)).toEqual([conflictPath('shared.txt', v2.version)])
+    // v2 was only ever on A's disk: A must have kept it, and announced the copy
+    const copyPath = conflictPath('shared.txt', v2.version)
+    expect((await conflictCopies(a)).map((r) => r.path)).toEqual([copyPath])
+    expect(a.locals.map((r) => r.path)).toContain(copyPath)
+    expect(await readFile(a.data.abs(copyPath), 'utf8')).toBe('v2 from A')
     expect(await somewhereOnDisk([a, b], v2)).toBe(true)
   })
 
@@ -537,10 +585,17 @@ describe('Store: replication between two stores', () => {
     await recordLocal(b, 'x.txt')
     // B hears A's write; B's own announcement to A was lost
     await send(b, [ra])
-    // A catches up on B's index from the start
+    // B does not hold A's content: it keeps its own write, unmerged, and makes no copy
+    expect(await conflictCopies(b)).toEqual([])
+    // A catches up on B's index from the start: A holds the loser, so A makes the copy and
+    // the merged winner
     await send(a, await b.store.after(0, 1000))
-    expect(toFileRecord((await a.store.get('x.txt'))!)).toEqual(toFileRecord((await b.store.get('x.txt'))!))
     expect((await conflictCopies(a)).map((r) => r.hash)).toEqual([ra.hash])
+    // B catches up on A's index in turn: both agree on the merged winner
+    await send(b, await a.store.after(0, 1000))
+    expect(toFileRecord((await a.store.get('x.txt'))!)).toEqual(toFileRecord((await b.store.get('x.txt'))!))
+    expect((await a.store.get('x.txt'))!.version.vv).toEqual({ [A]: 1, [B]: 1 })
+    expect((await conflictCopies(b)).map((r) => r.hash)).toEqual([ra.hash])
     // A's puller installs the winner; A's write must survive somewhere
     await install(a, 'x.txt', 'written on B, later')
     expect(await somewhereOnDisk([a, b], ra)).toBe(true)
@@ -557,12 +612,29 @@ describe('Store: replication between two stores', () => {
     // the user on A edits again; the scanner has not seen it yet when B's write arrives
     await writeLocal(a, 'x.txt', 'unrecorded edit on A, longer than before')
     await send(a, [rb])
-    const copy = await a.store.get(conflictPath('x.txt', ra.version))
-    expect(copy).toBeDefined()
-    if (copy!.have) {
-      // what A would serve to peers for this record must be the record's content
-      expect((await hashFile(a.data.abs(copy!.path))).hash).toBe(copy!.hash)
-    }
+    // A's file is no longer what the store last saw there (ra): A does not hold the loser,
+    // so it makes no copy (none that could claim content A does not have) and keeps the
+    // plain winner, unmerged and still needed; the disk state stays ra's
+    expect(await a.store.get(conflictPath('x.txt', ra.version))).toBeUndefined()
+    const onA = await a.store.get('x.txt')
+    expect(toFileRecord(onA!)).toEqual(toFileRecord(rb))
+    expect(onA).toMatchObject({ have: false })
+    expect(onA!.disk!.version).toEqual(ra.version)
+    await expectHadOnDisk(a)
+
+    // the scanner records the edit: made on top of ra, concurrent with rb (A's edit is later
+    // and wins; ra was superseded by A itself, so no copy of it is due)
+    const [edit] = await recordLocal(a, 'x.txt')
+    expect(edit).toMatchObject({ have: true, hash: await hashOf('unrecorded edit on A, longer than before') })
+    expect(compareVectors(edit.version.vv, ra.version.vv)).toBe('after')
+    expect(compareVectors(edit.version.vv, rb.version.vv)).toBe('concurrent')
+    await expectHadOnDisk(a)
+
+    // B holds the loser rb and makes its copy: what it claims to have is what its disk holds
+    await send(b, [edit])
+    const copy = await b.store.get(conflictPath('x.txt', rb.version))
+    expect(copy).toMatchObject({ have: true, hash: rb.hash })
+    await expectHadOnDisk(b)
   })
 
   it('a local file appearing where a remote version was never installed is concurrent with it', async () => {
@@ -570,13 +642,27 @@ describe('Store: replication between two stores', () => {
     const b = await makeNode(B)
     await writeLocal(a, 'new.txt', 'from A')
     const [ra] = await recordLocal(a, 'new.txt')
+    a.locals.splice(0)
     await send(b, [ra])
     await writeLocal(b, 'new.txt', 'from B, independently')
     await recordLocal(b, 'new.txt')
     const onB = await b.store.get('new.txt')
     expect(onB!.disk!.version.vv).toEqual({ [B]: 1 })
     expect(compareVectors(onB!.disk!.version.vv, ra.version.vv)).toBe('concurrent')
-    expect(onB!.version.vv).toEqual({ [A]: 1, [B]: 1 })
+    // B's write is later and wins; B does not hold A's content, so it keeps its write,
+    // unmerged, with no copy, and announces it
+    expect(onB).toMatchObject({ have: true, hash: await hashOf('from B, independently') })
+    expect(onB!.version).toEqual(onB!.disk!.version)
+    expect(await conflictCopies(b)).toEqual([])
+    expect(b.locals.map((r) => r.path)).toEqual(['new.txt'])
+    // A holds the loser: it keeps a copy and makes the merged winner, which B then takes
+    await send(a, b.locals.splice(0))
+    expect(await conflictCopies(a)).toMatchObject([{ hash: ra.hash, have: true }])
+    await send(b, a.locals.splice(0))
+    const merged = await b.store.get('new.txt')
+    expect(merged!.version.vv).toEqual({ [A]: 1, [B]: 1 })
+    expect(toFileRecord(merged!)).toEqual(toFileRecord((await a.store.get('new.txt'))!))
+    expect(merged).toMatchObject({ have: true, hash: onB!.hash })
     expect((await conflictCopies(b)).map((r) => r.hash)).toEqual([ra.hash])
   })
 })

@@ -356,7 +356,7 @@ export class Store extends EventEmitter<StoreEvents> {
         if (r.conflictCopy) await this.keepConflictCopy(tx, r.loser, curDisk)
         tx.put({ ...r.winner, seq: 0, have: winnerOnDisk, disk: curDisk }, onDisk)
         // the merged winner is a new version for everyone: announce it when made here
-        if (isLocal || r.winnerIs === 'current') tx.local(r.winner.path)
+        if (isLocal || r.winnerIs === 'current' || r.conflictCopy) tx.local(r.winner.path)
       }
     }
   }
