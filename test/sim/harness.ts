@@ -205,6 +205,9 @@ export class SimNode {
       now: skew === 0 ? undefined : () => Date.now() + skew,
       rescanIntervalMs: 5_000,
       catchUpIntervalMs: 1_000,
+      // a failed pull is retried within 2 s: convergence times measure the mesh, not the
+      // backoff (a pull that can never finish still shows as stuck)
+      maxRetryDelayMs: 2_000,
       ...(net != null ? { gater: net.gater(this.index), peerExchange: false } : {}),
       ...this.opts,
       ...extra
