@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { open } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 
 export const MIN_BLOCK_SIZE = 128 * 1024
 export const MAX_BLOCK_SIZE = 16 * 1024 * 1024
@@ -76,4 +76,16 @@ export async function hashFile (path: string, expectedSize?: number, buffer?: Bu
   } finally {
     await fh.close()
   }
+}
+
+/** `size` bytes of an open file at `offset` (short reads retried); null at end of file. */
+export async function readAt (fh: FileHandle, offset: number, size: number): Promise<Buffer | null> {
+  const data = Buffer.allocUnsafe(size)
+  let filled = 0
+  while (filled < size) {
+    const { bytesRead } = await fh.read(data, filled, size - filled, offset + filled)
+    if (bytesRead === 0) return null
+    filled += bytesRead
+  }
+  return data
 }

@@ -5,6 +5,7 @@ import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { decodeBlockRequest, decodeBlockResponse, encodeBlockRequest, encodeBlockResponse, type BlockRequest, type BlockResponse } from './codec.js'
 import type { Store } from '../store/store.js'
 import { RESERVED, type DataFolder } from '../store/datafolder.js'
+import { readAt } from '../store/blocks.js'
 
 export const BLOCK_PROTOCOL = '/syncmesh/blocks/1.0.0'
 const MAX_FRAME = 17 * 1024 * 1024
@@ -212,16 +213,6 @@ function sha256 (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
 }
 
-async function readAt (fh: FileHandle, offset: number, size: number): Promise<Buffer | null> {
-  const data = Buffer.allocUnsafe(size)
-  let filled = 0
-  while (filled < size) {
-    const { bytesRead } = await fh.read(data, filled, size - filled, offset + filled)
-    if (bytesRead === 0) return null
-    filled += bytesRead
-  }
-  return data
-}
 
 function isReserved (rel: string): boolean {
   const first = rel.split('/', 1)[0].toLowerCase()

@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto'
 import { chmod, mkdir, open, rm, symlink, utimes, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import { blockLength } from '../store/blocks.js'
+import { blockLength, readAt } from '../store/blocks.js'
 import { isErrno, observedFromStat, sameObserved, type DataFolder, type Observed } from '../store/datafolder.js'
 import { lstatSync, renameSync, rmdirSync, unlinkSync } from 'node:fs'
 import type { Scanner } from '../store/scanner.js'
@@ -478,13 +478,8 @@ async function writeAll (fh: FileHandle, data: Uint8Array, position: number): Pr
 async function readLocal (abs: string, offset: number, len: number): Promise<Buffer> {
   const fh = await open(abs, 'r')
   try {
-    const buf = Buffer.allocUnsafe(len)
-    let filled = 0
-    while (filled < len) {
-      const { bytesRead } = await fh.read(buf, filled, len - filled, offset + filled)
-      if (bytesRead === 0) throw new Error('short read')
-      filled += bytesRead
-    }
+    const buf = await readAt(fh, offset, len)
+    if (buf == null) throw new Error('short read')
     return buf
   } finally {
     await fh.close()
@@ -492,13 +487,6 @@ async function readLocal (abs: string, offset: number, len: number): Promise<Buf
 }
 
 async function blockMatches (fh: FileHandle, offset: number, len: number, hash: string): Promise<boolean> {
-  const buf = Buffer.allocUnsafe(len)
-  let filled = 0
-  while (filled < len) {
-    const { bytesRead } = await fh.read(buf, filled, len - filled, offset + filled)
-    if (bytesRead === 0) return false
-    filled += bytesRead
-  }
-  return sha256(buf) === hash
+  const buf = await readAt(fh, offset, len)
+  return buf != null && sha256(buf) === hash
 }
-
