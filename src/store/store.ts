@@ -369,9 +369,6 @@ export class Store extends EventEmitter<StoreEvents> {
     const copy = conflictRecord(loser)
     const existing = await tx.get(copy.path)
     if (existing != null && resolve(toFileRecord(existing), copy).kind !== 'incoming') return
-    // announced like a local change: nodes that only see the merged winner (which
-    // dominates both versions) never run the conflict rule themselves
-    tx.local(copy.path)
     if (disk != null && diskHolds(disk, loser)) {
       try {
         // the file must still be the loser, not an edit the scanner has not recorded yet
@@ -380,13 +377,16 @@ export class Store extends EventEmitter<StoreEvents> {
         const observed = await this.data.observe(copy.path)
         if (observed != null) {
           tx.put({ ...copy, seq: 0, have: true, disk: { ...observed, hash: copy.hash, target: copy.target, version: copy.version } }, copy)
+          // announced like a local change: nodes that only see the merged winner (which
+          // dominates both versions) never run the conflict rule themselves
+          tx.local(copy.path)
           return
         }
       } catch {
-        // the copy will be pulled like any other file
+        // the file changed under us: the scanner records that change as a write of its own
       }
     }
-    tx.put({ ...copy, seq: 0, have: false, disk: null }, undefined)
+    // No copy record without content: one nobody holds would stay in every pull queue.
   }
 
   /**
