@@ -36,7 +36,13 @@ export const LIMITS = {
   /** Most entries in one version vector. */
   maxVersionEntries: 1024,
   /** Largest index id, in UTF-8 bytes. */
-  maxIndexIdBytes: 128
+  maxIndexIdBytes: 128,
+  /**
+   * Largest JSON payload of a meta record (sets, leases), in UTF-8 bytes: a committed
+   * file's record carries its block list (44 base64 bytes a block), so this bounds a
+   * committed file to about 5,900 blocks (92 GiB at the 16 MiB block size).
+   */
+  maxMetaBytes: 256 * 1024
 } as const
 
 /** Thrown on a message that does not parse or breaks a validation rule. */
@@ -148,13 +154,25 @@ function checkString (s: unknown, where: string, field: string, maxBytes: number
 const TYPE_TO_PB: Readonly<Record<FileType, pb.FileType>> = {
   file: pb.FileType.FILE,
   dir: pb.FileType.DIR,
-  symlink: pb.FileType.SYMLINK
+  symlink: pb.FileType.SYMLINK,
+  meta: pb.FileType.META
 }
 
 const TYPE_FROM_PB: Readonly<Record<pb.FileType, FileType>> = {
   [pb.FileType.FILE]: 'file',
   [pb.FileType.DIR]: 'dir',
-  [pb.FileType.SYMLINK]: 'symlink'
+  [pb.FileType.SYMLINK]: 'symlink',
+  [pb.FileType.META]: 'meta'
+}
+
+/** `/<kind>/<set id>[/<relative path>]`: the path of a meta record. */
+const META_PATH = /^\/([a-z]{1,16})\/([A-Za-z0-9][A-Za-z0-9._-]{0,99})(?:\/(.+))?$/s
+
+/** Throws PathError unless `p` is a valid meta record path. */
+export function validateMetaPath (p: string): void {
+  const m = typeof p === 'string' ? META_PATH.exec(p) : null
+  if (m == null) throw new PathError(`meta path ${quotePath(p)} is not /<kind>/<id>[/<path>]`)
+  if (m[3] !== undefined) validatePath(m[3])
 }
 
 /**
@@ -165,7 +183,8 @@ function checkPbRecord (r: pb.Record, index?: number): void {
   const where = describeRecord(index, r.path)
 
   try {
-    validatePath(r.path)
+    if (r.type === pb.FileType.META) validateMetaPath(r.path)
+    else validatePath(r.path)
   } catch (err) {
     if (err instanceof PathError) fail(describeRecord(index, undefined), err.message)
     throw err
@@ -183,7 +202,15 @@ function checkPbRecord (r: pb.Record, index?: number): void {
   if (typeof r.deleted !== 'boolean') fail(where, 'deleted is not a boolean')
 
   const live = !r.deleted
-  if (live && r.type === pb.FileType.FILE) {
+  if (r.type === pb.FileType.META) {
+    if (r.size !== 0 || r.blockSize !== 0 || r.blocks.length !== 0 || r.hash.byteLength !== 0 || r.mode !== 0) {
+      fail(where, 'a meta record has file fields')
+    }
+    checkString(r.target, where, 'meta payload', LIMITS.maxMetaBytes)
+    if (live) {
+      try { JSON.parse(r.target) } catch { fail(where, 'meta payload is not JSON') }
+    } else if (r.target !== '') fail(where, 'a deleted meta record has a payload')
+  } else if (live && r.type === pb.FileType.FILE) {
     if (!isPowerOfTwo(r.blockSize) || r.blockSize < LIMITS.minBlockSize || r.blockSize > LIMITS.maxBlockSize) {
       fail(where, `blockSize ${r.blockSize} is not a power of two in [${LIMITS.minBlockSize}, ${LIMITS.maxBlockSize}]`)
     }
@@ -239,7 +266,7 @@ function toPbRecord (r: FileRecord, index?: number): pb.Record {
   if (rec == null || typeof rec !== 'object') fail(describeRecord(index, undefined), 'is not an object')
   const where = describeRecord(index, rec.path)
   if (typeof rec.type !== 'string' || !Object.hasOwn(TYPE_TO_PB, rec.type)) {
-    fail(where, `type ${JSON.stringify(String(rec.type))} is not file, dir or symlink`)
+    fail(where, `type ${JSON.stringify(String(rec.type))} is not file, dir, symlink or meta`)
   }
   const version = rec.version
   if (version == null || typeof version !== 'object') fail(where, 'version is missing')

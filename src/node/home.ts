@@ -1,5 +1,5 @@
 import { mkdir, readFile, stat, writeFile, readdir } from 'node:fs/promises'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { join, resolve } from 'node:path'
 import { tmpdir } from 'node:os'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
@@ -31,6 +31,18 @@ export interface Config {
   maxPeers: number
   /** Peers dialed at every start, like --join (written by `init --invite`). @default [] */
   join: string[]
+  /** Serve the HTTP upload API here (HOST:PORT), like --api. @default null */
+  api: string | null
+  /** Largest file the HTTP API accepts in one PUT, in bytes. @default 64 GiB */
+  apiMaxFileBytes: number
+  /** How long a relay's claim on a set lasts without renewal (ms). @default 30_000 */
+  relayLeaseMs: number
+  /**
+   * The `drive` relay backend: {"auth": {"type": "oauth2", "clientId", "clientSecret",
+   * "refreshToken"} or {"type": "serviceAccount", "keyFile": "sa.json"}, "rootFolderId",
+   * "rootUrl"?}. @default null
+   */
+  drive: Record<string, unknown> | null
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -41,7 +53,11 @@ export const DEFAULT_CONFIG: Config = {
   maxInFlightPerPeer: 16 * 1024 * 1024,
   pullConcurrency: 64,
   maxPeers: 32,
-  join: []
+  join: [],
+  api: null,
+  apiMaxFileBytes: 64 * 1024 ** 3,
+  relayLeaseMs: 30_000,
+  drive: null
 }
 
 export interface Home {
@@ -54,8 +70,9 @@ export interface Home {
   batchProfile: BatchProfile
 }
 
-export const homePaths = (dir: string): { config: string, identity: string, meshKey: string, data: string, db: string } => ({
+export const homePaths = (dir: string): { config: string, identity: string, meshKey: string, data: string, db: string, apiToken: string } => ({
   config: join(dir, 'config.json'),
+  apiToken: join(dir, 'api.token'),
   identity: join(dir, 'identity.key'),
   meshKey: join(dir, 'mesh.key'),
   data: join(dir, 'data'),
@@ -105,12 +122,31 @@ export async function initHome (dir: string, opts: { keyFile?: string, listen?: 
   const key = await generateKeyPair('Ed25519')
   await writeFile(paths.identity, privateKeyToProtobuf(key), { mode: 0o600, flag: 'wx' })
   await writeFile(paths.meshKey, encodeMeshKeyFile(meshKey), { mode: 0o600, flag: 'wx' })
+  await writeFile(paths.apiToken, newApiToken(), { mode: 0o600, flag: 'wx' })
   await mkdir(paths.data, { recursive: true })
   await mkdir(paths.db, { recursive: true })
   const config: Config = { ...DEFAULT_CONFIG, join, ...(opts.listen != null ? { listen: opts.listen } : {}) }
   await writeFile(paths.config, JSON.stringify(config, null, 2) + '\n', { mode: 0o644, flag: 'wx' })
   const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
   return { peerId: peerIdFromPrivateKey(key).toString() }
+}
+
+function newApiToken (): string {
+  return `${randomBytes(32).toString('base64url')}\n`
+}
+
+/**
+ * The HTTP API's bearer token (home/api.token, mode 0600); made now for a home initialized
+ * before the API existed. A token file other users can read is refused.
+ */
+export async function apiToken (dir: string): Promise<string> {
+  const p = homePaths(dir).apiToken
+  await writeFile(p, newApiToken(), { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err })
+  const st = await stat(p)
+  if ((st.mode & 0o077) !== 0) throw new HomeError(`${p} can be read by other users (mode ${(st.mode & 0o777).toString(8)}); run 'chmod 600 ${p}'`)
+  const token = (await readFile(p, 'utf8')).trim()
+  if (token.length < 16) throw new HomeError(`${p}: the token is too short (16 characters at least)`)
+  return token
 }
 
 /** Read a home; every problem is a HomeError with one line that says what to do. */
@@ -167,7 +203,9 @@ function parseConfig (raw: unknown, file: string): Config {
   if (!Array.isArray(c.listen) || c.listen.some((a) => typeof a !== 'string')) bad('"listen" must be a list of multiaddr strings')
   if (!Array.isArray(c.join) || c.join.some((a) => typeof a !== 'string')) bad('"join" must be a list of multiaddr strings')
   if (c.network !== 'lan' && c.network !== 'wan') bad('"network" must be "lan" or "wan"')
-  for (const k of ['rescanIntervalMs', 'catchUpIntervalMs', 'maxInFlightPerPeer', 'pullConcurrency', 'maxPeers'] as const) {
+  if (c.api != null && typeof c.api !== 'string') bad('"api" must be "HOST:PORT" or null')
+  if (c.drive != null && (typeof c.drive !== 'object' || Array.isArray(c.drive))) bad('"drive" must be an object or null')
+  for (const k of ['rescanIntervalMs', 'catchUpIntervalMs', 'maxInFlightPerPeer', 'pullConcurrency', 'maxPeers', 'apiMaxFileBytes', 'relayLeaseMs'] as const) {
     if (typeof c[k] !== 'number' || !Number.isFinite(c[k]) || c[k] <= 0) bad(`"${k}" must be a positive number`)
   }
   if (c.batch != null) {

@@ -27,6 +27,13 @@ import { BlockServer, PeerBlockClient, type BlockHost } from '../transfer/protoc
 import { Puller, type PullProgress } from '../transfer/puller.js'
 import { SyncMount } from '../fuse/mount.js'
 import type { NodeId } from '../store/types.js'
+import { apiToken } from './home.js'
+import { ApiServer } from '../api/server.js'
+import { SetBook, type SetView } from '../relay/sets.js'
+import { PinStore } from '../relay/pins.js'
+import { PinKeeper, Relay, type RelayInit, type RelayProgress } from '../relay/relay.js'
+import type { CloudBackend } from '../relay/backend.js'
+import { openBackend } from '../relay/backends/index.js'
 
 export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string) => void
 
@@ -55,6 +62,12 @@ export interface NodeOptions {
    * is recorded at once, and the folder is no longer watched.
    */
   mount?: string
+  /** Serve the HTTP upload API on HOST:PORT (overrides config.api). */
+  api?: string
+  /** Make this node an upload relay to this backend: 'folder:DIR', 'drive', or a backend object. */
+  relay?: string | CloudBackend
+  /** Relay timing (tests shorten the lease). */
+  relayInit?: RelayInit
 }
 
 export class NodeError extends Error {
@@ -92,6 +105,12 @@ export interface StatusReport {
   conflicts: number
   lastError: string | null
   stats: Record<string, Record<string, number>>
+  /** Sets known to the mesh, newest first (at most 50). */
+  sets: SetView[]
+  /** This node's relay: its backend and the uploads running now (null: not a relay). */
+  relay: { backend: string, uploads: RelayProgress[], lastError: string | null } | null
+  /** Where the HTTP API listens (null: not served). */
+  api: string | null
 }
 
 // a type alias (not an interface) so it satisfies libp2p's ServiceMap index signature
@@ -120,6 +139,10 @@ export class SyncNode {
   catchUp!: CatchUp
   peerExchange!: PeerExchange
   mount: SyncMount | null = null
+  readonly book: SetBook
+  keeper!: PinKeeper
+  relay: Relay | null = null
+  api: ApiServer | null = null
   private readonly opts: NodeOptions
   private readonly log: LogFn
   private readonly clients = new Map<string, PeerBlockClient>()
@@ -145,6 +168,7 @@ export class SyncNode {
     this.nodeId = nodeIdOf(peerIdFromPrivateKey(home.privateKey))
     this.data = new DataFolder(home.dataDir)
     this.store = new Store({ path: home.dbDir, nodeId: this.nodeId, data: this.data, clock: this.clock })
+    this.book = new SetBook({ store: this.store, now: opts.now })
     this.scanner = new Scanner({ store: this.store, data: this.data, log: (m) => this.log('warn', m) }, {
       rescanIntervalMs: opts.rescanIntervalMs ?? home.config.rescanIntervalMs,
       watch: opts.mount == null && (opts.watch ?? true)
@@ -249,6 +273,9 @@ export class SyncNode {
       if (listenAddrs.length > 0) void this.store.rememberPeer(peerId.toString(), listenAddrs.map((a) => a.toString())).catch(() => {})
     })
 
+    this.keeper = new PinKeeper({ store: this.store, book: this.book, pins: new PinStore({ data: this.data }), log: this.log })
+    this.blockServer.pinSource = (hash) => this.keeper.pins.blockSource(hash)
+    await this.keeper.start()
     await this.blockServer.start()
     await this.catchUp.start()
     await this.announcer.start()
@@ -268,7 +295,55 @@ export class SyncNode {
     this.dialTimer.unref()
     this.redial()
     if (repairing) await this.finishRepair()
+    try {
+      await this.startRelayAndApi()
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
     this.log('info', `node ${this.nodeId} (${this.libp2p.peerId.toString()}) started`)
+  }
+
+  private async startRelayAndApi (): Promise<void> {
+    const spec = this.opts.relay
+    if (spec != null) {
+      let backend: CloudBackend
+      try {
+        backend = typeof spec === 'string' ? await openBackend(spec, { homeDir: this.home.dir, drive: this.home.config.drive, sessions: this.store.sessions }) : spec
+      } catch (err) {
+        throw new NodeError(oneLine(err))
+      }
+      this.relay = new Relay({
+        store: this.store,
+        book: this.book,
+        keeper: this.keeper,
+        backend,
+        peers: () => [...this.clients.values()],
+        log: this.log,
+        now: this.opts.now
+      }, { leaseMs: this.home.config.relayLeaseMs, ...this.opts.relayInit })
+      await this.relay.start()
+      this.log('info', `relay: uploading committed sets to ${backend.name}`)
+    }
+    const listen = this.opts.api ?? this.home.config.api
+    if (listen != null) {
+      this.api = new ApiServer({
+        store: this.store,
+        data: this.data,
+        scanner: this.scanner,
+        book: this.book,
+        keeper: this.keeper,
+        status: async () => await this.status(),
+        log: this.log
+      }, { listen, token: await apiToken(this.home.dir), maxFileBytes: this.home.config.apiMaxFileBytes })
+      try {
+        await this.api.start()
+      } catch (err) {
+        this.api = null
+        throw new NodeError(oneLine(err))
+      }
+      this.log('info', `HTTP API on ${this.api.url}`)
+    }
   }
 
   /**
@@ -281,10 +356,15 @@ export class SyncNode {
     this.state = 'stopped'
     if (this.dialTimer != null) clearInterval(this.dialTimer)
     this.announcer.batcher.discard()
+    await this.api?.stop().catch(() => {})
+    this.api = null
+    await this.relay?.stop().catch(() => {})
+    this.relay = null
     if (this.mount != null) { await this.mount.stop().catch(() => {}); this.mount = null }
     for (const c of this.libp2p.getConnections()) c.abort(new Error('crash'))
     await this.puller.stop()
     await this.scanner.stop()
+    await this.keeper.stop()
     await this.catchUp.stop().catch(() => {})
     await this.blockServer.stop().catch(() => {})
     for (const c of this.clients.values()) c.close()
@@ -318,6 +398,10 @@ export class SyncNode {
   async stop (): Promise<void> {
     if (this.state !== 'started') return
     this.state = 'stopped'
+    await this.api?.stop()
+    this.api = null
+    await this.relay?.stop()
+    this.relay = null
     // unmount first: programs using the mount get their last writes recorded below
     if (this.mount != null) {
       await this.mount.stop().catch((err: Error) => this.log('error', `unmount: ${err.message}`))
@@ -327,6 +411,7 @@ export class SyncNode {
     if (this.dialTimer != null) clearInterval(this.dialTimer)
     await this.puller.stop()
     await this.scanner.stop()
+    await this.keeper.stop()
     await this.peerExchange.stop()
     await this.announcer.stop()
     await this.catchUp.stop()
@@ -416,12 +501,17 @@ export class SyncNode {
     }
   }
 
+  async setViews (limit = 50): Promise<SetView[]> {
+    return await viewsOf(this, limit)
+  }
+
   async status (): Promise<StatusReport> {
     const counts = await this.store.count()
     let pendingFiles = 0
     let pendingBytes = 0
     let conflicts = 0
     for await (const r of this.store.all()) {
+      if (r.type === 'meta') continue
       if (!r.have) { pendingFiles++; if (!r.deleted) pendingBytes += r.size }
       if (!r.deleted && isConflictPath(r.path)) conflicts++
     }
@@ -440,10 +530,27 @@ export class SyncNode {
         puller: { ...this.puller.stats },
         blocks: { ...this.blockServer.stats },
         gossip: { ...this.announcer.stats, ...this.announcer.batcher.stats },
-        catchUp: { ...this.catchUp.stats }
-      }
+        catchUp: { ...this.catchUp.stats },
+        ...(this.relay != null ? { relay: { ...this.relay.stats } } : {}),
+        ...(this.api != null ? { api: { ...this.api.stats } } : {})
+      },
+      sets: await this.setViews(),
+      relay: this.relay == null ? null : { backend: this.relay.backend.name, uploads: this.relay.progress(), lastError: this.relay.lastError },
+      api: this.api?.url ?? null
     }
   }
+}
+
+/** Views of the newest sets (at most `limit`); a relay's live progress overrides the records'. */
+async function viewsOf (node: SyncNode, limit: number): Promise<SetView[]> {
+  const sets = (await node.book.list()).sort((a, b) => b.createdAt - a.createdAt).slice(0, limit)
+  const live = new Map((node.relay?.progress() ?? []).map((p) => [p.setId, p]))
+  const sha = (h: string): string | null => node.api?.sha256Of(h) ?? node.keeper.pins.sha256(h)
+  return await Promise.all(sets.map(async (s) => {
+    const v = await node.book.view(s, sha)
+    const p = live.get(s.id)
+    return p == null ? v : { ...v, bytesDone: p.bytesDone }
+  }))
 }
 
 export function repairMarker (home: string): string {

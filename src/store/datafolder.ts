@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { constants as FS, lstatSync } from 'node:fs'
 import { copyFile, lstat, mkdir, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises'
 import { dirname, join, sep } from 'node:path'
-import type { FileType } from './types.js'
+import type { DiskType } from './types.js'
 
 /** The folder inside the data folder where the node keeps partial and temp files. */
 export const RESERVED = '.syncmesh'
@@ -13,7 +13,7 @@ export class UnsafePathError extends Error {
 
 /** What lstat says about a path, reduced to what the sync cares about. */
 export interface Observed {
-  type: FileType
+  type: DiskType
   mode: number
   size: number
   mtimeMs: number
@@ -139,7 +139,7 @@ export class DataFolder {
 }
 
 export function observedFromStat (st: import('node:fs').Stats): Observed | null {
-  const type: FileType | null = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : null
+  const type: DiskType | null = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : null
   if (type == null) return null
   return {
     type,

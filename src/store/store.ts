@@ -32,6 +32,8 @@ export interface StoreEvents {
   local: [StoredRecord[]]
   /** Paths whose winning version is not on the local disk yet. */
   need: [StoredRecord[]]
+  /** Meta records (sets, leases) that changed here, local or remote. */
+  meta: [StoredRecord[]]
 }
 
 interface Meta {
@@ -63,6 +65,7 @@ export class StoreClosedError extends Error {
  * - `d` path -> block hashes of the content on disk there (to drop its `k` entries)
  * - `c` peer id -> PeerCursor: how far this node has read each peer's index
  * - `m` 'meta' -> {indexId, seq}; `p` peer id -> multiaddrs: remembered peers
+ * - `s` upload key -> resumable session URI (the Drive relay backend)
  *
  * Every mutation runs under one lock, so the conflict rule sees a consistent store.
  */
@@ -79,6 +82,7 @@ export class Store extends EventEmitter<StoreEvents> {
   private readonly cursors
   private readonly peers
   private readonly metaDb
+  private readonly sessionsDb
   private meta: Meta = { indexId: '', seq: 0 }
   private lock: Promise<unknown> = Promise.resolve()
   private closed = false
@@ -97,6 +101,17 @@ export class Store extends EventEmitter<StoreEvents> {
     this.cursors = this.db.sublevel<string, PeerCursor>('c', { valueEncoding: 'json' })
     this.peers = this.db.sublevel<string, string[]>('p', { valueEncoding: 'json' })
     this.metaDb = this.db.sublevel<string, Meta>('m', { valueEncoding: 'json' })
+    this.sessionsDb = this.db.sublevel<string, string>('s', { valueEncoding: 'utf8' })
+  }
+
+  /** Key-value storage of the relay's resumable upload sessions (`s` sublevel). */
+  get sessions (): { get: (k: string) => Promise<string | undefined>, put: (k: string, v: string) => Promise<void>, del: (k: string) => Promise<void> } {
+    const db = this.sessionsDb
+    return {
+      get: async (k) => await db.get(k),
+      put: async (k, v) => { await db.put(k, v) },
+      del: async (k) => { await db.del(k) }
+    }
   }
 
   async open (): Promise<void> {
@@ -143,6 +158,42 @@ export class Store extends EventEmitter<StoreEvents> {
   /** Every record strictly below directory `dir`. */
   async * under (dir: string): AsyncGenerator<StoredRecord> {
     for await (const v of this.records.values({ gt: `${dir}/`, lt: `${dir}0` })) yield v
+  }
+
+  /** Meta records whose path starts with `prefix` (e.g. '/set/'), in path order. */
+  async * metaRecords (prefix: string): AsyncGenerator<StoredRecord> {
+    for await (const v of this.records.values({ gte: prefix, lt: `${prefix}\uffff` })) yield v
+  }
+
+  /**
+   * Write a meta record (replicated state that is not a file) as a local change: a new
+   * version on top of the one stored, announced like any local write. `payload` null
+   * deletes it. `check` runs under the store lock with the current record and may refuse
+   * the write by returning false (then nothing is written and the result is null).
+   */
+  async putMeta (path: string, payload: unknown, check?: (cur: StoredRecord | undefined) => boolean): Promise<StoredRecord | null> {
+    return await this.exclusive(async () => {
+      const tx = new Tx(this)
+      const cur = await tx.get(path)
+      if (check != null && !check(cur)) return null
+      const rec: FileRecord = {
+        path,
+        type: 'meta',
+        mode: 0,
+        size: 0,
+        mtimeMs: 0,
+        blockSize: 0,
+        blocks: [],
+        hash: '',
+        target: payload == null ? '' : JSON.stringify(payload),
+        deleted: payload == null,
+        version: this.newVersion(cur?.version ?? null, cur)
+      }
+      tx.put({ ...rec, seq: 0, have: true, disk: null }, undefined)
+      tx.local(path)
+      const [stored] = await tx.commit()
+      return stored
+    })
   }
 
   /** Records stored after local sequence `after`, oldest first, at most `limit`. */
@@ -199,6 +250,7 @@ export class Store extends EventEmitter<StoreEvents> {
   async count (): Promise<{ files: number, dirs: number, symlinks: number, deleted: number, bytes: number }> {
     const c = { files: 0, dirs: 0, symlinks: 0, deleted: 0, bytes: 0 }
     for await (const r of this.records.values()) {
+      if (r.type === 'meta') continue
       if (r.deleted) c.deleted++
       else if (r.type === 'file') { c.files++; c.bytes += r.size } else if (r.type === 'dir') c.dirs++
       else c.symlinks++
@@ -557,6 +609,8 @@ class Tx {
    * when the disk did not change.
    */
   put (rec: StoredRecord, diskBlocks: FileRecord | null | undefined, bumpSeq = true): void {
+    // a meta record is complete in itself: nothing to pull, nothing on disk
+    if (rec.type === 'meta') { rec = { ...rec, have: true, disk: null }; diskBlocks = undefined }
     const prev = this.pending.get(rec.path)
     const blocks = diskBlocks === undefined ? prev?.blocks : diskBlocks
     this.pending.set(rec.path, { rec, blocks, bumpSeq: bumpSeq || (prev?.bumpSeq ?? false) })
@@ -573,6 +627,7 @@ class Tx {
     const changed: StoredRecord[] = []
     const needed: StoredRecord[] = []
     const localRecs: StoredRecord[] = []
+    const metaRecs: StoredRecord[] = []
     for (const [path, { rec, blocks, bumpSeq }] of this.pending) {
       const orig = this.originals.get(path)
       if (bumpSeq) {
@@ -602,12 +657,14 @@ class Tx {
         }
       }
       changed.push(rec)
+      if (rec.type === 'meta') metaRecs.push(rec)
       if (this.localPaths.has(path)) localRecs.push(rec)
     }
     batch.put('meta', meta, { sublevel: metaDb })
     await batch.write()
     if (localRecs.length > 0) this.store.emit('local', localRecs.sort((a, b) => a.seq - b.seq))
     if (needed.length > 0) this.store.emit('need', needed)
+    if (metaRecs.length > 0) this.store.emit('meta', metaRecs)
     return changed
   }
 }

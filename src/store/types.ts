@@ -25,7 +25,15 @@ export interface Version {
   node: NodeId
 }
 
-export type FileType = 'file' | 'dir' | 'symlink'
+/**
+ * 'meta' records carry replicated state that is not a file (sets, leases, upload state):
+ * their path is absolute ('/set/<id>', see src/relay/sets.ts), which no file path can be,
+ * their JSON payload travels in `target`, and they never touch the disk or the pull queue.
+ */
+export type FileType = 'file' | 'dir' | 'symlink' | 'meta'
+
+/** The types a path on disk can have. */
+export type DiskType = Exclude<FileType, 'meta'>
 
 export interface FileRecord {
   path: string
@@ -53,7 +61,7 @@ export interface FileRecord {
 
 /** What a node last saw (or put) on its own disk at a path: enough to notice a change. */
 export interface DiskState {
-  type: FileType
+  type: DiskType
   mode: number
   size: number
   mtimeMs: number

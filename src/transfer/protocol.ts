@@ -38,6 +38,8 @@ export class BlockServer {
   private readonly data: DataFolder
   private readonly host: BlockHost
   private readonly onStale: (path: string) => void
+  /** Blocks held outside the data folder's files (pinned set content). */
+  pinSource: ((hash: string) => { rel: string, offset: number } | null) | null = null
   private readonly concurrency: number
   private readonly requestsPerSecond: number
   private readonly streams = new Set<Stream>()
@@ -143,6 +145,11 @@ export class BlockServer {
       if (data != null) return this.ok(req, data)
       // the index names a file that no longer holds this block: let the scanner look
       this.onStale(src.path)
+    }
+    const pinned = this.pinSource?.(req.hash)
+    if (pinned != null) {
+      const data = await this.readVerified(pinned.rel, pinned.offset, req.size, req.hash).catch(() => null)
+      if (data != null) return this.ok(req, data)
     }
     this.stats.notFound++
     return { id: req.id, status: 'not-found', data: new Uint8Array(0), message: '' }

@@ -531,7 +531,7 @@ export async function snapshotDisk (n: SimNode): Promise<DiskSnapshot> {
 async function checkRecordsMatchDisk (n: SimNode, into: Check): Promise<void> {
   const seen = new Set<string>()
   for await (const r of n.n.store.all()) {
-    if (r.deleted) continue
+    if (r.deleted || r.type === 'meta') continue
     seen.add(r.path)
     const abs = join(n.dataDir, r.path)
     const st = await lstat(abs).catch(() => null)

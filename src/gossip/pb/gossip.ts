@@ -6,13 +6,15 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 export enum FileType {
   FILE = 'FILE',
   DIR = 'DIR',
-  SYMLINK = 'SYMLINK'
+  SYMLINK = 'SYMLINK',
+  META = 'META'
 }
 
 enum __FileTypeValues {
   FILE = 0,
   DIR = 1,
-  SYMLINK = 2
+  SYMLINK = 2,
+  META = 3
 }
 
 export namespace FileType {
