@@ -169,7 +169,10 @@ export class ApiServer {
   }
 
   private async route (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const parts = url.pathname.split('/').slice(2) // after '/v1/'
+    // the raw path, not url.pathname: WHATWG URL parsing resolves '..' segments, and a
+    // path that tries to leave the set must be refused, not quietly rewritten
+    const raw = (req.url ?? '/').split('?')[0]
+    const parts = raw.split('/').slice(2) // after '/v1/'
     const method = req.method ?? 'GET'
     if (parts[0] === 'status' && parts.length === 1 && method === 'GET') {
       sendJson(res, 200, await this.c.status())
@@ -191,8 +194,9 @@ export class ApiServer {
       }
       throw new ApiError(405, `${method} is not allowed on /v1/sets`)
     }
-    const set = await this.c.book.get(decodeURIComponent(parts[1]))
-    if (set == null) throw new ApiError(404, `no set ${JSON.stringify(decodeURIComponent(parts[1]))} is known here (created on another node? it may not have replicated yet)`)
+    const setId = decodePart(parts[1])
+    const set = await this.c.book.get(setId)
+    if (set == null) throw new ApiError(404, `no set ${JSON.stringify(setId)} is known here (created on another node? it may not have replicated yet)`)
     if (parts.length === 2 && method === 'GET') {
       sendJson(res, 200, await this.c.book.view(set, (h) => this.sha256Of(h)))
       return
@@ -202,13 +206,7 @@ export class ApiServer {
       return
     }
     if (parts.length >= 4 && parts[2] === 'files' && method === 'PUT') {
-      let path: string
-      try {
-        path = parts.slice(3).map((s) => decodeURIComponent(s)).join('/')
-      } catch {
-        throw new ApiError(400, 'bad path: not valid percent-encoding')
-      }
-      await this.putFile(req, res, set, checkSetPath(path))
+      await this.putFile(req, res, set, checkSetPath(parts.slice(3).map(decodePart).join('/')))
       return
     }
     throw new ApiError(404, `no such endpoint: ${method} ${url.pathname}`)
@@ -248,8 +246,7 @@ export class ApiServer {
     }
     const sha256 = whole.digest('hex')
     // recorded now, so a commit right after this answer includes the file
-    this.c.scanner.touch(rel)
-    await this.c.scanner.flush()
+    await this.c.scanner.recordNow([rel])
     const rec = await this.c.store.get(rel)
     if (rec != null && rec.type === 'file' && !rec.deleted) this.sha256s.set(rec.hash, sha256)
     this.stats.filesReceived++
@@ -299,6 +296,14 @@ export class ApiServer {
     try { v = JSON.parse(text) } catch { throw new ApiError(400, 'body is not JSON') }
     if (v == null || typeof v !== 'object' || Array.isArray(v)) throw new ApiError(400, 'body must be a JSON object')
     return v as Record<string, unknown>
+  }
+}
+
+function decodePart (s: string): string {
+  try {
+    return decodeURIComponent(s)
+  } catch {
+    throw new ApiError(400, `bad path: ${JSON.stringify(s)} is not valid percent-encoding`)
   }
 }
 

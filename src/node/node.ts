@@ -321,7 +321,7 @@ export class SyncNode {
         peers: () => [...this.clients.values()],
         log: this.log,
         now: this.opts.now
-      }, { leaseMs: this.home.config.relayLeaseMs, ...this.opts.relayInit })
+      }, { leaseMs: this.home.config.relayLeaseMs, settleMs: 3 * this.home.batchProfile.maxAgeMs + 200, ...this.opts.relayInit })
       await this.relay.start()
       this.log('info', `relay: uploading committed sets to ${backend.name}`)
     }

@@ -133,6 +133,13 @@ export interface RelayInit {
    * @default 5_000
    */
   retryMs?: number
+  /**
+   * Wait between writing a lease and starting to work (ms): long enough for a concurrent
+   * claim by another relay to arrive (gossip batches wait up to their maxAgeMs), so both
+   * see both claims and the last-writer-wins rule leaves one of them working.
+   * @default 500
+   */
+  settleMs?: number
 }
 
 class LeaseLost extends Error {
@@ -151,6 +158,7 @@ export class Relay {
   private readonly leaseMs: number
   private readonly pollMs: number
   private readonly retryMs: number
+  private readonly settleMs: number
   private readonly working = new Map<string, { ac: AbortController, done: Promise<void>, progress: RelayProgress }>()
   private readonly retryAt = new Map<string, { at: number, delay: number }>()
   private timer: NodeJS.Timeout | null = null
@@ -172,6 +180,7 @@ export class Relay {
     this.leaseMs = init.leaseMs ?? 30_000
     this.pollMs = init.pollMs ?? 2_000
     this.retryMs = init.retryMs ?? 5_000
+    this.settleMs = init.settleMs ?? 500
   }
 
   async start (): Promise<void> {
@@ -221,7 +230,7 @@ export class Relay {
     if (!await this.book.writeLease(set.id, this.now() + this.leaseMs, record)) return
     // a concurrent claim by another relay reaches us within the settle time; the
     // last-writer-wins rule picks the same winner on every node
-    await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, Math.max(50, this.leaseMs / 20))))
+    await new Promise((resolve) => setTimeout(resolve, this.settleMs))
     const after = await this.book.lease(set.id)
     if (after.lease?.relay !== me || this.stopped) return
     const ac = new AbortController()

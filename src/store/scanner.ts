@@ -189,6 +189,25 @@ export class Scanner {
     await this.running
   }
 
+  /**
+   * Record `paths` now, however recently they were written: the caller wrote them whole
+   * (the HTTP API renames a finished upload into place), so no quiet time is needed.
+   */
+  async recordNow (paths: string[]): Promise<void> {
+    const job = this.running.then(async () => {
+      const obs: LocalObservation[] = []
+      for (const p of paths) {
+        this.dirty.delete(p)
+        const observed = await this.data.observe(p)
+        const o = observed == null ? { path: p, present: false as const } : await this.describe(p, observed, false)
+        if (o != null) obs.push(o)
+      }
+      await this.store.recordLocal(obs)
+    })
+    this.running = job.catch((err: Error) => this.fail(err))
+    await job
+  }
+
   /** The node is about to write `rel` itself (until `release`). */
   hold (rel: string): void {
     this.busy.set(rel, (this.busy.get(rel) ?? 0) + 1)
