@@ -4,6 +4,8 @@ import { control, ControlServer, ControlError } from '../node/control.js'
 import { Acl, checkPeerId } from '../node/acl.js'
 import { SyncNode, repairMarker, type LogFn, type StatusReport } from '../node/node.js'
 import { mkdir, rename, writeFile } from 'node:fs/promises'
+import { resolve as resolvePath } from 'node:path'
+import type { SetView } from '../relay/sets.js'
 
 const USAGE = `usage: syncmesh <command> [options]
 
@@ -12,6 +14,9 @@ commands:
   start  --home DIR [--listen MA]... [--join MA]...  run the node in the foreground until SIGINT/SIGTERM
          [--mount MOUNTPOINT]                        serve the data folder at MOUNTPOINT (FUSE) and record writes at once
          [--log-level debug|info|warn|error]
+         [--api HOST:PORT]                           serve the HTTP upload API (bearer token: HOME/api.token)
+         [--relay --backend folder:DIR|drive]        upload committed sets to cloud storage
+  commit --home DIR --set NAME PATH...               commit files (or directories) of the data folder as set NAME
   join   --home DIR MULTIADDR                        make the running node dial a peer and remember it
   status --home DIR [--json]                         what the running node is doing
   allow  --home DIR PEERID                           only allow-listed peers may connect (once the list is not empty)
@@ -63,6 +68,7 @@ export async function main (argv: string[]): Promise<void> {
       case 'start': return await cmdStart(rest)
       case 'join': return await cmdJoin(rest)
       case 'status': return await cmdStatus(rest)
+      case 'commit': return await cmdCommit(rest)
       case 'allow':
       case 'deny': return await cmdAcl(cmd, rest)
       case 'invite': return await cmdInvite(rest)
@@ -97,13 +103,18 @@ async function cmdStart (args: string[]): Promise<void> {
     listen: { type: 'string', multiple: true },
     join: { type: 'string', multiple: true },
     mount: { type: 'string' },
+    api: { type: 'string' },
+    relay: { type: 'boolean' },
+    backend: { type: 'string' },
     'log-level': { type: 'string' }
   })
   const home = requireHome(values)
+  if (values.relay === true && typeof values.backend !== 'string') throw new UsageError('--relay needs --backend folder:DIR or --backend drive')
+  if (values.relay !== true && values.backend != null) throw new UsageError('--backend is for relays: add --relay')
   const level = (values['log-level'] ?? 'info') as string
   if (!(LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`)
   const log = stderrLogger(level as typeof LEVELS[number])
-  const node = await SyncNode.open({ home, listen: values.listen as string[] | undefined, join: values.join as string[] | undefined, mount: values.mount as string | undefined, log })
+  const node = await SyncNode.open({ home, listen: values.listen as string[] | undefined, join: values.join as string[] | undefined, mount: values.mount as string | undefined, api: values.api as string | undefined, relay: values.relay === true ? values.backend as string : undefined, log })
   const ctl = new ControlServer(home, async (c, a) => {
     switch (c) {
       case 'status': return await node.status()
@@ -117,6 +128,10 @@ async function cmdStart (args: string[]): Promise<void> {
         checkPeerId(a.peer)
         await (c === 'allow' ? node.allow(a.peer) : node.deny(a.peer))
         return node.acl.snapshot
+      }
+      case 'commit': {
+        if (typeof a.set !== 'string' || !Array.isArray(a.paths)) throw new UsageError('commit needs --set NAME and paths')
+        return await node.commitPaths(a.set, a.paths.map(String))
       }
       case 'invite':
         return { invite: encodeInvite(node.home.meshKey, node.libp2p.getMultiaddrs().map((m) => m.toString())) }
@@ -168,6 +183,17 @@ async function cmdStatus (args: string[]): Promise<void> {
     return
   }
   process.stdout.write(formatStatus(s))
+}
+
+async function cmdCommit (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { home: { type: 'string' }, set: { type: 'string' } }, Infinity)
+  const home = requireHome(values)
+  if (typeof values.set !== 'string' || values.set === '') throw new UsageError('--set NAME is required')
+  if (positionals.length === 0) throw new UsageError('commit needs at least one PATH')
+  // absolute paths are resolved here (the node runs elsewhere); others are relative to the data folder
+  const paths = positionals.map((p) => p.startsWith('/') || p.startsWith('./') || p.startsWith('../') ? resolvePath(p) : p)
+  const v = await control(home, 'commit', { set: values.set, paths }, 120_000) as SetView
+  process.stdout.write(`committed set ${v.name} (${v.id}): ${v.files.length} files, ${mb(v.bytesTotal)}\n`)
 }
 
 async function cmdAcl (cmd: 'allow' | 'deny', args: string[]): Promise<void> {
@@ -240,6 +266,18 @@ export function formatStatus (s: StatusReport): string {
   ]
   for (const p of s.pending.pulling.slice(0, 10)) lines.push(`           ${p.path} ${p.size > 0 ? Math.floor(100 * p.done / p.size) : 0}%`)
   lines.push(`conflicts  ${s.conflicts}`)
+  if (s.api != null) lines.push(`api        ${s.api}`)
+  if (s.relay != null) {
+    lines.push(`relay      ${s.relay.backend}${s.relay.lastError != null ? ` (last error: ${s.relay.lastError})` : ''}`)
+    for (const u of s.relay.uploads) lines.push(`           ${u.name}: ${mb(u.bytesDone)} of ${mb(u.bytesTotal)}${u.file != null ? `, now ${u.file}` : ''}`)
+  }
+  if (s.sets.length > 0) {
+    lines.push(`sets       ${s.sets.length}`)
+    for (const v of s.sets.slice(0, 10)) {
+      const pct = v.bytesTotal > 0 ? ` ${Math.floor(100 * v.bytesDone / v.bytesTotal)}%` : ''
+      lines.push(`           ${v.name} ${v.state}${v.state === 'uploading' ? pct : ''} (${v.files.length} files, ${mb(v.bytesTotal)})${v.error != null ? `: ${v.error}` : ''}`)
+    }
+  }
   lines.push(`last error ${s.lastError ?? 'none'}`)
   return lines.join('\n') + '\n'
 }

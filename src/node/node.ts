@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { stat, unlink } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -28,8 +28,9 @@ import { Puller, type PullProgress } from '../transfer/puller.js'
 import { SyncMount } from '../fuse/mount.js'
 import type { NodeId } from '../store/types.js'
 import { apiToken } from './home.js'
-import { ApiServer } from '../api/server.js'
-import { SetBook, type SetView } from '../relay/sets.js'
+import { ApiServer, parseHostPort } from '../api/server.js'
+import { SetBook, SetError, type SetView } from '../relay/sets.js'
+import { validatePath } from '../store/paths.js'
 import { PinStore } from '../relay/pins.js'
 import { PinKeeper, Relay, type RelayInit, type RelayProgress } from '../relay/relay.js'
 import type { CloudBackend } from '../relay/backend.js'
@@ -181,6 +182,13 @@ export class SyncNode {
 
   async start (): Promise<void> {
     if (this.state !== 'new') return
+    // options that can be checked before anything starts are checked first: a mistake
+    // costs one line and no start-up and shut-down noise
+    const backend = await this.relayBackend()
+    const apiListen = this.opts.api ?? this.home.config.api
+    if (apiListen != null) {
+      try { parseHostPort(apiListen) } catch (err) { throw new NodeError(`--api: ${(err as Error).message}`) }
+    }
     this.state = 'started'
     await this.data.init()
     try {
@@ -296,7 +304,7 @@ export class SyncNode {
     this.redial()
     if (repairing) await this.finishRepair()
     try {
-      await this.startRelayAndApi()
+      await this.startRelayAndApi(backend, apiListen)
     } catch (err) {
       await this.stop()
       throw err
@@ -304,15 +312,19 @@ export class SyncNode {
     this.log('info', `node ${this.nodeId} (${this.libp2p.peerId.toString()}) started`)
   }
 
-  private async startRelayAndApi (): Promise<void> {
+  private async relayBackend (): Promise<CloudBackend | null> {
     const spec = this.opts.relay
-    if (spec != null) {
-      let backend: CloudBackend
-      try {
-        backend = typeof spec === 'string' ? await openBackend(spec, { homeDir: this.home.dir, drive: this.home.config.drive, sessions: this.store.sessions }) : spec
-      } catch (err) {
-        throw new NodeError(oneLine(err))
-      }
+    if (spec == null) return null
+    if (typeof spec !== 'string') return spec
+    try {
+      return await openBackend(spec, { homeDir: this.home.dir, drive: this.home.config.drive, sessions: this.store.sessions })
+    } catch (err) {
+      throw new NodeError(oneLine(err))
+    }
+  }
+
+  private async startRelayAndApi (backend: CloudBackend | null, listen: string | null): Promise<void> {
+    if (backend != null) {
       this.relay = new Relay({
         store: this.store,
         book: this.book,
@@ -325,7 +337,6 @@ export class SyncNode {
       await this.relay.start()
       this.log('info', `relay: uploading committed sets to ${backend.name}`)
     }
-    const listen = this.opts.api ?? this.home.config.api
     if (listen != null) {
       this.api = new ApiServer({
         store: this.store,
@@ -499,6 +510,51 @@ export class SyncNode {
         t.delay = 500
       }, () => {})
     }
+  }
+
+  /**
+   * `syncmesh commit`: commit data-folder paths (files, or directories: every file below
+   * them) at their current versions as set `name` (created if no set has that name).
+   * Paths may be absolute inside the data folder or the mount.
+   */
+  async commitPaths (name: string, paths: string[]): Promise<SetView> {
+    if (paths.length === 0) throw new SetError('commit needs at least one PATH', 400)
+    const rels = paths.map((p) => this.relativePath(p))
+    // writes made a moment ago are recorded first: the commit takes what is on disk now
+    await this.scanner.recordNow(rels)
+    const entries: Array<{ source: string, path: string }> = []
+    for (const rel of rels) {
+      const r = await this.store.get(rel)
+      if (r?.type === 'dir' && !r.deleted) {
+        for await (const f of this.store.under(rel)) if (f.type === 'file' && !f.deleted && !isConflictPath(f.path)) entries.push({ source: f.path, path: f.path })
+      } else if (r?.type === 'file' && !r.deleted) {
+        if (!r.have) throw new SetError(`${rel}: this node does not hold its current version yet (still pulling)`, 409)
+        entries.push({ source: rel, path: rel })
+      } else {
+        throw new SetError(`${rel}: no such file or directory in the data folder`, 404)
+      }
+    }
+    const set = await this.book.byName(name) ?? await this.book.create(name)
+    const committed = await this.book.commit(set, entries)
+    await this.keeper.reconcile()
+    return await this.book.view(committed, (h) => this.keeper.pins.sha256(h))
+  }
+
+  /** A path given on the command line -> a data-folder path. */
+  private relativePath (p: string): string {
+    let rel = p
+    for (const root of [this.data.root, this.opts.mount].filter((r): r is string => r != null).map((r) => resolve(r))) {
+      if (p === root) throw new SetError(`${p} is the whole folder: name the files or directories to commit`, 400)
+      if (p.startsWith(`${root}/`)) { rel = p.slice(root.length + 1); break }
+    }
+    if (rel.startsWith('/')) throw new SetError(`${p} is outside the data folder and the mount`, 400)
+    rel = rel.replace(/\/+$/, '')
+    try {
+      validatePath(rel)
+    } catch (err) {
+      throw new SetError(`${p}: ${(err as Error).message}`, 400)
+    }
+    return rel
   }
 
   async setViews (limit = 50): Promise<SetView[]> {

@@ -6,7 +6,8 @@ import { readFile } from 'node:fs/promises'
 import { isAbsolute, resolve } from 'node:path'
 import type { CloudBackend } from '../backend.js'
 import { FolderBackend } from './folder.js'
-import { DriveBackend, type DriveAuthConfig, type SessionStore } from './drive.js'
+// googleapis is big: loaded only when a node really uploads to Drive
+import type { DriveAuthConfig, SessionStore } from './drive.js'
 
 export class BackendSpecError extends Error {
   override name = 'BackendSpecError'
@@ -24,6 +25,7 @@ export async function openBackend (spec: string, ctx: { homeDir: string, drive: 
     const auth = d.auth as Record<string, unknown> | undefined
     if (typeof d.rootFolderId !== 'string' || d.rootFolderId === '') throw new BackendSpecError('config "drive.rootFolderId" must be the id of the Drive folder that receives the sets')
     if (d.rootUrl != null && typeof d.rootUrl !== 'string') throw new BackendSpecError('config "drive.rootUrl" must be a URL')
+    const { DriveBackend } = await import('./drive.js')
     return new DriveBackend({ sessions: ctx.sessions }, {
       auth: await driveAuth(auth, ctx.homeDir),
       rootFolderId: d.rootFolderId,
