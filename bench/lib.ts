@@ -111,6 +111,8 @@ export interface StartOptions {
   /** Write a V8 CPU profile of the node into this folder (on a clean stop). */
   cpuProfDir?: string
   logLevel?: string
+  /** More `syncmesh start` options (e.g. --api, --relay). */
+  extraArgs?: string[]
 }
 
 /** `syncmesh start` in its own process; resolves once it printed its listen addresses. */
@@ -119,6 +121,7 @@ export async function startNode (name: string, home: string, logDir: string, opt
   if (opts.cpuProfDir != null) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`, `--cpu-prof-name=${name}.cpuprofile`)
   const args = [...nodeArgs, CLI, 'start', '--home', home, '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', opts.logLevel ?? 'info']
   if (opts.join != null) args.push('--join', opts.join)
+  args.push(...(opts.extraArgs ?? []))
   const logFile = join(logDir, `${name}.log`)
   const log: WriteStream = createWriteStream(logFile)
   const proc = trackChild(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }))

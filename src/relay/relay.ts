@@ -94,10 +94,24 @@ export class PinKeeper {
     return r != null && r.have && !r.deleted && r.type === 'file' && r.hash === f.hash && r.disk?.hash === f.hash
   }
 
+  /** Whether the data folder is about to receive the committed content (pull queued). */
+  private async beingPulled (f: SetFile): Promise<boolean> {
+    const r = await this.store.get(f.source)
+    return r != null && !r.have && !r.deleted && r.hash === f.hash
+  }
+
   /** The content of `f`, pinned here: from the local disk, else from peers. */
   async pin (f: SetFile, peers: () => PeerBlockClient[], opts: { signal?: AbortSignal, onBytes?: (n: number) => void } = {}): Promise<string> {
     const known = this.pins.sha256(f.hash)
     if (known != null) return known
+    // the node's puller is fetching this very content into the data folder: wait for it
+    // and copy it locally, rather than fetch the same blocks from the peers a second time
+    let waited = 0
+    while (!await this.holds(f) && await this.beingPulled(f) && waited < 120_000) {
+      opts.signal?.throwIfAborted()
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      waited += 100
+    }
     if (await this.holds(f)) {
       const sha = await this.pins.fromDisk(f, f.source)
       if (sha != null) return sha
