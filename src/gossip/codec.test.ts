@@ -377,3 +377,33 @@ describe('splitRecords', () => {
     wireError(() => splitRecords([{ ...dir('a'), path: '' }], 1000))
   })
 })
+
+describe('meta records (sets, leases)', () => {
+  function meta (path: string, payload: unknown): FileRecord {
+    return { ...file('x', 0), path, type: 'meta', mode: 0, mtimeMs: 0, blockSize: 0, blocks: [], hash: '', target: JSON.stringify(payload) }
+  }
+
+  it('round-trip with an absolute path and a JSON payload', () => {
+    for (const r of [meta('/set/abc123', { name: 'n' }), meta('/setfile/abc123/photos/a.jpg', { commit: 'c' }), { ...meta('/lease/abc', null), deleted: true, target: '' }]) {
+      expect(decodeAnnouncement(encodeAnnouncement(announce([r]))).records[0]).toEqual(r)
+    }
+  })
+
+  it('reject a bad path, a payload that is not JSON or too big, and file fields', () => {
+    const bad: FileRecord[] = [
+      meta('set/abc', {}), // relative: a file path, not a meta path
+      meta('/set/../x', {}),
+      meta('/SET/abc', {}),
+      meta('/setfile/abc/../../etc/passwd', {}),
+      meta('/setfile/abc/a//b', {}),
+      { ...meta('/set/abc', {}), target: '{not json' },
+      { ...meta('/set/abc', {}), target: JSON.stringify({ pad: 'x'.repeat(LIMITS.maxMetaBytes) }) },
+      { ...meta('/set/abc', {}), size: 3 },
+      { ...meta('/set/abc', {}), mode: 0o644 },
+      { ...meta('/set/abc', {}), deleted: true }
+    ]
+    for (const r of bad) expect(() => encodeRecord(r), r.path).toThrow(WireError)
+    // a file record may not use a meta path
+    expect(() => encodeRecord({ ...file('x', 0), path: '/set/abc' })).toThrow(WireError)
+  })
+})

@@ -23,7 +23,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Store } from '../store/store.js'
 import type { StoredRecord } from '../store/types.js'
-import { PathError, validatePath } from '../store/paths.js'
+import { PathError, isValidPath, validatePath } from '../store/paths.js'
 import { validateSet } from './backend.js'
 
 export type SetState = 'open' | 'committed' | 'uploading' | 'uploaded' | 'failed'
@@ -171,6 +171,8 @@ function parseFile (setId: string, path: string, r: StoredRecord | undefined): S
   const p = payload(r)
   if (p == null || !isStr(p.commit) || !isStr(p.source) || !isNum(p.size) || !isNum(p.mode) ||
     typeof p.mtimeMs !== 'number' || !isNum(p.blockSize) || !isStr(p.blocks) || !isStr(p.hash)) return null
+  // the source names a file of the data folder: never trust a peer's path unchecked
+  if (!isValidPath(p.source)) return null
   const blocks = blocksFromB64(p.blocks)
   if (blocks == null) return null
   if (p.size > 0 && (p.blockSize === 0 || blocks.length !== Math.ceil(p.size / p.blockSize))) return null
