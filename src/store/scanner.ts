@@ -194,18 +194,15 @@ export class Scanner {
    * (the HTTP API renames a finished upload into place), so no quiet time is needed.
    */
   async recordNow (paths: string[]): Promise<void> {
-    const job = this.running.then(async () => {
-      const obs: LocalObservation[] = []
-      for (const p of paths) {
-        this.dirty.delete(p)
-        const observed = await this.data.observe(p)
-        const o = observed == null ? { path: p, present: false as const } : await this.describe(p, observed, false)
-        if (o != null) obs.push(o)
-      }
-      await this.store.recordLocal(obs)
-    })
-    this.running = job.catch((err: Error) => this.fail(err))
-    await job
+    // not queued behind the watcher's scans: the store's lock orders the writes, and it
+    // checks each observation against the disk again before recording it
+    const obs: LocalObservation[] = []
+    for (const p of paths) {
+      const observed = await this.data.observe(p)
+      const o = observed == null ? { path: p, present: false as const } : await this.describe(p, observed, false)
+      if (o != null) obs.push(o)
+    }
+    await this.store.recordLocal(obs)
   }
 
   /** The node is about to write `rel` itself (until `release`). */
