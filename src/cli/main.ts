@@ -193,7 +193,7 @@ async function cmdCommit (args: string[]): Promise<void> {
   // absolute paths are resolved here (the node runs elsewhere); others are relative to the data folder
   const paths = positionals.map((p) => p.startsWith('/') || p.startsWith('./') || p.startsWith('../') ? resolvePath(p) : p)
   const v = await control(home, 'commit', { set: values.set, paths }, 120_000) as SetView
-  process.stdout.write(`committed set ${v.name} (${v.id}): ${v.files.length} files, ${mb(v.bytesTotal)}\n`)
+  process.stdout.write(`committed set ${v.name} (${v.id}): ${v.fileCount} files, ${mb(v.bytesTotal)}\n`)
 }
 
 async function cmdAcl (cmd: 'allow' | 'deny', args: string[]): Promise<void> {
@@ -275,7 +275,7 @@ export function formatStatus (s: StatusReport): string {
     lines.push(`sets       ${s.sets.length}`)
     for (const v of s.sets.slice(0, 10)) {
       const pct = v.bytesTotal > 0 ? ` ${Math.floor(100 * v.bytesDone / v.bytesTotal)}%` : ''
-      lines.push(`           ${v.name} ${v.state}${v.state === 'uploading' ? pct : ''} (${v.files.length} files, ${mb(v.bytesTotal)})${v.error != null ? `: ${v.error}` : ''}`)
+      lines.push(`           ${v.name} ${v.state}${v.state === 'uploading' ? pct : ''} (${v.fileCount} files, ${mb(v.bytesTotal)})${v.error != null ? `: ${v.error}` : ''}`)
     }
   }
   lines.push(`last error ${s.lastError ?? 'none'}`)

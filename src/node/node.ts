@@ -605,7 +605,7 @@ async function viewsOf (node: SyncNode, limit: number): Promise<SetView[]> {
   return await Promise.all(sets.map(async (s) => {
     const v = await node.book.view(s, sha)
     const p = live.get(s.id)
-    return p == null ? v : { ...v, bytesDone: p.bytesDone }
+    return { ...v, files: v.files.slice(0, 100), bytesDone: p?.bytesDone ?? v.bytesDone }
   }))
 }
 

@@ -219,6 +219,10 @@ export interface SetView {
   relay: string | null
   bytesDone: number
   bytesTotal: number
+  /** Files in the set (`files` may list fewer: status shows the first 100). */
+  fileCount: number
+  /** Files uploaded so far. */
+  filesUploaded: number
   files: Array<{ path: string, size: number, sha256: string | null, state: FileUploadState }>
 }
 
@@ -383,6 +387,8 @@ export class SetBook {
       relay: upload?.relay ?? null,
       bytesDone: state === 'uploaded' ? total : upload?.bytesDone ?? 0,
       bytesTotal: total,
+      fileCount: files.length,
+      filesUploaded: files.filter((f) => f.state === 'uploaded').length,
       files
     }
   }

@@ -575,7 +575,9 @@ function diskContent (rec: FileRecord): FileRecord | null {
 function diskHolds (disk: DiskState, r: FileRecord): boolean {
   if (r.deleted) return false
   if (disk.type !== r.type) return false
-  if (r.type === 'dir') return true
+  // a directory's mode replicates too: a dir that exists with another mode (made by an
+  // earlier version, or as a parent by the puller) does not hold this version
+  if (r.type === 'dir') return disk.mode === r.mode
   if (r.type === 'symlink') return disk.target === r.target
   return disk.hash === r.hash && disk.mode === r.mode && Math.abs(disk.mtimeMs - r.mtimeMs) < 1
 }
