@@ -372,7 +372,8 @@ export class SimNode {
     store.install = async (rec, put) => {
       const ok = await install(rec, put)
       this.lastChange = performance.now()
-      if (rec.type === 'file' && !rec.deleted) tr(ok ? 'installed file' : 'not installed: a newer version arrived', { ...rec, have: true })
+      const kind = rec.deleted ? 'delete' : rec.type
+      tr(ok ? `installed ${kind}` : `not installed (${kind}): a newer version arrived`, { ...rec, have: true })
       return ok
     }
     store.on('local', (recs) => { this.own.localRecords += recs.length })
