@@ -8,6 +8,7 @@
  *   GET  /v1/sets/ID                                     200 the set (state, files, progress)
  *   GET  /v1/sets                                        200 every set
  *   GET  /v1/status                                      200 the node's status
+ *   GET  /v1/conflicts                                   200 live conflict copies, each beside its base's current version
  * ```
  *
  * Every /v1 request needs `Authorization: Bearer TOKEN` (the home's api.token, compared in
@@ -28,6 +29,7 @@ import type { Scanner } from '../store/scanner.js'
 import type { Store } from '../store/store.js'
 import { checkSetPath, SetError, setFolder, type SetBook, type SetRecord } from '../relay/sets.js'
 import type { PinKeeper } from '../relay/relay.js'
+import { listConflicts } from './conflicts.js'
 
 export interface ApiInit {
   /** HOST:PORT to listen on (port 0: any free port). */
@@ -176,6 +178,10 @@ export class ApiServer {
     const method = req.method ?? 'GET'
     if (parts[0] === 'status' && parts.length === 1 && method === 'GET') {
       sendJson(res, 200, await this.c.status())
+      return
+    }
+    if (parts[0] === 'conflicts' && parts.length === 1 && method === 'GET') {
+      sendJson(res, 200, await listConflicts(this.c.store))
       return
     }
     if (parts[0] !== 'sets') throw new ApiError(404, `no such endpoint: ${method} ${url.pathname}`)

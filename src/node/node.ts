@@ -29,6 +29,7 @@ import { SyncMount } from '../fuse/mount.js'
 import type { NodeId } from '../store/types.js'
 import { apiToken } from './home.js'
 import { ApiServer, parseHostPort } from '../api/server.js'
+import { serveDashboard } from '../api/dashboard.js'
 import { SetBook, SetError, type SetView } from '../relay/sets.js'
 import { validatePath } from '../store/paths.js'
 import { PinStore } from '../relay/pins.js'
@@ -345,7 +346,8 @@ export class SyncNode {
         book: this.book,
         keeper: this.keeper,
         status: async () => await this.status(),
-        log: this.log
+        log: this.log,
+        extra: serveDashboard
       }, { listen, token: await apiToken(this.home.dir), maxFileBytes: this.home.config.apiMaxFileBytes })
       try {
         await this.api.start()

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import {
   bumpVector,
+  conflictBase,
   compareVectors,
   conflictPath,
   conflictRecord,
@@ -306,5 +307,22 @@ describe('isConflictPath', () => {
     expect(isConflictPath('a.sync-conflict-20240305-070809-short.txt')).toBe(false)
     // a conflict-named directory does not make its children conflict copies
     expect(isConflictPath(`d.sync-conflict-20240305-070809-${A}/file.txt`)).toBe(false)
+  })
+})
+
+describe('conflictBase', () => {
+  const v = version({ [A]: 1 }, T0, A)
+
+  it('gives back the path conflictPath started from', () => {
+    for (const p of ['notes.txt', 'Makefile', '.bashrc', 'a/b.d/c/report.pdf', 'backup.tar.gz', 'x/.profile']) {
+      expect(conflictBase(conflictPath(p, v))).toBe(p)
+    }
+  })
+
+  it('strips only the last marker, and leaves other names alone', () => {
+    const once = conflictPath('doc.txt', v)
+    const twice = conflictPath(once, version({ [B]: 1 }, T0, B))
+    expect(conflictBase(twice)).toBe(once)
+    expect(conflictBase('notes.txt')).toBe('notes.txt')
   })
 })

@@ -137,6 +137,18 @@ export function isConflictPath (path: string): boolean {
   return /\.sync-conflict-\d{8}-\d{6}-[a-z2-7]{13}(\.[^/]*)?$/.test(path)
 }
 
+/** The last `.sync-conflict-<date>-<time>-<node>` marker in a path. */
+const CONFLICT_MARKER = /\.sync-conflict-\d{8}-\d{6}-[a-z2-7]{13}(?!.*\.sync-conflict-)/
+
+/**
+ * The path a conflict copy was made from: `name.sync-conflict-<date>-<time>-<node>.ext` ->
+ * `name.ext` (the last marker only; a copy of a copy gives the first copy). A name that was
+ * shortened to fit (conflictPath) keeps its `~hash` tag, so it maps to no existing path.
+ */
+export function conflictBase (path: string): string {
+  return path.replace(CONFLICT_MARKER, '')
+}
+
 /** The conflict copy record of a losing version: deterministic, so all nodes agree. */
 export function conflictRecord (loser: FileRecord): FileRecord {
   return { ...loser, path: conflictPath(loser.path, loser.version) }

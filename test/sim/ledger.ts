@@ -9,15 +9,13 @@
  * ledger says an operation saw is exactly what was on disk when it ran.
  */
 
-/** `name.sync-conflict-<date>-<time>-<node>.ext` -> `name.ext` (the last marker only). */
-const MARKER = /\.sync-conflict-\d{8}-\d{6}-[a-z2-7]{13}(?!.*\.sync-conflict-)/
+import { conflictBase } from '../../src/store/version.js'
 
+export { conflictBase }
+
+/** A conflict marker anywhere in the path (conflictBase strips the last one). */
 export function isConflictName (path: string): boolean {
-  return MARKER.test(path)
-}
-
-export function conflictBase (path: string): string {
-  return path.replace(MARKER, '')
+  return conflictBase(path) !== path
 }
 
 export type OpKind = 'write' | 'delete' | 'mkdir' | 'rmdir'
