@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { Level } from 'level'
 import { HybridClock } from './hlc.js'
 import { hashFile } from './blocks.js'
-import { bumpVector, conflictRecord, isConflictPath, resolve } from './version.js'
+import { bumpVector, compareVectors, conflictBase, conflictRecord, isConflictPath, resolve } from './version.js'
 import { DataFolder, sameObserved, type Observed } from './datafolder.js'
 import type { DiskState, FileRecord, NodeId, StoredRecord, Version } from './types.js'
 
@@ -364,8 +364,44 @@ export class Store extends EventEmitter<StoreEvents> {
         }
         await this.integrate(tx, cur, rec, null, false)
       }
-      return await tx.commit()
+      const changed = await tx.commit()
+      return [...changed, ...await this.dropRedundantCopies(changed)]
     })
+  }
+
+  /**
+   * Conflicts settle two versions at a time, so the order versions arrive in can leave a
+   * conflict copy of the very content that finally won at its path (an identical write on
+   * two nodes, with a third write between them). The node that wrote the winning version
+   * removes such a copy (a tombstone on top of the copy's version, announced like a local
+   * delete) when the winner's version has seen the copy's. Only that node does, so it is
+   * one record whatever the size of the mesh.
+   */
+  private async dropRedundantCopies (changed: StoredRecord[]): Promise<StoredRecord[]> {
+    const bases = new Set<string>()
+    for (const r of changed) {
+      if (r.type !== 'file') continue
+      bases.add(isConflictPath(r.path) ? conflictBase(r.path) : r.path)
+    }
+    const tx = new Tx(this)
+    for (const path of bases) {
+      const base = await tx.get(path)
+      if (base == null || base.deleted || base.type !== 'file' || base.version.node !== this.nodeId) continue
+      const slash = path.lastIndexOf('/')
+      const name = path.slice(slash + 1)
+      const dot = name.lastIndexOf('.')
+      const prefix = `${path.slice(0, slash + 1)}${dot > 0 ? name.slice(0, dot) : name}.sync-conflict-`
+      for await (const copy of this.records.values({ gte: prefix, lt: `${prefix}\uffff` })) {
+        if (copy.deleted || copy.type !== 'file' || conflictBase(copy.path) !== path || copy.hash !== base.hash) continue
+        if (compareVectors(base.version.vv, copy.version.vv) !== 'after') continue
+        const version = this.newVersion(copy.version, copy)
+        const tomb: FileRecord = { ...toFileRecord(copy), size: 0, blockSize: 0, blocks: [], hash: '', target: '', mtimeMs: 0, deleted: true, version }
+        // the disk still holds the copy: the puller removes it (have: false)
+        tx.put({ ...tomb, seq: 0, have: copy.disk == null, disk: copy.disk }, undefined)
+        tx.local(copy.path)
+      }
+    }
+    return await tx.commit()
   }
 
   /**
