@@ -31,6 +31,10 @@ export interface Config {
   maxPeers: number
   /** Peers dialed at every start, like --join (written by `init --invite`). @default [] */
   join: string[]
+  /** Serve Prometheus metrics at HOST:PORT/metrics, like --metrics. @default null (off) */
+  metrics: string | null
+  /** `syncmesh doctor` warns when a peer's clock is further off than this. @default 60_000 */
+  maxClockOffsetMs: number
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -41,7 +45,9 @@ export const DEFAULT_CONFIG: Config = {
   maxInFlightPerPeer: 16 * 1024 * 1024,
   pullConcurrency: 64,
   maxPeers: 32,
-  join: []
+  join: [],
+  metrics: null,
+  maxClockOffsetMs: 60_000
 }
 
 export interface Home {
@@ -129,13 +135,7 @@ export async function loadHome (dir: string): Promise<Home> {
       ? `${dir}: not initialized (run 'syncmesh init --home ${dir}')`
       : `${dir}: not a syncmesh home (config.json missing)`)
   }
-  let raw: unknown
-  try {
-    raw = JSON.parse(await readFile(paths.config, 'utf8'))
-  } catch (err) {
-    throw new HomeError(`${paths.config}: not valid JSON (${(err as Error).message.split('\n')[0]})`)
-  }
-  const config = parseConfig(raw, paths.config)
+  const config = await readConfig(dir)
   for (const p of [paths.identity, paths.meshKey]) {
     let ks
     try { ks = await stat(p) } catch { throw new HomeError(`${p} is missing: the home is incomplete`) }
@@ -160,6 +160,19 @@ export async function loadHome (dir: string): Promise<Home> {
   return { dir, config, privateKey, meshKey, dataDir: paths.data, dbDir: paths.db, batchProfile }
 }
 
+/** Read and check `config.json` alone (no keys): a HomeError says what is wrong. */
+export async function readConfig (dir: string): Promise<Config> {
+  const file = homePaths(dir).config
+  let raw: unknown
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new HomeError(`${file} is missing: not a syncmesh home`)
+    throw new HomeError(`${file}: not valid JSON (${(err as Error).message.split('\n')[0]})`)
+  }
+  return parseConfig(raw, file)
+}
+
 function parseConfig (raw: unknown, file: string): Config {
   if (raw == null || typeof raw !== 'object' || Array.isArray(raw)) throw new HomeError(`${file}: expected a JSON object`)
   const c = { ...DEFAULT_CONFIG, ...(raw as Partial<Config>) }
@@ -167,7 +180,8 @@ function parseConfig (raw: unknown, file: string): Config {
   if (!Array.isArray(c.listen) || c.listen.some((a) => typeof a !== 'string')) bad('"listen" must be a list of multiaddr strings')
   if (!Array.isArray(c.join) || c.join.some((a) => typeof a !== 'string')) bad('"join" must be a list of multiaddr strings')
   if (c.network !== 'lan' && c.network !== 'wan') bad('"network" must be "lan" or "wan"')
-  for (const k of ['rescanIntervalMs', 'catchUpIntervalMs', 'maxInFlightPerPeer', 'pullConcurrency', 'maxPeers'] as const) {
+  if (c.metrics != null && (typeof c.metrics !== 'string' || !/:\d+$/.test(c.metrics))) bad('"metrics" must be "HOST:PORT" or null')
+  for (const k of ['rescanIntervalMs', 'catchUpIntervalMs', 'maxInFlightPerPeer', 'pullConcurrency', 'maxPeers', 'maxClockOffsetMs'] as const) {
     if (typeof c[k] !== 'number' || !Number.isFinite(c[k]) || c[k] <= 0) bad(`"${k}" must be a positive number`)
   }
   if (c.batch != null) {
