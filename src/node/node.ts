@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { stat, unlink, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -89,7 +89,7 @@ export interface StatusReport {
   peerId: string
   nodeId: string
   addrs: string[]
-  /** latencyMs: round trip to the peer (libp2p ping), null until measured. */
+  /** latencyMs: round trip to the peer (libp2p's connection monitor, or the first time exchange), null until measured. */
   peers: Array<{ id: string, addrs: string[], latencyMs: number | null }>
   files: number
   dirs: number
@@ -174,7 +174,8 @@ export class SyncNode {
       watch: opts.mount == null && (opts.watch ?? true)
     })
     this.metrics = new NodeMetrics({
-      stats: () => this.state === 'started' && this.puller != null ? this.counters() : null,
+      // catchUp is the last of the parts counters() reads to be made in start()
+      stats: () => this.state === 'started' && this.catchUp != null ? this.counters() : null,
       traffic: () => this.traffic,
       pullQueue: async () => this.state === 'started' ? await this.store.needCount() : 0,
       conflicts: async () => {
@@ -241,7 +242,7 @@ export class SyncNode {
         throw err
       }
       // remembered for `syncmesh doctor` (a stale mount after a crash); removed by stop()
-      await writeFile(mountMarker(this.home.dir), `${this.opts.mount}\n`).catch(() => {})
+      await writeFile(mountMarker(this.home.dir), `${resolve(this.opts.mount)}\n`).catch(() => {})
       this.log('info', `mounted ${this.data.root} at ${this.opts.mount}`, { path: this.opts.mount })
     }
     const listen = this.opts.listen ?? this.home.config.listen
@@ -265,7 +266,10 @@ export class SyncNode {
       })
     } catch (err) {
       await this.metrics.close()
-      await this.mount?.stop().catch(() => {})
+      if (this.mount != null) {
+        await this.mount.stop().catch(() => {})
+        await unlink(mountMarker(this.home.dir)).catch(() => {})
+      }
       await this.store.close()
       const msg = (err as Error).message
       if (/EADDRINUSE/.test(msg)) throw new NodeError(`cannot listen on ${listen.join(', ')}: address already in use`)
