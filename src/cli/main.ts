@@ -2,10 +2,13 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { initHome, loadHome, encodeInvite, HomeError } from '../node/home.js'
 import { control, ControlServer, ControlError } from '../node/control.js'
 import { Acl, checkPeerId } from '../node/acl.js'
-import { SyncNode, repairMarker, type LogFn, type StatusReport } from '../node/node.js'
+import { SyncNode, repairMarker, type StatusReport } from '../node/node.js'
+import { createLogger, isLevel, LEVELS, loggerFn } from '../node/log.js'
 import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { resolve as resolvePath } from 'node:path'
 import type { SetView } from '../relay/sets.js'
+import { watchStatus } from './watch.js'
+import { doctor } from './doctor.js'
 
 const USAGE = `usage: syncmesh <command> [options]
 
@@ -13,12 +16,15 @@ commands:
   init   --home DIR [--key FILE]                     make a node home (new mesh, or join the mesh of FILE)
   start  --home DIR [--listen MA]... [--join MA]...  run the node in the foreground until SIGINT/SIGTERM
          [--mount MOUNTPOINT]                        serve the data folder at MOUNTPOINT (FUSE) and record writes at once
-         [--log-level debug|info|warn|error]
+         [--metrics HOST:PORT]                       serve Prometheus metrics at http://HOST:PORT/metrics
+         [--log-level debug|info|warn|error]         logs on stderr: one line per event (JSON unless stderr is a terminal)
          [--api HOST:PORT]                           serve the HTTP upload API (bearer token: HOME/api.token)
          [--relay --backend folder:DIR|drive]        upload committed sets to cloud storage
   commit --home DIR --set NAME PATH...               commit files (or directories) of the data folder as set NAME
   join   --home DIR MULTIADDR                        make the running node dial a peer and remember it
   status --home DIR [--json]                         what the running node is doing
+  status --home DIR --watch                          the same, redrawn every second until Ctrl-C
+  doctor --home DIR                                  check FUSE, the mount, key file modes, disk space, ports, peers' clocks
   allow  --home DIR PEERID                           only allow-listed peers may connect (once the list is not empty)
   deny   --home DIR PEERID                           disconnect a peer and refuse it from now on
   invite --home DIR                                  print a one-line invite (mesh key + this node's addresses)
@@ -50,15 +56,6 @@ function requireHome (values: Record<string, unknown>): string {
   return home
 }
 
-const LEVELS = ['debug', 'info', 'warn', 'error'] as const
-
-function stderrLogger (min: typeof LEVELS[number]): LogFn {
-  const threshold = LEVELS.indexOf(min)
-  return (level, msg) => {
-    if (LEVELS.indexOf(level) < threshold) return
-    process.stderr.write(`${new Date().toISOString()} ${level.padEnd(5)} ${msg}\n`)
-  }
-}
 
 export async function main (argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv
@@ -73,6 +70,7 @@ export async function main (argv: string[]): Promise<void> {
       case 'deny': return await cmdAcl(cmd, rest)
       case 'invite': return await cmdInvite(rest)
       case 'repair': return await cmdRepair(rest)
+      case 'doctor': return await cmdDoctor(rest)
       case undefined:
       case 'help':
       case '--help':
@@ -84,7 +82,7 @@ export async function main (argv: string[]): Promise<void> {
     }
   } catch (err) {
     const e = err as Error
-    const known = ['UsageError', 'HomeError', 'NodeError', 'ControlError', 'MountError', 'MeshKeyError'].includes(e.name)
+    const known = ['UsageError', 'HomeError', 'NodeError', 'ControlError', 'MountError', 'MeshKeyError', 'MetricsError'].includes(e.name)
     process.stderr.write(`syncmesh: ${known ? e.message : `unexpected error: ${e.message.split('\n')[0]}`}\n`)
     process.exitCode = e.name === 'UsageError' ? 2 : 1
   }
@@ -106,15 +104,18 @@ async function cmdStart (args: string[]): Promise<void> {
     api: { type: 'string' },
     relay: { type: 'boolean' },
     backend: { type: 'string' },
+    metrics: { type: 'string' },
     'log-level': { type: 'string' }
   })
   const home = requireHome(values)
   if (values.relay === true && typeof values.backend !== 'string') throw new UsageError('--relay needs --backend folder:DIR or --backend drive')
   if (values.relay !== true && values.backend != null) throw new UsageError('--backend is for relays: add --relay')
   const level = (values['log-level'] ?? 'info') as string
-  if (!(LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`)
-  const log = stderrLogger(level as typeof LEVELS[number])
-  const node = await SyncNode.open({ home, listen: values.listen as string[] | undefined, join: values.join as string[] | undefined, mount: values.mount as string | undefined, api: values.api as string | undefined, relay: values.relay === true ? values.backend as string : undefined, log })
+  if (!isLevel(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`)
+  const metrics = values.metrics as string | undefined
+  if (metrics != null && !/^(\[[^\]]+\]|[^:]*):\d+$/.test(metrics)) throw new UsageError(`--metrics expects HOST:PORT, not '${metrics}'`)
+  const log = loggerFn(createLogger({ level }))
+  const node = await SyncNode.open({ home, listen: values.listen as string[] | undefined, join: values.join as string[] | undefined, mount: values.mount as string | undefined, metrics, api: values.api as string | undefined, relay: values.relay === true ? values.backend as string : undefined, log })
   const ctl = new ControlServer(home, async (c, a) => {
     switch (c) {
       case 'status': return await node.status()
@@ -135,6 +136,8 @@ async function cmdStart (args: string[]): Promise<void> {
       }
       case 'invite':
         return { invite: encodeInvite(node.home.meshKey, node.libp2p.getMultiaddrs().map((m) => m.toString())) }
+      case 'clock':
+        return { offsets: await node.clockOffsets(), maxClockOffsetMs: node.home.config.maxClockOffsetMs }
       default: throw new UsageError(`unknown control command ${c}`)
     }
   })
@@ -175,8 +178,13 @@ async function cmdJoin (args: string[]): Promise<void> {
 }
 
 async function cmdStatus (args: string[]): Promise<void> {
-  const { values } = parse(args, { home: { type: 'string' }, json: { type: 'boolean' } })
+  const { values } = parse(args, { home: { type: 'string' }, json: { type: 'boolean' }, watch: { type: 'boolean' } })
   const home = requireHome(values)
+  if (values.watch === true) {
+    if (values.json === true) throw new UsageError('give either --json or --watch, not both')
+    await watchStatus(home)
+    return
+  }
   const s = await control(home, 'status') as StatusReport
   if (values.json === true) {
     process.stdout.write(JSON.stringify(s) + '\n')
@@ -236,6 +244,14 @@ async function cmdRepair (args: string[]): Promise<void> {
     `(the list of known peers was in the old database: start with --join MULTIADDR unless config.json lists peers to join)\n`)
 }
 
+async function cmdDoctor (args: string[]): Promise<void> {
+  const { values } = parse(args, { home: { type: 'string' } })
+  const home = requireHome(values)
+  const results = await doctor(home)
+  for (const r of results) process.stdout.write(`${r.level.padEnd(4)}  ${r.name.padEnd(10)}  ${r.detail}\n`)
+  if (results.some((r) => r.level === 'fail')) process.exitCode = 1
+}
+
 async function cmdInvite (args: string[]): Promise<void> {
   const { values } = parse(args, { home: { type: 'string' } })
   const home = requireHome(values)
@@ -251,7 +267,7 @@ async function cmdInvite (args: string[]): Promise<void> {
   process.stdout.write(res.invite + '\n')
 }
 
-function mb (n: number): string {
+export function mb (n: number): string {
   return n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`
 }
 
@@ -260,7 +276,7 @@ export function formatStatus (s: StatusReport): string {
     `peer id    ${s.peerId}`,
     `node id    ${s.nodeId}`,
     `listening  ${s.addrs.join('\n           ') || '-'}`,
-    `peers      ${s.peers.length === 0 ? 'none connected' : s.peers.map((p) => `${p.id} ${p.addrs.join(' ')}`).join('\n           ')}`,
+    `peers      ${s.peers.length === 0 ? 'none connected' : s.peers.map((p) => `${p.id} ${p.addrs.join(' ')}${p.latencyMs != null ? ` ${p.latencyMs} ms` : ''}`).join('\n           ')}`,
     `files      ${s.files} files, ${s.dirs} dirs, ${mb(s.bytes)}`,
     `pending    ${s.pending.files} to pull (${mb(s.pending.bytes)})`
   ]

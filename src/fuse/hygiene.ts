@@ -68,7 +68,7 @@ export async function lazyUnmount (mountPoint: string): Promise<boolean> {
   return b.ok
 }
 
-type Probe = { kind: 'dir' } | { kind: 'notdir' } | { kind: 'missing' } | { kind: 'stale', code: string } | { kind: 'error', code: string }
+export type Probe = { kind: 'dir' } | { kind: 'notdir' } | { kind: 'missing' } | { kind: 'stale', code: string } | { kind: 'error', code: string }
 
 const STALE_CODES = new Set(['ENOTCONN', 'ECONNABORTED', 'EIO', 'ENXIO', 'TIMEOUT'])
 
@@ -76,7 +76,7 @@ const STALE_CODES = new Set(['ENOTCONN', 'ECONNABORTED', 'EIO', 'ENXIO', 'TIMEOU
  * stat(2) of a possible FUSE mount point in a child process, so that a mount whose server hangs cannot
  * block this process or its thread pool; a timeout counts as stale.
  */
-async function probeIsolated (mountPoint: string): Promise<Probe> {
+export async function probeIsolated (mountPoint: string): Promise<Probe> {
   const script = 'require("fs").stat(process.argv[1],(e,s)=>process.stdout.write(JSON.stringify(e?{code:e.code}:{dir:s.isDirectory()})))'
   return await new Promise(resolve => {
     execFile(process.execPath, ['-e', script, mountPoint], { timeout: 5000, killSignal: 'SIGKILL' }, (err, stdout) => {

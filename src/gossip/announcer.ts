@@ -59,7 +59,7 @@ export class Announcer {
   private applying: Promise<unknown> = Promise.resolve()
   dropRate: number
   delayMs: number
-  readonly stats = { announced: 0, messagesSent: 0, received: 0, bytesReceived: 0, rejected: 0, recordsReceived: 0, noRecipients: 0 }
+  readonly stats = { announced: 0, messagesSent: 0, received: 0, bytesReceived: 0, rejected: 0, recordsReceived: 0, recordsApplied: 0, noRecipients: 0 }
   private readonly onLocal = (recs: StoredRecord[]): void => { this.batcher.add(recs) }
   private readonly onMessage = (evt: CustomEvent<Message>): void => {
     const msg = evt.detail
@@ -78,7 +78,7 @@ export class Announcer {
     const delay = this.delayMs
     this.applying = this.applying.then(async () => {
       if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
-      await this.store.applyRemote(records)
+      this.stats.recordsApplied += (await this.store.applyRemote(records)).length
       this.onRecords(records, from)
     }).catch((err: Error) => {
       if (err.name !== 'StoreClosedError') this.log(`applying announcement failed: ${err.message}`)

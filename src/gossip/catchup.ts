@@ -40,7 +40,7 @@ export class CatchUp {
   private readonly chunkRecords: number
   private timer: NodeJS.Timeout | null = null
   private readonly running = new Map<string, Promise<number>>()
-  readonly stats = { exchanges: 0, recordsReceived: 0, bytesReceived: 0, recordsSent: 0, failures: 0 }
+  readonly stats = { exchanges: 0, recordsReceived: 0, recordsApplied: 0, bytesReceived: 0, recordsSent: 0, failures: 0 }
 
   constructor (components: { store: Store, host: BlockHost, peers: () => PeerId[], log?: (msg: string) => void, onRecords?: (records: FileRecord[], from: string) => void }, init: CatchUpInit = {}) {
     this.store = components.store
@@ -114,7 +114,7 @@ export class CatchUp {
         this.stats.bytesReceived += frame.byteLength
         const res = decodeIndexResponse(frame.subarray())
         if (res.records.length > 0) {
-          await this.store.applyRemote(res.records)
+          this.stats.recordsApplied += (await this.store.applyRemote(res.records)).length
           this.onRecords(res.records, id)
           received += res.records.length
         }

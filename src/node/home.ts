@@ -43,6 +43,10 @@ export interface Config {
    * "rootUrl"?}. @default null
    */
   drive: Record<string, unknown> | null
+  /** Serve Prometheus metrics at HOST:PORT/metrics, like --metrics. @default null (off) */
+  metrics: string | null
+  /** `syncmesh doctor` warns when a peer's clock is further off than this. @default 60_000 */
+  maxClockOffsetMs: number
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -57,7 +61,9 @@ export const DEFAULT_CONFIG: Config = {
   api: null,
   apiMaxFileBytes: 64 * 1024 ** 3,
   relayLeaseMs: 30_000,
-  drive: null
+  drive: null,
+  metrics: null,
+  maxClockOffsetMs: 60_000
 }
 
 export interface Home {
@@ -165,13 +171,7 @@ export async function loadHome (dir: string): Promise<Home> {
       ? `${dir}: not initialized (run 'syncmesh init --home ${dir}')`
       : `${dir}: not a syncmesh home (config.json missing)`)
   }
-  let raw: unknown
-  try {
-    raw = JSON.parse(await readFile(paths.config, 'utf8'))
-  } catch (err) {
-    throw new HomeError(`${paths.config}: not valid JSON (${(err as Error).message.split('\n')[0]})`)
-  }
-  const config = parseConfig(raw, paths.config)
+  const config = await readConfig(dir)
   for (const p of [paths.identity, paths.meshKey]) {
     let ks
     try { ks = await stat(p) } catch { throw new HomeError(`${p} is missing: the home is incomplete`) }
@@ -196,6 +196,19 @@ export async function loadHome (dir: string): Promise<Home> {
   return { dir, config, privateKey, meshKey, dataDir: paths.data, dbDir: paths.db, batchProfile }
 }
 
+/** Read and check `config.json` alone (no keys): a HomeError says what is wrong. */
+export async function readConfig (dir: string): Promise<Config> {
+  const file = homePaths(dir).config
+  let raw: unknown
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new HomeError(`${file} is missing: not a syncmesh home`)
+    throw new HomeError(`${file}: not valid JSON (${(err as Error).message.split('\n')[0]})`)
+  }
+  return parseConfig(raw, file)
+}
+
 function parseConfig (raw: unknown, file: string): Config {
   if (raw == null || typeof raw !== 'object' || Array.isArray(raw)) throw new HomeError(`${file}: expected a JSON object`)
   const c = { ...DEFAULT_CONFIG, ...(raw as Partial<Config>) }
@@ -205,7 +218,8 @@ function parseConfig (raw: unknown, file: string): Config {
   if (c.network !== 'lan' && c.network !== 'wan') bad('"network" must be "lan" or "wan"')
   if (c.api != null && typeof c.api !== 'string') bad('"api" must be "HOST:PORT" or null')
   if (c.drive != null && (typeof c.drive !== 'object' || Array.isArray(c.drive))) bad('"drive" must be an object or null')
-  for (const k of ['rescanIntervalMs', 'catchUpIntervalMs', 'maxInFlightPerPeer', 'pullConcurrency', 'maxPeers', 'apiMaxFileBytes', 'relayLeaseMs'] as const) {
+  if (c.metrics != null && (typeof c.metrics !== 'string' || !/:\d+$/.test(c.metrics))) bad('"metrics" must be "HOST:PORT" or null')
+  for (const k of ['rescanIntervalMs', 'catchUpIntervalMs', 'maxInFlightPerPeer', 'pullConcurrency', 'maxPeers', 'apiMaxFileBytes', 'relayLeaseMs', 'maxClockOffsetMs'] as const) {
     if (typeof c[k] !== 'number' || !Number.isFinite(c[k]) || c[k] <= 0) bad(`"${k}" must be a positive number`)
   }
   if (c.batch != null) {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { stat, unlink } from 'node:fs/promises'
+import { stat, unlink, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
@@ -23,7 +23,7 @@ import { isConflictPath } from '../store/version.js'
 import { oneLine } from '../store/errors.js'
 import { Announcer, meshTopic } from '../gossip/announcer.js'
 import { CatchUp } from '../gossip/catchup.js'
-import { BlockServer, PeerBlockClient, type BlockHost } from '../transfer/protocol.js'
+import { BlockServer, PeerBlockClient, PeerTraffic, type BlockHost } from '../transfer/protocol.js'
 import { Puller, type PullProgress } from '../transfer/puller.js'
 import { SyncMount } from '../fuse/mount.js'
 import type { NodeId } from '../store/types.js'
@@ -36,8 +36,11 @@ import { PinStore } from '../relay/pins.js'
 import { PinKeeper, Relay, type RelayInit, type RelayProgress } from '../relay/relay.js'
 import type { CloudBackend } from '../relay/backend.js'
 import { openBackend } from '../relay/backends/index.js'
+import { RecentErrors, type LogEntry, type LogFn } from './log.js'
+import { NodeMetrics } from './metrics.js'
+import { measureOffset, serveTime, type ClockOffset } from './clock.js'
 
-export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string) => void
+export type { LogFn }
 
 export interface NodeOptions {
   home: string
@@ -70,6 +73,8 @@ export interface NodeOptions {
   relay?: string | CloudBackend
   /** Relay timing (tests shorten the lease). */
   relayInit?: RelayInit
+  /** Serve Prometheus metrics at http://HOST:PORT/metrics (overrides config.metrics). */
+  metrics?: string
 }
 
 export class NodeError extends Error {
@@ -99,13 +104,20 @@ export interface StatusReport {
   peerId: string
   nodeId: string
   addrs: string[]
-  peers: Array<{ id: string, addrs: string[] }>
+  /** latencyMs: round trip to the peer (libp2p's connection monitor, or the first time exchange), null until measured. */
+  peers: Array<{ id: string, addrs: string[], latencyMs: number | null }>
   files: number
   dirs: number
   bytes: number
   pending: { files: number, bytes: number, pulling: PullProgress[] }
   conflicts: number
   lastError: string | null
+  /** The last warnings and errors logged, oldest first. */
+  recentErrors: LogEntry[]
+  /** Where the data folder is mounted, if it is. */
+  mount: string | null
+  /** Where Prometheus metrics are served (host:port), if they are. */
+  metrics: string | null
   stats: Record<string, Record<string, number>>
   /** Sets known to the mesh, newest first (at most 50). */
   sets: SetView[]
@@ -145,6 +157,14 @@ export class SyncNode {
   keeper!: PinKeeper
   relay: Relay | null = null
   api: ApiServer | null = null
+  /** The node's Prometheus figures (its own registry); served when `metrics` is set. */
+  readonly metrics: NodeMetrics
+  /** Where metrics are served (host:port), once started with `metrics`. */
+  metricsAddr: string | null = null
+  /** Block bytes per peer, both ways. */
+  readonly traffic = new PeerTraffic()
+  private readonly recent = new RecentErrors(10)
+  private readonly rtts = new Map<string, number>()
   private readonly opts: NodeOptions
   private readonly log: LogFn
   private readonly clients = new Map<string, PeerBlockClient>()
@@ -165,7 +185,11 @@ export class SyncNode {
     this.home = home
     this.acl = acl
     this.opts = opts
-    this.log = opts.log ?? (() => {})
+    const log = opts.log ?? (() => {})
+    this.log = (level, msg, fields) => {
+      this.recent.add(level, msg, fields)
+      log(level, msg, fields)
+    }
     this.clock = new HybridClock({ now: opts.now })
     this.nodeId = nodeIdOf(peerIdFromPrivateKey(home.privateKey))
     this.data = new DataFolder(home.dataDir)
@@ -174,6 +198,18 @@ export class SyncNode {
     this.scanner = new Scanner({ store: this.store, data: this.data, log: (m) => this.log('warn', m) }, {
       rescanIntervalMs: opts.rescanIntervalMs ?? home.config.rescanIntervalMs,
       watch: opts.mount == null && (opts.watch ?? true)
+    })
+    this.metrics = new NodeMetrics({
+      // catchUp is the last of the parts counters() reads to be made in start()
+      stats: () => this.state === 'started' && this.catchUp != null ? this.counters() : null,
+      traffic: () => this.traffic,
+      pullQueue: async () => this.state === 'started' ? await this.store.needCount() : 0,
+      conflicts: async () => {
+        if (this.state !== 'started') return 0
+        let n = 0
+        for await (const r of this.store.all()) if (!r.deleted && isConflictPath(r.path)) n++
+        return n
+      }
     })
   }
 
@@ -196,6 +232,16 @@ export class SyncNode {
       await this.store.open()
     } catch (err) {
       throw dbOpenError(this.home.dbDir, this.home.dir, err)
+    }
+    const metricsAt = this.opts.metrics ?? this.home.config.metrics ?? null
+    if (metricsAt != null) {
+      try {
+        this.metricsAddr = await this.metrics.listen(metricsAt)
+      } catch (err) {
+        this.state = 'stopped'
+        await this.store.close()
+        throw new NodeError((err as Error).message)
+      }
     }
     const repairing = await exists(repairMarker(this.home.dir))
     // mount first: a bad mount point is refused before anything else starts, and writes
@@ -224,10 +270,13 @@ export class SyncNode {
       } catch (err) {
         this.mount = null
         this.state = 'stopped'
+        await this.metrics.close()
         await this.store.close()
         throw err
       }
-      this.log('info', `mounted ${this.data.root} at ${this.opts.mount}`)
+      // remembered for `syncmesh doctor` (a stale mount after a crash); removed by stop()
+      await writeFile(mountMarker(this.home.dir), `${resolve(this.opts.mount)}\n`).catch(() => {})
+      this.log('info', `mounted ${this.data.root} at ${this.opts.mount}`, { path: this.opts.mount })
     }
     const listen = this.opts.listen ?? this.home.config.listen
     const gater = this.acl.gater(this.opts.gater)
@@ -241,6 +290,7 @@ export class SyncNode {
         connectionProtector: meshProtector({ key: this.home.meshKey }),
         connectionGater: gater,
         connectionManager: { maxConnections: 256 },
+        ...(metricsAt != null ? { metrics: await this.metrics.libp2pMetrics() } : {}),
         services: {
           identify: identify(),
           ping: ping(),
@@ -248,13 +298,18 @@ export class SyncNode {
         }
       })
     } catch (err) {
+      await this.metrics.close()
+      if (this.mount != null) {
+        await this.mount.stop().catch(() => {})
+        await unlink(mountMarker(this.home.dir)).catch(() => {})
+      }
       await this.store.close()
       const msg = (err as Error).message
       if (/EADDRINUSE/.test(msg)) throw new NodeError(`cannot listen on ${listen.join(', ')}: address already in use`)
       throw new NodeError(`cannot start libp2p: ${msg.split('\n')[0]}`)
     }
     const host = this.libp2p as unknown as BlockHost
-    this.blockServer = new BlockServer({ store: this.store, data: this.data, host, onStale: (p) => this.scanner.touch(p) })
+    this.blockServer = new BlockServer({ store: this.store, data: this.data, host, onStale: (p) => this.scanner.touch(p), traffic: this.traffic })
     this.puller = new Puller({
       store: this.store,
       data: this.data,
@@ -284,8 +339,10 @@ export class SyncNode {
 
     this.keeper = new PinKeeper({ store: this.store, book: this.book, pins: new PinStore({ data: this.data }), log: this.log })
     this.blockServer.pinSource = (hash) => this.keeper.pins.blockSource(hash)
+    this.metrics.setsByState = () => this.keeper.setStates
     await this.keeper.start()
     await this.blockServer.start()
+    await serveTime(host, this.opts.now ?? Date.now)
     await this.catchUp.start()
     await this.announcer.start()
     await this.peerExchange.start()
@@ -310,7 +367,7 @@ export class SyncNode {
       await this.stop()
       throw err
     }
-    this.log('info', `node ${this.nodeId} (${this.libp2p.peerId.toString()}) started`)
+    this.log('info', `node ${this.nodeId} (${this.libp2p.peerId.toString()}) started`, { peer: this.libp2p.peerId.toString(), ...(this.metricsAddr != null ? { metrics: this.metricsAddr } : {}) })
   }
 
   private async relayBackend (): Promise<CloudBackend | null> {
@@ -333,7 +390,8 @@ export class SyncNode {
         backend,
         peers: () => [...this.clients.values()],
         log: this.log,
-        now: this.opts.now
+        now: this.opts.now,
+        onUploadedBytes: (n) => { this.metrics.relayBytes.inc(n) }
       }, { leaseMs: this.home.config.relayLeaseMs, settleMs: 3 * this.home.batchProfile.maxAgeMs + 200, ...this.opts.relayInit })
       await this.relay.start()
       this.log('info', `relay: uploading committed sets to ${backend.name}`)
@@ -383,6 +441,7 @@ export class SyncNode {
     for (const c of this.clients.values()) c.close()
     this.clients.clear()
     await Promise.resolve(this.libp2p.stop()).catch(() => {})
+    await this.metrics.close()
     await this.store.close()
   }
 
@@ -419,6 +478,7 @@ export class SyncNode {
     if (this.mount != null) {
       await this.mount.stop().catch((err: Error) => this.log('error', `unmount: ${err.message}`))
       this.mount = null
+      await unlink(mountMarker(this.home.dir)).catch(() => {})
       await this.scanner.flush()
     }
     if (this.dialTimer != null) clearInterval(this.dialTimer)
@@ -432,22 +492,31 @@ export class SyncNode {
     for (const c of this.clients.values()) c.close()
     this.clients.clear()
     await this.libp2p.stop()
+    await this.metrics.close()
+    this.metricsAddr = null
     await this.store.close()
     this.log('info', `node ${this.nodeId} stopped`)
   }
 
   private onConnect (peer: PeerId): void {
     const id = peer.toString()
-    if (!this.clients.has(id)) this.clients.set(id, new PeerBlockClient(this.libp2p as unknown as BlockHost, peer, this.home.config.maxInFlightPerPeer))
-    void this.catchUp.sync(peer).catch((err: Error) => this.log('debug', `catch-up with ${id}: ${err.message}`))
+    this.log('debug', 'peer connected', { peer: id })
+    if (!this.clients.has(id)) this.clients.set(id, new PeerBlockClient(this.libp2p as unknown as BlockHost, peer, this.home.config.maxInFlightPerPeer, this.traffic))
+    void this.catchUp.sync(peer).catch((err: Error) => this.log('debug', `catch-up failed: ${err.message}`, { peer: id }))
+    // a first latency figure at once, from one time exchange (libp2p's connection monitor
+    // measures connection.rtt every 10 s; a ping here would take the one outbound ping
+    // stream that join() needs)
+    void measureOffset(this.libp2p as unknown as BlockHost, peer, this.opts.now ?? Date.now).then((o) => { this.rtts.set(id, o.rttMs) }, () => {})
     void this.peerExchange.ask(peer)
     this.puller.retryNow()
   }
 
   private onDisconnect (peer: PeerId): void {
     const id = peer.toString()
+    this.log('debug', 'peer disconnected', { peer: id })
     this.clients.get(id)?.close()
     this.clients.delete(id)
+    this.rtts.delete(id)
   }
 
   /** Dial a peer now and remember it (for restarts). Rejects with a one-line reason. */
@@ -487,7 +556,7 @@ export class SyncNode {
 
   private addDialTarget (addr: string): void {
     let ma: Multiaddr
-    try { ma = multiaddr(addr) } catch { this.log('warn', `ignoring bad address ${addr}`); return }
+    try { ma = multiaddr(addr) } catch { this.log('warn', 'ignoring bad address', { addr }); return }
     if (!this.dialTargets.has(ma.toString())) this.dialTargets.set(ma.toString(), { addr: ma, next: 0, delay: 500 })
   }
 
@@ -577,25 +646,51 @@ export class SyncNode {
       peerId: this.libp2p.peerId.toString(),
       nodeId: this.nodeId,
       addrs: this.libp2p.getMultiaddrs().map((a) => a.toString()),
-      peers: this.libp2p.getPeers().map((p) => ({ id: p.toString(), addrs: this.libp2p.getConnections(p).map((c) => c.remoteAddr.toString()) })),
+      peers: this.libp2p.getPeers().map((p) => {
+        const conns = this.libp2p.getConnections(p)
+        const rtts = conns.map((c) => c.rtt).filter((r): r is number => r != null)
+        const latencyMs = rtts.length > 0 ? Math.min(...rtts) : (this.rtts.get(p.toString()) ?? null)
+        return { id: p.toString(), addrs: conns.map((c) => c.remoteAddr.toString()), latencyMs }
+      }),
       files: counts.files,
       dirs: counts.dirs,
       bytes: counts.bytes,
       pending: { files: pendingFiles, bytes: pendingBytes, pulling: this.puller.progress() },
       conflicts,
       lastError: this.puller.lastError ?? this.scanner.lastError ?? this.lastError,
-      stats: {
-        puller: { ...this.puller.stats },
-        blocks: { ...this.blockServer.stats },
-        gossip: { ...this.announcer.stats, ...this.announcer.batcher.stats },
-        catchUp: { ...this.catchUp.stats },
-        ...(this.relay != null ? { relay: { ...this.relay.stats } } : {}),
-        ...(this.api != null ? { api: { ...this.api.stats } } : {})
-      },
+      recentErrors: this.recent.list(),
+      mount: this.mount != null ? (this.opts.mount ?? null) : null,
+      metrics: this.metricsAddr,
+      stats: this.counters(),
       sets: await this.setViews(),
       relay: this.relay == null ? null : { backend: this.relay.backend.name, uploads: this.relay.progress(), lastError: this.relay.lastError },
       api: this.api?.url ?? null
     }
+  }
+
+  /** The parts' counters (status and metrics). */
+  private counters (): Record<string, Record<string, number>> {
+    return {
+      puller: { ...this.puller.stats },
+      blocks: { ...this.blockServer.stats },
+      gossip: { ...this.announcer.stats, ...this.announcer.batcher.stats },
+      catchUp: { ...this.catchUp.stats },
+      ...(this.relay != null ? { relay: { ...this.relay.stats } } : {}),
+      ...(this.api != null ? { api: { ...this.api.stats } } : {})
+    }
+  }
+
+  /** The clock offset to every connected peer (`/syncmesh/time/1.0.0`). */
+  async clockOffsets (): Promise<Array<ClockOffset | { peer: string, error: string }>> {
+    const host = this.libp2p as unknown as BlockHost
+    const now = this.opts.now ?? Date.now
+    return await Promise.all(this.libp2p.getPeers().map(async (p) => {
+      try {
+        return await measureOffset(host, p, now)
+      } catch (err) {
+        return { peer: p.toString(), error: oneLine(err) }
+      }
+    }))
   }
 }
 
@@ -613,6 +708,11 @@ async function viewsOf (node: SyncNode, limit: number): Promise<SetView[]> {
 
 export function repairMarker (home: string): string {
   return join(home, 'repair-pending')
+}
+
+/** Holds the mount point while the node serves a mount (left behind by a crash). */
+export function mountMarker (home: string): string {
+  return join(home, 'mountpoint')
 }
 
 async function exists (p: string): Promise<boolean> {

@@ -75,9 +75,11 @@ export class PinKeeper {
   /** Pin what this node holds of every set still to upload; drop the rest. */
   async reconcile (): Promise<void> {
     const keep = new Set<string>()
+    const states: Record<string, number> = { open: 0, committed: 0, uploading: 0, uploaded: 0, failed: 0 }
     for (const set of await this.book.list()) {
-      if (set.commit == null) continue
+      if (set.commit == null) { states.open++; continue }
       const state = (await this.book.uploadState(set.id))?.state
+      states[state ?? 'committed']++
       if (state === 'uploaded' || state === 'failed') continue
       for (const f of await this.book.files(set)) {
         keep.add(f.hash)
@@ -86,7 +88,11 @@ export class PinKeeper {
       }
     }
     await this.pins.prune(keep)
+    this.setStates = states
   }
+
+  /** Sets by state, as of the last reconcile (for metrics). */
+  setStates: Record<string, number> = {}
 
   /** Whether the data folder holds the committed content at the file's source path. */
   async holds (f: SetFile): Promise<boolean> {

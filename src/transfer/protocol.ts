@@ -27,6 +27,23 @@ export class PeerGoneError extends Error {
 }
 
 /**
+ * Block bytes received from and sent to each peer (content only, not framing), for
+ * metrics. Totals are kept after a peer disconnects, so they only grow.
+ */
+export class PeerTraffic {
+  readonly bytesIn = new Map<string, number>()
+  readonly bytesOut = new Map<string, number>()
+
+  received (peer: string, n: number): void {
+    this.bytesIn.set(peer, (this.bytesIn.get(peer) ?? 0) + n)
+  }
+
+  sent (peer: string, n: number): void {
+    this.bytesOut.set(peer, (this.bytesOut.get(peer) ?? 0) + n)
+  }
+}
+
+/**
  * Serves blocks by hash from any local file that holds them. Requests on one stream are
  * pipelined; up to `concurrency` are read from disk at once and answered as they finish
  * (the stream is not read further meanwhile, which bounds what one peer can queue).
@@ -40,6 +57,7 @@ export class BlockServer {
   private readonly onStale: (path: string) => void
   /** Blocks held outside the data folder's files (pinned set content). */
   pinSource: ((hash: string) => { rel: string, offset: number } | null) | null = null
+  private readonly traffic: PeerTraffic | null
   private readonly concurrency: number
   private readonly requestsPerSecond: number
   private readonly streams = new Set<Stream>()
@@ -50,11 +68,12 @@ export class BlockServer {
   /** Fault injection (simulations): wait this long before answering each block (a slow peer). */
   delayMs = 0
 
-  constructor (components: { store: Store, data: DataFolder, host: BlockHost, onStale?: (path: string) => void }, init: { concurrency?: number, requestsPerSecond?: number } = {}) {
+  constructor (components: { store: Store, data: DataFolder, host: BlockHost, onStale?: (path: string) => void, traffic?: PeerTraffic }, init: { concurrency?: number, requestsPerSecond?: number } = {}) {
     this.store = components.store
     this.data = components.data
     this.host = components.host
     this.onStale = components.onStale ?? (() => {})
+    this.traffic = components.traffic ?? null
     /** @default 32 */
     this.concurrency = init.concurrency ?? 32
     /** @default 20_000 */
@@ -113,7 +132,10 @@ export class BlockServer {
         // an answer that fails (the store closing under a stop, a read error) is a miss,
         // never an unhandled rejection
         void answer.catch((): BlockResponse => ({ id: req.id, status: 'error', data: new Uint8Array(0), message: 'unavailable' })).then((res) => {
-          writing = writing.then(async () => { await lp.write(encodeBlockResponse(res)) }).catch(() => {})
+          writing = writing.then(async () => {
+            await lp.write(encodeBlockResponse(res))
+            if (res.status === 'ok') this.traffic?.sent(peer, res.data.byteLength)
+          }).catch(() => {})
         }).finally(() => {
           active--
           const w = wake
@@ -248,12 +270,14 @@ export class PeerBlockClient {
   private inFlight = 0
   private readonly waiters: Array<() => void> = []
   private closed = false
+  private readonly traffic: PeerTraffic | null
   bytesIn = 0
 
-  constructor (host: BlockHost, peer: PeerId, maxInFlight: number) {
+  constructor (host: BlockHost, peer: PeerId, maxInFlight: number, traffic?: PeerTraffic) {
     this.host = host
     this.peer = peer
     this.maxInFlight = maxInFlight
+    this.traffic = traffic ?? null
   }
 
   /** Bytes requested from this peer and not yet received. */
@@ -281,6 +305,7 @@ export class PeerBlockClient {
       })
       if (res.status !== 'ok') throw new BlockUnavailableError(`peer has no block ${hash.slice(0, 12)} (${res.status})`)
       this.bytesIn += res.data.byteLength
+      this.traffic?.received(this.peer.toString(), res.data.byteLength)
       return res.data
     } finally {
       this.inFlight -= size
