@@ -13,7 +13,8 @@
  * transfers everything again.
  *
  * Options: --size-mb N (1024), --backend folder|drive|both (both), --json (last line: one
- * JSON object with every figure), --keep (leave the temp folder).
+ * JSON object with every figure), --keep (leave the temp folder), --cpu-prof DIR (a V8 CPU
+ * profile of each node: A.cpuprofile, R-folder.cpuprofile, ...).
  */
 import { randomFillSync } from 'node:crypto'
 import { execFile } from 'node:child_process'
@@ -26,19 +27,19 @@ import { FakeDrive } from '../src/relay/fake-drive.js'
 
 const MiB = 1024 * 1024
 
-interface Options { sizeMb: number, backends: Array<'folder' | 'drive'>, json: boolean, keep: boolean }
+interface Options { sizeMb: number, backends: Array<'folder' | 'drive'>, json: boolean, keep: boolean, cpuProfDir: string | null }
 
 function parseOptions (argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
-    options: { 'size-mb': { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' }, keep: { type: 'boolean' } },
+    options: { 'size-mb': { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' }, keep: { type: 'boolean' }, 'cpu-prof': { type: 'string' } },
     strict: true
   })
   const sizeMb = Number(values['size-mb'] ?? 1024)
   if (!Number.isFinite(sizeMb) || sizeMb < 16) throw new Error('--size-mb must be 16 or more')
   const b = values.backend ?? 'both'
   if (!['folder', 'drive', 'both'].includes(b)) throw new Error('--backend must be folder, drive or both')
-  return { sizeMb, backends: b === 'both' ? ['folder', 'drive'] : [b as 'folder' | 'drive'], json: values.json === true, keep: values.keep === true }
+  return { sizeMb, backends: b === 'both' ? ['folder', 'drive'] : [b as 'folder' | 'drive'], json: values.json === true, keep: values.keep === true, cpuProfDir: values['cpu-prof'] ?? null }
 }
 
 const progress = (msg: string): void => { process.stderr.write(`[relay-bench] ${msg}\n`) }
@@ -119,8 +120,10 @@ async function main (): Promise<void> {
   await run([CLI, 'init', '--home', homeA])
   const logs = join(tmp, 'logs')
   await mkdir(logs)
-  const a = await startNode('A', homeA, logs, { extraArgs: ['--api', '127.0.0.1:0'] })
-  onCleanup(async () => { await a.stop() })
+  const prof = opts.cpuProfDir ?? undefined
+  if (prof != null) await mkdir(prof, { recursive: true })
+  const a = await startNode('A', homeA, logs, { cpuProfDir: prof, extraArgs: ['--api', '127.0.0.1:0'] })
+  onCleanup(async () => { await a.stop(60_000) })
   const api: Api = { url: (await status(homeA)).api as unknown as string, token: (await readFile(join(homeA, 'api.token'), 'utf8')).trim() }
 
   const results: RunResult[] = []
@@ -140,7 +143,7 @@ async function main (): Promise<void> {
       await writeFile(cfgPath, JSON.stringify({ ...JSON.parse(await readFile(cfgPath, 'utf8')), drive: { auth: { type: 'oauth2', ...oauth, tokenUrl: fake.tokenUrl }, rootFolderId: fake.rootFolderId, rootUrl: fake.url } }))
       spec = 'drive'
     }
-    const r = await startNode(`R-${backend}`, homeR, logs, { join: a.addrs[0], extraArgs: ['--relay', '--backend', spec] })
+    const r = await startNode(`R-${backend}`, homeR, logs, { cpuProfDir: prof, join: a.addrs[0], extraArgs: ['--relay', '--backend', spec] })
     await waitFor('R to connect to A', async () => (await status(homeR)).peers.length > 0, 30_000)
 
     const set = await call(api, 'POST', '/v1/sets', { name: `bench-${backend}` }) as { id: string }
@@ -173,7 +176,7 @@ async function main (): Promise<void> {
     const res = { backend, uploadS, relayS, uploadMbPerS: mb / uploadS, relayMbPerS: mb / relayS, endToEndMbPerS: mb / endS }
     results.push(res)
     progress(`${backend}: API upload ${uploadS.toFixed(2)} s (${res.uploadMbPerS.toFixed(0)} MB/s), commit -> uploaded ${relayS.toFixed(2)} s (${res.relayMbPerS.toFixed(0)} MB/s), end to end ${res.endToEndMbPerS.toFixed(0)} MB/s`)
-    await r.stop()
+    await r.stop(60_000)
     await fake?.stop()
   }
 

@@ -40,7 +40,7 @@ export class PinKeeper {
   private again = false
   private readonly onMeta = (): void => { this.schedule() }
 
-  constructor (components: { store: Store, book: SetBook, pins: PinStore, log?: Log }, private readonly init: { intervalMs?: number } = {}) {
+  constructor (components: { store: Store, book: SetBook, pins: PinStore, log?: Log }, private readonly init: { intervalMs?: number, minGapMs?: number } = {}) {
     this.store = components.store
     this.book = components.book
     this.pins = components.pins
@@ -60,17 +60,35 @@ export class PinKeeper {
     this.store.off('meta', this.onMeta)
     if (this.timer != null) clearInterval(this.timer)
     this.timer = null
+    if (this.waiting != null) clearTimeout(this.waiting)
+    this.waiting = null
     await this.running?.catch(() => {})
   }
 
+  /**
+   * Reconcile soon: at most once per `minGapMs` (a relay writes a record per uploaded
+   * file, and each reconcile reads every set; without the gap a set of thousands of files
+   * would be read thousands of times).
+   */
   private schedule (): void {
     if (this.timer == null) return
-    if (this.running != null) { this.again = true; return }
+    if (this.running != null || this.waiting != null) { this.again = true; return }
+    const gap = (this.init.minGapMs ?? 1_000) - (Date.now() - this.lastRun)
+    if (gap > 0) {
+      this.waiting = setTimeout(() => { this.waiting = null; this.schedule() }, gap)
+      this.waiting.unref()
+      return
+    }
+    this.lastRun = Date.now()
     this.running = this.reconcile().catch((err: Error) => this.log('warn', `pins: ${err.message}`)).finally(() => {
       this.running = null
+      this.lastRun = Date.now()
       if (this.again) { this.again = false; this.schedule() }
     })
   }
+
+  private waiting: NodeJS.Timeout | null = null
+  private lastRun = 0
 
   /** Pin what this node holds of every set still to upload; drop the rest. */
   async reconcile (): Promise<void> {
@@ -160,6 +178,11 @@ export interface RelayInit {
    * @default 500
    */
   settleMs?: number
+  /**
+   * Files of a set uploaded at once (each file is still uploaded once at a time).
+   * @default 4
+   */
+  concurrency?: number
 }
 
 class LeaseLost extends Error {
@@ -179,6 +202,7 @@ export class Relay {
   private readonly pollMs: number
   private readonly retryMs: number
   private readonly settleMs: number
+  private readonly concurrency: number
   private readonly working = new Map<string, { ac: AbortController, done: Promise<void>, progress: RelayProgress }>()
   private readonly retryAt = new Map<string, { at: number, delay: number }>()
   private timer: NodeJS.Timeout | null = null
@@ -201,6 +225,7 @@ export class Relay {
     this.pollMs = init.pollMs ?? 2_000
     this.retryMs = init.retryMs ?? 5_000
     this.settleMs = init.settleMs ?? 500
+    this.concurrency = init.concurrency ?? 4
   }
 
   async start (): Promise<void> {
@@ -321,19 +346,24 @@ export class Relay {
       await this.book.writeState(set.id, { state: 'uploading', error: null, bytesDone: progress.bytesDone, bytesTotal: progress.bytesTotal })
     }
     const entries: Array<{ path: string, size: number, sha256: string }> = []
-    for (const f of files) {
-      signal.throwIfAborted()
+    const current = new Map<string, number>()
+    const showCurrent = (): void => {
+      const [file, bytes] = [...current][0] ?? [null, 0]
+      progress.file = file
+      progress.fileBytes = bytes
+      progress.fileSize = file == null ? 0 : files.find((x) => x.path === file)?.size ?? 0
+    }
+    let done = progress.bytesDone
+    const one = async (f: SetFile): Promise<void> => {
       if (f.uploaded && f.sha256 != null) {
         this.stats.filesSkipped++
         entries.push({ path: f.path, size: f.size, sha256: f.sha256 })
-        continue
+        return
       }
-      progress.file = f.path
-      progress.fileBytes = 0
-      progress.fileSize = f.size
+      current.set(f.path, 0)
+      showCurrent()
       const sha256 = await this.keeper.pin(f, this.peers, { signal })
       const pinPath = this.keeper.pins.path(f.hash)
-      const base = progress.bytesDone
       const result = await this.backend.putFile(ref, f.path, {
         size: f.size,
         sha256,
@@ -341,12 +371,16 @@ export class Relay {
       }, {
         signal,
         onProgress: (bytes) => {
-          progress.fileBytes = bytes
-          progress.bytesDone = base + bytes
+          current.set(f.path, bytes)
+          showCurrent()
+          progress.bytesDone = done + [...current.values()].reduce((n, b) => n + b, 0)
           void report(false).catch(() => {})
         }
       })
-      progress.bytesDone = base + f.size
+      current.delete(f.path)
+      done += f.size
+      progress.bytesDone = done + [...current.values()].reduce((n, b) => n + b, 0)
+      showCurrent()
       if (result === 'uploaded') {
         this.stats.filesUploaded++
         this.stats.bytesUploaded += f.size
@@ -357,6 +391,21 @@ export class Relay {
       await this.book.markFile(f, { sha256, uploaded: true })
       entries.push({ path: f.path, size: f.size, sha256 })
     }
+    // a failure stops the other workers after their current file (allSettled: none is
+    // left running once this returns)
+    let next = 0
+    let failure: unknown = null
+    await Promise.allSettled(Array.from({ length: Math.min(this.concurrency, files.length) }, async () => {
+      while (next < files.length && failure == null) {
+        try {
+          signal.throwIfAborted()
+          await one(files[next++])
+        } catch (err) {
+          failure ??= err
+        }
+      }
+    }))
+    if (failure != null) throw failure
     progress.file = null
     await this.backend.publishSet(ref, createManifest(ref, entries), { signal })
     this.stats.setsUploaded++
