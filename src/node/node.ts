@@ -12,6 +12,7 @@ import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { ConnectionGater, PeerId } from '@libp2p/interface'
 import { meshProtector } from './pnet.js'
+import { noiseCrypto } from './noise-crypto.js'
 import { loadHome, type Home } from './home.js'
 import { PeerExchange } from './peers.js'
 import { Acl } from './acl.js'
@@ -285,7 +286,7 @@ export class SyncNode {
         privateKey: this.home.privateKey,
         addresses: { listen },
         transports: [tcp()],
-        connectionEncrypters: [noise()],
+        connectionEncrypters: [noise({ crypto: noiseCrypto })],
         streamMuxers: [yamux()],
         connectionProtector: meshProtector({ key: this.home.meshKey }),
         connectionGater: gater,
