@@ -90,8 +90,20 @@ export class PinKeeper {
   private waiting: NodeJS.Timeout | null = null
   private lastRun = 0
 
-  /** Pin what this node holds of every set still to upload; drop the rest. */
+  /**
+   * Pin what this node holds of every set still to upload; drop the rest. Runs one at a
+   * time: a run that read the sets before a commit must not prune what a later run (the
+   * committing request) pinned for it.
+   */
   async reconcile (): Promise<void> {
+    const run = this.serial.then(async () => { await this.reconcileOnce() })
+    this.serial = run.catch(() => {})
+    await run
+  }
+
+  private serial: Promise<void> = Promise.resolve()
+
+  private async reconcileOnce (): Promise<void> {
     const keep = new Set<string>()
     const states: Record<string, number> = { open: 0, committed: 0, uploading: 0, uploaded: 0, failed: 0 }
     for (const set of await this.book.list()) {

@@ -306,7 +306,7 @@ export class SetBook {
     }
     // the file entries first: a node that sees the commit has (or will get in the same
     // batch) the entries it names
-    for (const f of files) await this.store.putMeta(`${FILE_PREFIX}${set.id}/${f.path}`, f.value)
+    await this.store.putMetas(files.map((f) => ({ path: `${FILE_PREFIX}${set.id}/${f.path}`, payload: f.value })))
     const commit: SetCommit = { id: commitId, at: this.now(), by: this.nodeId, files: files.length }
     const written = await this.store.putMeta(SET_PREFIX + set.id, { name: set.name, createdAt: set.createdAt, createdBy: set.createdBy, commit },
       (cur) => parseSet(set.id, cur)?.commit == null)

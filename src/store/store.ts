@@ -176,24 +176,37 @@ export class Store extends EventEmitter<StoreEvents> {
       const tx = new Tx(this)
       const cur = await tx.get(path)
       if (check != null && !check(cur)) return null
-      const rec: FileRecord = {
-        path,
-        type: 'meta',
-        mode: 0,
-        size: 0,
-        mtimeMs: 0,
-        blockSize: 0,
-        blocks: [],
-        hash: '',
-        target: payload == null ? '' : JSON.stringify(payload),
-        deleted: payload == null,
-        version: this.newVersion(cur?.version ?? null, cur)
-      }
-      tx.put({ ...rec, seq: 0, have: true, disk: null }, undefined)
-      tx.local(path)
+      this.stageMeta(tx, path, payload, cur)
       const [stored] = await tx.commit()
       return stored
     })
+  }
+
+  /** Several meta records in one transaction (a commit's file entries). */
+  async putMetas (entries: Array<{ path: string, payload: unknown }>): Promise<void> {
+    await this.exclusive(async () => {
+      const tx = new Tx(this)
+      for (const e of entries) this.stageMeta(tx, e.path, e.payload, await tx.get(e.path))
+      await tx.commit()
+    })
+  }
+
+  private stageMeta (tx: Tx, path: string, payload: unknown, cur: StoredRecord | undefined): void {
+    const rec: FileRecord = {
+      path,
+      type: 'meta',
+      mode: 0,
+      size: 0,
+      mtimeMs: 0,
+      blockSize: 0,
+      blocks: [],
+      hash: '',
+      target: payload == null ? '' : JSON.stringify(payload),
+      deleted: payload == null,
+      version: this.newVersion(cur?.version ?? null, cur)
+    }
+    tx.put({ ...rec, seq: 0, have: true, disk: null }, undefined)
+    tx.local(path)
   }
 
   /** Records stored after local sequence `after`, oldest first, at most `limit`. */
