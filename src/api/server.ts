@@ -5,6 +5,7 @@
  *   POST /v1/sets                    {"name"}            201 {"id", "name"}
  *   PUT  /v1/sets/ID/files/PATH      body = the file     201 {"path", "size", "sha256"}
  *   POST /v1/sets/ID/commit          {"files"?: [PATH]}  202 the set
+ *   POST /v1/sets/ID/retry                               202 a failed set is uploaded again
  *   GET  /v1/sets/ID                                     200 the set (state, files, progress)
  *   GET  /v1/sets                                        200 every set
  *   GET  /v1/status                                      200 the node's status
@@ -205,6 +206,12 @@ export class ApiServer {
     if (set == null) throw new ApiError(404, `no set ${JSON.stringify(setId)} is known here (created on another node? it may not have replicated yet)`)
     if (parts.length === 2 && method === 'GET') {
       sendJson(res, 200, await this.c.book.view(set, (h) => this.sha256Of(h)))
+      return
+    }
+    if (parts.length === 3 && parts[2] === 'retry' && method === 'POST') {
+      const again = await this.c.book.retry(set)
+      this.c.log?.('info', `api: set ${set.name} is to be uploaded again`)
+      sendJson(res, 202, await this.c.book.view(again, (h) => this.sha256Of(h)))
       return
     }
     if (parts.length === 3 && parts[2] === 'commit' && method === 'POST') {

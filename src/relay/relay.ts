@@ -27,8 +27,8 @@ import { SetBook, type SetFile, type SetRecord } from './sets.js'
 type Log = (level: 'debug' | 'info' | 'warn' | 'error', msg: string) => void
 
 /**
- * Keeps the committed content of every set that is still to be uploaded, on every node
- * that holds it, and drops it once the set is uploaded (or failed).
+ * Keeps the committed content of every set that is still to be uploaded (or failed, and
+ * so may be retried), on every node that holds it, and drops it once the set is uploaded.
  */
 export class PinKeeper {
   private readonly store: Store
@@ -110,7 +110,8 @@ export class PinKeeper {
       if (set.commit == null) { states.open++; continue }
       const state = (await this.book.uploadState(set.id))?.state
       states[state ?? 'committed']++
-      if (state === 'uploaded' || state === 'failed') continue
+      // a failed set keeps its pins: it can be retried once the cause is fixed
+      if (state === 'uploaded') continue
       for (const f of await this.book.files(set)) {
         keep.add(f.hash)
         if (this.pins.has(f.hash)) { this.pins.index(f); continue }

@@ -351,6 +351,17 @@ export class SetBook {
     })
   }
 
+  /**
+   * A failed set (a fatal backend error: quota, auth) is to be uploaded again once the
+   * cause is fixed: its upload state is cleared, so it is `committed` again for every relay.
+   */
+  async retry (set: SetRecord): Promise<SetRecord> {
+    const { state } = await this.state(set)
+    if (state !== 'failed') throw new SetError(`set ${set.name} is ${state}: only a failed set can be retried`, 409)
+    await this.store.putMeta(STATE_PREFIX + set.id, null)
+    return set
+  }
+
   async state (set: SetRecord): Promise<{ state: SetState, upload: UploadState | null }> {
     if (set.commit == null) return { state: 'open', upload: null }
     const upload = await this.uploadState(set.id)
