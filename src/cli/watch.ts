@@ -102,6 +102,26 @@ export function renderFrame (home: string, cur: Sample, prev: Sample | null, col
   }
   if (s.pending.pulling.length > 15) lines.push(`           … and ${s.pending.pulling.length - 15} more`)
   lines.push(`conflicts  ${s.conflicts}`)
+  if (s.api != null) lines.push(`api        ${s.api}`)
+  if (s.relay != null) {
+    lines.push(`relay      ${s.relay.backend}${s.relay.uploads.length === 0 ? ', idle' : ''}`)
+    const was = new Map((prev?.status.relay?.uploads ?? []).map((u) => [u.setId, u.bytesDone]))
+    for (const u of s.relay.uploads) {
+      const b = was.get(u.setId)
+      const r = b != null && dt > 0 ? rate(u.bytesDone - b, dt) : ''
+      lines.push(`           ${fit(u.name, pathWidth)} ${bar(u.bytesDone, u.bytesTotal, 20)} ${size(u.bytesDone)}/${size(u.bytesTotal)} ${r}`.trimEnd())
+      if (u.file != null) lines.push(`             now ${u.file} ${size(u.fileBytes)}/${size(u.fileSize)}`)
+    }
+    if (s.relay.lastError != null) lines.push(`           last error: ${s.relay.lastError}`)
+  }
+  // sets that are not done yet (uploaded ones are history)
+  const active = (s.sets ?? []).filter((v) => v.state !== 'uploaded')
+  if (active.length > 0) {
+    lines.push(`sets       ${active.length} not uploaded yet`)
+    for (const v of active.slice(0, 10)) {
+      lines.push(`           ${fit(v.name, pathWidth)} ${v.state.padEnd(9)} ${bar(v.bytesDone, v.bytesTotal, 20)} ${v.filesUploaded}/${v.fileCount} files${v.error != null ? `  ${v.error}` : ''}`.trimEnd())
+    }
+  }
   if (s.mount != null) lines.push(`mount      ${s.mount}`)
   if (s.metrics != null) lines.push(`metrics    http://${s.metrics}/metrics`)
   const errors = s.recentErrors ?? []
