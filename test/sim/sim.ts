@@ -443,7 +443,7 @@ export class Sim {
       const rows: Array<[number, string]> = []
       for (const o of this.ledger.ops) {
         if (!mine(o.path)) continue
-        const sup = o.supersededBy != null ? ` superseded by #${o.supersededBy} (${o.supersededHow ?? ''})` : o.ambiguous ? ' (ambiguous twin)' : ''
+        const sup = o.supersededBy != null ? ` superseded by #${o.supersededBy} (${o.supersededHow ?? ''})` : o.ambiguous ? ' (ambiguous: twin, or moved away and back)' : ''
         rows.push([o.at, `LEDGER #${o.id} n${o.node} ${o.kind} ${o.label} ${o.path === p ? '' : o.path.slice(stem.length)} ${o.digest.slice(0, 8)}${sup}`])
       }
       for (const n of this.nodes) for (const e of n.trace ?? []) if (mine(e.path)) rows.push([e.at, `${e.node.padEnd(3)} ${e.what} ${e.path === p ? '' : e.path.slice(stem.length)} ${e.version} ${e.hash}`])

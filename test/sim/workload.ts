@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { RESERVED } from '../../src/store/datafolder.js'
-import { isConflictName, type Ledger } from './ledger.js'
+import { isConflictName, type Ledger, type LedgerOp } from './ledger.js'
 import type { Rng } from './prng.js'
 import type { SimNode } from './harness.js'
 
@@ -52,6 +52,13 @@ export function sha256 (data: Uint8Array): string {
 }
 
 /** What is at a path of a node's folder: a file's digest, 'dir', or null. */
+/** How soon a file moved back to where it was counts as an A-B-A (see Workload.away). */
+const ABA_WINDOW_MS = 6_000
+
+function inoAt (node: SimNode, rel: string): number {
+  try { return lstatSync(join(node.dataDir, rel)).ino } catch { return 0 }
+}
+
 export function stateAt (node: SimNode, rel: string): { type: 'file', digest: string } | { type: 'dir' } | null {
   const abs = join(node.dataDir, rel)
   let st
@@ -92,6 +99,25 @@ export class Workload {
   private counter = 0
   private readonly mode: 'mixed' | 'creates'
   readonly counts: Record<OpName, number> = { write: 0, big: 0, delete: 0, rename: 0, mkdir: 0, rmdir: 0, renameDir: 0, twin: 0 }
+
+  /**
+   * Files this workload renamed away, per node and path: the inode and when. A file moved
+   * away and back to the same path soon after (an A-B-A) can leave the disk exactly as the
+   * node last recorded it (same inode, size, mtime, mode): the node cannot tell it from no
+   * change, so that write is ambiguous, neither required to survive nor forbidden to (as
+   * twins). Moved back later, the node has seen it go (the watcher settles in 50 ms, a
+   * rescan runs every few seconds in the simulations) and records it as a new write.
+   */
+  private readonly away = new Map<string, { ino: number, at: number }>()
+
+  private movedAway (node: SimNode, rel: string, ino: number): void {
+    if (ino > 0) this.away.set(`${node.index}:${rel}`, { ino, at: performance.now() })
+  }
+
+  private movedBack (node: SimNode, rel: string, ino: number, op: LedgerOp): void {
+    const was = this.away.get(`${node.index}:${rel}`)
+    if (was != null && was.ino === ino && ino > 0 && performance.now() - was.at < ABA_WINDOW_MS) op.ambiguous = true
+  }
 
   constructor (ledger: Ledger, rng: Rng, opts: WorkloadOptions = {}) {
     this.ledger = ledger
@@ -219,9 +245,11 @@ export class Workload {
         if (target?.type === 'dir') return this.fallback(node)
         this.ledger.saw(from, st.digest, 'delete', node.index)
         if (target?.type === 'file') this.ledger.saw(to, target.digest, 'write', node.index)
+        const ino = inoAt(node, from)
         renameSync(join(node.dataDir, from), join(node.dataDir, to))
         this.ledger.record({ node: node.index, kind: 'delete', path: from, digest: '', label: 'rename' })
-        this.ledger.record({ node: node.index, kind: 'write', path: to, digest: st.digest, label: 'rename' })
+        this.movedBack(node, to, ino, this.ledger.record({ node: node.index, kind: 'write', path: to, digest: st.digest, label: 'rename' }))
+        this.movedAway(node, from, ino)
         this.counts.rename++
         return `rename ${from} -> ${to}`
       }
@@ -250,15 +278,17 @@ export class Workload {
         const to = this.rng.pick(choices)
         this.parents(node, to)
         const { files: moved } = listTree(node, from)
-        const digests = new Map<string, string>()
+        const digests = new Map<string, { digest: string, ino: number }>()
         for (const f of moved) {
           const st = stateAt(node, f)
-          if (st?.type === 'file') { digests.set(f, st.digest); this.ledger.saw(f, st.digest, 'delete', node.index) }
+          if (st?.type === 'file') { digests.set(f, { digest: st.digest, ino: inoAt(node, f) }); this.ledger.saw(f, st.digest, 'delete', node.index) }
         }
         renameSync(join(node.dataDir, from), join(node.dataDir, to))
-        for (const [f, d] of digests) {
+        for (const [f, { digest: d, ino }] of digests) {
+          const dest = `${to}${f.slice(from.length)}`
           this.ledger.record({ node: node.index, kind: 'delete', path: f, digest: '', label: 'rename-dir' })
-          this.ledger.record({ node: node.index, kind: 'write', path: `${to}${f.slice(from.length)}`, digest: d, label: 'rename-dir' })
+          this.movedBack(node, dest, ino, this.ledger.record({ node: node.index, kind: 'write', path: dest, digest: d, label: 'rename-dir' }))
+          this.movedAway(node, f, ino)
         }
         this.ledger.record({ node: node.index, kind: 'rmdir', path: from, digest: '', label: 'rename-dir' })
         this.ledger.record({ node: node.index, kind: 'mkdir', path: to, digest: '', label: 'rename-dir' })
