@@ -87,6 +87,12 @@ export interface SimReport {
   duplicateBlockFetches: number
   duplicateBlockBytes: number
   badBlocks: number
+  /**
+   * Paths the invariants excused on the honest nodes because only a liar holds their
+   * content (Sim.liarOnly(): e.g. a conflict copy the liar made of a version nobody else
+   * kept); 0 without a liar.
+   */
+  liarOnlyPaths: number
   droppedAnnouncements: number
   crashes: number
   partitions: number
@@ -314,6 +320,7 @@ export async function runScenario (o: ScenarioOptions): Promise<SimReport> {
       duplicateBlockFetches: w.counters.duplicateBlockFetches,
       duplicateBlockBytes: w.counters.duplicateBlockBytes,
       badBlocks: w.counters.badBlocks,
+      liarOnlyPaths: sim.liarOnlyExcused.length,
       droppedAnnouncements: w.counters.droppedBySim,
       crashes: sim.crashes,
       partitions: sim.partitions,

@@ -55,7 +55,8 @@ async function scenario (o: ScenarioOptions, knownOpen: string[] = KNOWN_OPEN): 
   }
   process.stdout.write(`[sim] seed ${o.seed}: ${o.nodes} nodes ${o.topology ?? 'random'} ${(o.faults ?? []).join(',')}: ` +
     `converged in ${r.convergeMs ?? '-'} ms after the last write, healed in ${r.healMs ?? '-'} ms, ` +
-    `${r.msgsPerNodePerChange} msgs and ${Math.round(r.bytesPerNodePerChange)} bytes per node per change, wall ${r.wallMs} ms\n`)
+    `${r.msgsPerNodePerChange} msgs and ${Math.round(r.bytesPerNodePerChange)} bytes per node per change, wall ${r.wallMs} ms` +
+    `${r.liarOnlyPaths > 0 ? `, ${r.liarOnlyPaths} liar-only paths excused` : ''}\n`)
   expectAllHold(r, o, knownOpen)
   return r
 }
