@@ -232,34 +232,50 @@ describe('sameContent', () => {
 describe('conflictPath', () => {
   const v = version({ [A]: 1 }, T0, A)
 
+  it('gives two losing versions of one node in the same second different names (milliseconds, then the logical counter)', () => {
+    const first = version({ [A]: 1 }, T0, A)
+    const sameSecond = version({ [A]: 2 }, T0 + 400, A)
+    const sameMs = { ...version({ [A]: 3 }, T0, A), hlc: { wall: T0, logical: 2 } }
+    const names = [first, sameSecond, sameMs].map((x) => conflictPath('f.txt', x))
+    expect(new Set(names).size).toBe(3)
+    expect(names[2]).toBe(`f.sync-conflict-20240305-070809123-2-${A}.txt`)
+    for (const n of names) {
+      expect(isConflictPath(n)).toBe(true)
+      expect(conflictBase(n)).toBe('f.txt')
+    }
+    // names made before milliseconds were added are still conflict copies of their base
+    expect(isConflictPath(`f.sync-conflict-20240305-070809-${A}.txt`)).toBe(true)
+    expect(conflictBase(`f.sync-conflict-20240305-070809-${A}.txt`)).toBe('f.txt')
+  })
+
   it('puts the marker before the extension', () => {
-    expect(conflictPath('notes.txt', v)).toBe(`notes.sync-conflict-20240305-070809-${A}.txt`)
+    expect(conflictPath('notes.txt', v)).toBe(`notes.sync-conflict-20240305-070809123-${A}.txt`)
   })
 
   it('uses only the last extension', () => {
-    expect(conflictPath('backup.tar.gz', v)).toBe(`backup.tar.sync-conflict-20240305-070809-${A}.gz`)
+    expect(conflictPath('backup.tar.gz', v)).toBe(`backup.tar.sync-conflict-20240305-070809123-${A}.gz`)
   })
 
   it('handles names without an extension', () => {
-    expect(conflictPath('Makefile', v)).toBe(`Makefile.sync-conflict-20240305-070809-${A}`)
+    expect(conflictPath('Makefile', v)).toBe(`Makefile.sync-conflict-20240305-070809123-${A}`)
   })
 
   it('treats a leading dot as part of the name (dotfiles)', () => {
-    expect(conflictPath('.bashrc', v)).toBe(`.bashrc.sync-conflict-20240305-070809-${A}`)
-    expect(conflictPath('.config.json', v)).toBe(`.config.sync-conflict-20240305-070809-${A}.json`)
+    expect(conflictPath('.bashrc', v)).toBe(`.bashrc.sync-conflict-20240305-070809123-${A}`)
+    expect(conflictPath('.config.json', v)).toBe(`.config.sync-conflict-20240305-070809123-${A}.json`)
   })
 
   it('keeps nested directories and ignores dots in directory names', () => {
-    expect(conflictPath('a/b.d/c/report.pdf', v)).toBe(`a/b.d/c/report.sync-conflict-20240305-070809-${A}.pdf`)
-    expect(conflictPath('dir.v2/README', v)).toBe(`dir.v2/README.sync-conflict-20240305-070809-${A}`)
-    expect(conflictPath('home/.profile', v)).toBe(`home/.profile.sync-conflict-20240305-070809-${A}`)
+    expect(conflictPath('a/b.d/c/report.pdf', v)).toBe(`a/b.d/c/report.sync-conflict-20240305-070809123-${A}.pdf`)
+    expect(conflictPath('dir.v2/README', v)).toBe(`dir.v2/README.sync-conflict-20240305-070809123-${A}`)
+    expect(conflictPath('home/.profile', v)).toBe(`home/.profile.sync-conflict-20240305-070809123-${A}`)
   })
 
   it('uses UTC and zero-pads', () => {
     const w = Date.UTC(2031, 11, 31, 23, 59, 59, 999)
-    expect(conflictPath('x.md', version({}, w, B))).toBe(`x.sync-conflict-20311231-235959-${B}.md`)
+    expect(conflictPath('x.md', version({}, w, B))).toBe(`x.sync-conflict-20311231-235959999-${B}.md`)
     const e = Date.UTC(2001, 0, 2, 3, 4, 5)
-    expect(conflictPath('x', version({}, e, B))).toBe(`x.sync-conflict-20010102-030405-${B}`)
+    expect(conflictPath('x', version({}, e, B))).toBe(`x.sync-conflict-20010102-030405000-${B}`)
   })
 
   it('is deterministic: the same loser gives the same name everywhere', () => {
@@ -279,14 +295,14 @@ describe('conflictPath', () => {
       const c = conflictPath(p, v)
       expect(isValidPath(c), `conflictPath of a ${p.length}-char path`).toBe(true)
       expect(isConflictPath(c)).toBe(true)
-      expect(c).toContain(`.sync-conflict-20240305-070809-${A}`)
+      expect(c).toContain(`.sync-conflict-20240305-070809123-${A}`)
     }
   })
 
   it('conflictRecord renames the loser and keeps everything else', () => {
     const loser = file('d/x.txt', 'lost', v)
     const copy = conflictRecord(loser)
-    expect(copy).toEqual({ ...loser, path: `d/x.sync-conflict-20240305-070809-${A}.txt` })
+    expect(copy).toEqual({ ...loser, path: `d/x.sync-conflict-20240305-070809123-${A}.txt` })
     expect(loser.path).toBe('d/x.txt')
   })
 })

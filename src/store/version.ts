@@ -93,7 +93,11 @@ function pad (n: number, w = 2): string {
 
 /**
  * `dir/name.sync-conflict-<date>-<time>-<node>.ext`, from the losing version's own clock
- * and node, so every node derives the same name for the same loser.
+ * and node, so every node derives the same name for the same loser. The time has
+ * milliseconds and, when not 0, the clock's logical counter (`HHMMSSmmm[-L]`): a node's
+ * hybrid clock never repeats, so two losing versions from one node never share a name
+ * (with seconds only, a node's second loser within the same second took the first one's
+ * name, and the first copy was lost). Names with seconds only are still recognised.
  */
 export function conflictPath (path: string, version: Version): string {
   const slash = path.lastIndexOf('/')
@@ -104,7 +108,8 @@ export function conflictPath (path: string, version: Version): string {
   let ext = dot > 0 ? base.slice(dot) : ''
   const d = new Date(version.hlc.wall)
   const date = `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}`
-  const time = `${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}`
+  const time = `${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}${pad(d.getUTCMilliseconds(), 3)}` +
+    (version.hlc.logical > 0 ? `-${version.hlc.logical}` : '')
   const marker = `.sync-conflict-${date}-${time}-${version.node}`
   // the copy must be a path the mesh can carry: shorten the name to fit a segment (and
   // the whole path), keeping it unique with a short hash of the original name
@@ -134,11 +139,11 @@ function cutUtf8 (s: string, max: number): string {
 }
 
 export function isConflictPath (path: string): boolean {
-  return /\.sync-conflict-\d{8}-\d{6}-[a-z2-7]{13}(\.[^/]*)?$/.test(path)
+  return /\.sync-conflict-\d{8}-\d{6}(?:\d{3}(?:-\d+)?)?-[a-z2-7]{13}(\.[^/]*)?$/.test(path)
 }
 
 /** The last `.sync-conflict-<date>-<time>-<node>` marker in a path. */
-const CONFLICT_MARKER = /\.sync-conflict-\d{8}-\d{6}-[a-z2-7]{13}(?!.*\.sync-conflict-)/
+const CONFLICT_MARKER = /\.sync-conflict-\d{8}-\d{6}(?:\d{3}(?:-\d+)?)?-[a-z2-7]{13}(?!.*\.sync-conflict-)/
 
 /**
  * The path a conflict copy was made from: `name.sync-conflict-<date>-<time>-<node>.ext` ->

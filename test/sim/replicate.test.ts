@@ -78,7 +78,7 @@ describe('three nodes where C knows only A', () => {
     const names = (await readdir(a.dataDir)).filter((n) => n.startsWith('doc'))
     expect(names).toHaveLength(2)
     const copy = names.find((n) => n.includes('.sync-conflict-'))
-    expect(copy).toMatch(/^doc\.sync-conflict-\d{8}-\d{6}-[a-z2-7]{13}\.txt$/)
+    expect(copy).toMatch(/^doc\.sync-conflict-\d{8}-\d{9}(-\d+)?-[a-z2-7]{13}\.txt$/)
     const contents = new Set([await a.read('doc.txt'), await a.read(copy!)])
     expect(contents).toEqual(new Set(['version from a', 'version from b']))
     // every node agrees on the same winner
