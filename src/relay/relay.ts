@@ -359,13 +359,15 @@ export class Relay {
       await this.book.writeState(set.id, { state: 'uploading', error: null, bytesDone: progress.bytesDone, bytesTotal: progress.bytesTotal })
     }
     const entries: Array<{ path: string, size: number, sha256: string }> = []
-    const current = new Map<string, number>()
+    // the files being uploaded now: path -> bytes stored so far, and size
+    const current = new Map<string, { bytes: number, size: number }>()
     const showCurrent = (): void => {
-      const [file, bytes] = [...current][0] ?? [null, 0]
+      const [file, now] = [...current][0] ?? [null, { bytes: 0, size: 0 }]
       progress.file = file
-      progress.fileBytes = bytes
-      progress.fileSize = file == null ? 0 : files.find((x) => x.path === file)?.size ?? 0
+      progress.fileBytes = now.bytes
+      progress.fileSize = now.size
     }
+    const inFlight = (): number => { let n = 0; for (const c of current.values()) n += c.bytes; return n }
     let done = progress.bytesDone
     const one = async (f: SetFile): Promise<void> => {
       if (f.uploaded && f.sha256 != null) {
@@ -373,7 +375,7 @@ export class Relay {
         entries.push({ path: f.path, size: f.size, sha256: f.sha256 })
         return
       }
-      current.set(f.path, 0)
+      current.set(f.path, { bytes: 0, size: f.size })
       showCurrent()
       const sha256 = await this.keeper.pin(f, this.peers, { signal })
       const pinPath = this.keeper.pins.path(f.hash)
@@ -384,15 +386,15 @@ export class Relay {
       }, {
         signal,
         onProgress: (bytes) => {
-          current.set(f.path, bytes)
+          current.set(f.path, { bytes, size: f.size })
           showCurrent()
-          progress.bytesDone = done + [...current.values()].reduce((n, b) => n + b, 0)
+          progress.bytesDone = done + inFlight()
           void report(false).catch(() => {})
         }
       })
       current.delete(f.path)
       done += f.size
-      progress.bytesDone = done + [...current.values()].reduce((n, b) => n + b, 0)
+      progress.bytesDone = done + inFlight()
       showCurrent()
       if (result === 'uploaded') {
         this.stats.filesUploaded++
