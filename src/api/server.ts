@@ -26,6 +26,7 @@ import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { Transform } from 'node:stream'
 import type { DataFolder } from '../store/datafolder.js'
+import { boundAddress, closeHttp, listenHttp, parseHostPort } from '../node/http.js'
 import type { Scanner } from '../store/scanner.js'
 import type { Store } from '../store/store.js'
 import { checkSetPath, SetError, setFolder, type SetBook, type SetRecord } from '../relay/sets.js'
@@ -90,7 +91,7 @@ export class ApiServer {
   constructor (components: ApiComponents, init: ApiInit) {
     this.c = components
     this.token = digest(init.token)
-    const { host, port } = parseHostPort(init.listen)
+    const { host, port } = parseApiAddress(init.listen)
     this.host = host
     this.port = port
     this.maxFileBytes = init.maxFileBytes ?? 64 * 1024 ** 3
@@ -104,12 +105,7 @@ export class ApiServer {
     server.requestTimeout = 0
     server.headersTimeout = 30_000
     server.setTimeout(120_000)
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.port, this.host, () => { server.off('error', reject); resolve() })
-    }).catch((err: NodeJS.ErrnoException) => {
-      throw new ApiError(0, `cannot serve the HTTP API on ${this.host}:${this.port}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`)
-    })
+    await listenHttp(server, { host: this.host, port: this.port }, 'the HTTP API', (msg) => new ApiError(0, msg))
     this.server = server
   }
 
@@ -117,15 +113,12 @@ export class ApiServer {
     const server = this.server
     if (server == null) return
     this.server = null
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
+    await closeHttp(server)
   }
 
   /** The address actually listened on (port resolved when 0). */
   get address (): string {
-    const a = this.server?.address()
-    if (a == null || typeof a === 'string') return `${this.host}:${this.port}`
-    return `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
+    return (this.server != null ? boundAddress(this.server) : null) ?? `${this.host}:${this.port}`
   }
 
   get url (): string {
@@ -330,10 +323,7 @@ export function sendJson (res: ServerResponse, status: number, body: unknown): v
   res.end(text)
 }
 
-/** "HOST:PORT" or "[v6]:PORT" -> parts; throws ApiError with one line on anything else. */
-export function parseHostPort (s: string): { host: string, port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(s)
-  const port = m == null ? NaN : Number(m[3])
-  if (m == null || port > 65535) throw new ApiError(0, `expected HOST:PORT, got ${JSON.stringify(s)}`)
-  return { host: m[1] ?? m[2], port }
+/** `--api` HOST:PORT -> host and port (ApiError with one line otherwise). */
+export function parseApiAddress (s: string): { host: string, port: number } {
+  return parseHostPort(s, (msg) => new ApiError(0, msg))
 }

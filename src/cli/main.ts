@@ -8,6 +8,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { resolve as resolvePath } from 'node:path'
 import type { SetView } from '../relay/sets.js'
 import { watchStatus } from './watch.js'
+import { parseMetricsAddress } from '../node/metrics.js'
 import { doctor } from './doctor.js'
 
 const USAGE = `usage: syncmesh <command> [options]
@@ -113,7 +114,9 @@ async function cmdStart (args: string[]): Promise<void> {
   const level = (values['log-level'] ?? 'info') as string
   if (!isLevel(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`)
   const metrics = values.metrics as string | undefined
-  if (metrics != null && !/^(\[[^\]]+\]|[^:]*):\d+$/.test(metrics)) throw new UsageError(`--metrics expects HOST:PORT, not '${metrics}'`)
+  if (metrics != null) {
+    try { parseMetricsAddress(metrics) } catch (err) { throw new UsageError((err as Error).message) }
+  }
   const log = loggerFn(createLogger({ level }))
   const node = await SyncNode.open({ home, listen: values.listen as string[] | undefined, join: values.join as string[] | undefined, mount: values.mount as string | undefined, metrics, api: values.api as string | undefined, relay: values.relay === true ? values.backend as string : undefined, log })
   const ctl = new ControlServer(home, async (c, a) => {

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { initHome } from './home.js'
 import { SyncNode } from './node.js'
-import { parseHostPort } from './metrics.js'
+import { parseMetricsAddress as parseHostPort } from './metrics.js'
 import { waitFor } from '../../test/sim/harness.js'
 
 const cleanups: Array<() => Promise<void>> = []

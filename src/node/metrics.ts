@@ -7,6 +7,7 @@
  * catch-up); they are read when Prometheus scrapes, not counted twice.
  */
 import { createServer, type Server } from 'node:http'
+import { closeHttp, listenHttp, parseHostPort } from './http.js'
 import type { Metrics } from '@libp2p/interface'
 import { Counter, Gauge, Registry } from 'prom-client'
 import type { PeerTraffic } from '../transfer/protocol.js'
@@ -25,13 +26,9 @@ export class MetricsError extends Error {
   override name = 'MetricsError'
 }
 
-/** `HOST:PORT` (or `[v6]:PORT`, or `PORT` for 127.0.0.1) → host and port. */
-export function parseHostPort (s: string): { host: string, port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(s) ?? /^()()(\d+)$/.exec(s)
-  const port = m == null ? NaN : Number(m[3])
-  if (m == null || !Number.isInteger(port) || port < 0 || port > 65535) throw new MetricsError(`--metrics expects HOST:PORT, not '${s}'`)
-  const host = m[1] ?? m[2]
-  return { host: host === '' || host == null ? '127.0.0.1' : host, port }
+/** `--metrics` HOST:PORT -> host and port (MetricsError with one line otherwise). */
+export function parseMetricsAddress (s: string): { host: string, port: number } {
+  return parseHostPort(s, (msg) => new MetricsError(`--metrics ${msg}`))
 }
 
 let moduleInstances = 0
@@ -163,7 +160,7 @@ export class NodeMetrics {
 
   /** Serve GET /metrics on `hostPort`; resolves with the bound address (`host:port`). */
   async listen (hostPort: string): Promise<string> {
-    const { host, port } = parseHostPort(hostPort)
+    const at = parseMetricsAddress(hostPort)
     const server = createServer((req, res) => {
       const path = (req.url ?? '').split('?')[0]
       if (req.method !== 'GET' || path !== '/metrics') {
@@ -179,25 +176,15 @@ export class NodeMetrics {
         res.end(`${err.message}\n`)
       })
     })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) => {
-        reject(new MetricsError(err.code === 'EADDRINUSE'
-          ? `cannot serve metrics on ${hostPort}: address already in use`
-          : `cannot serve metrics on ${hostPort}: ${err.message}`))
-      })
-      server.listen(port, host, () => { resolve() })
-    })
+    const bound = await listenHttp(server, at, 'metrics', (msg) => new MetricsError(msg))
     this.server = server
-    const a = server.address()
-    if (a == null || typeof a === 'string') return hostPort
-    return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`
+    return bound
   }
 
   async close (): Promise<void> {
     const server = this.server
     if (server == null) return
     this.server = null
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
+    await closeHttp(server)
   }
 }

@@ -29,7 +29,7 @@ import { Puller, type PullProgress } from '../transfer/puller.js'
 import { SyncMount } from '../fuse/mount.js'
 import type { NodeId } from '../store/types.js'
 import { apiToken } from './home.js'
-import { ApiServer, parseHostPort } from '../api/server.js'
+import { ApiServer, parseApiAddress } from '../api/server.js'
 import { serveDashboard } from '../api/dashboard.js'
 import { SetBook, SetError, type SetView } from '../relay/sets.js'
 import { validatePath } from '../store/paths.js'
@@ -225,7 +225,7 @@ export class SyncNode {
     const backend = await this.relayBackend()
     const apiListen = this.opts.api ?? this.home.config.api
     if (apiListen != null) {
-      try { parseHostPort(apiListen) } catch (err) { throw new NodeError(`--api: ${(err as Error).message}`) }
+      try { parseApiAddress(apiListen) } catch (err) { throw new NodeError(`--api ${(err as Error).message}`) }
     }
     this.state = 'started'
     await this.data.init()
