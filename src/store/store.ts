@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { Level } from 'level'
 import { HybridClock } from './hlc.js'
 import { hashFile } from './blocks.js'
-import { bumpVector, compareVectors, conflictBase, conflictRecord, isConflictPath, resolve } from './version.js'
+import { bumpVector, compareVectors, conflictBase, conflictCopyPrefix, conflictRecord, isConflictPath, resolve } from './version.js'
 import { DataFolder, sameObserved, type Observed } from './datafolder.js'
 import type { DiskState, FileRecord, NodeId, StoredRecord, Version } from './types.js'
 
@@ -400,10 +400,7 @@ export class Store extends EventEmitter<StoreEvents> {
     for (const path of bases) {
       const base = await tx.get(path)
       if (base == null || base.deleted || base.type !== 'file' || base.version.node !== this.nodeId) continue
-      const slash = path.lastIndexOf('/')
-      const name = path.slice(slash + 1)
-      const dot = name.lastIndexOf('.')
-      const prefix = `${path.slice(0, slash + 1)}${dot > 0 ? name.slice(0, dot) : name}.sync-conflict-`
+      const prefix = conflictCopyPrefix(path)
       for await (const copy of this.records.values({ gte: prefix, lt: `${prefix}\uffff` })) {
         if (copy.deleted || copy.type !== 'file' || conflictBase(copy.path) !== path || copy.hash !== base.hash) continue
         if (compareVectors(base.version.vv, copy.version.vv) !== 'after') continue

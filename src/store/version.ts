@@ -100,12 +100,9 @@ function pad (n: number, w = 2): string {
  * name, and the first copy was lost). Names with seconds only are still recognised.
  */
 export function conflictPath (path: string, version: Version): string {
-  const slash = path.lastIndexOf('/')
-  const dir = slash >= 0 ? path.slice(0, slash + 1) : ''
-  const base = path.slice(slash + 1)
-  const dot = base.lastIndexOf('.')
-  let stem = dot > 0 ? base.slice(0, dot) : base
-  let ext = dot > 0 ? base.slice(dot) : ''
+  const { dir, base, stem: fullStem, ext: fullExt } = splitName(path)
+  let stem = fullStem
+  let ext = fullExt
   const d = new Date(version.hlc.wall)
   const date = `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}`
   const time = `${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}${pad(d.getUTCMilliseconds(), 3)}` +
@@ -120,6 +117,24 @@ export function conflictPath (path: string, version: Version): string {
     stem = cutUtf8(stem, Math.max(0, room - utf8Len(ext) - tag.length)) + tag
   }
   return `${dir}${stem}${marker}${ext}`
+}
+
+/** `a/b/name.ext` -> dir `a/b/`, base `name.ext`, stem `name`, ext `.ext` (a leading dot is part of the stem). */
+function splitName (path: string): { dir: string, base: string, stem: string, ext: string } {
+  const slash = path.lastIndexOf('/')
+  const dir = slash >= 0 ? path.slice(0, slash + 1) : ''
+  const base = path.slice(slash + 1)
+  const dot = base.lastIndexOf('.')
+  return { dir, base, stem: dot > 0 ? base.slice(0, dot) : base, ext: dot > 0 ? base.slice(dot) : '' }
+}
+
+/**
+ * What every conflict copy of `path` (not shortened to fit) starts with: the key prefix
+ * under which the store finds them.
+ */
+export function conflictCopyPrefix (path: string): string {
+  const { dir, stem } = splitName(path)
+  return `${dir}${stem}.sync-conflict-`
 }
 
 function utf8Len (s: string): number {
