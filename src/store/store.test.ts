@@ -470,6 +470,118 @@ describe('Store: replication between two stores', () => {
     expect([...a.locals, ...c.locals].filter((r) => r.deleted)).toEqual([])
   })
 
+  it('a redundant copy is dropped by every holder of the winning content when the winner\'s writer is away, with one identical tombstone', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    const c = await makeNode('ccccccccccccc')
+    c.clock.t = T0 + 500
+    b.clock.t = T0 + 1000
+    await writeLocal(a, 'f.txt', 'twin bytes')
+    await writeLocal(b, 'f.txt', 'twin bytes')
+    await writeLocal(c, 'f.txt', 'third write')
+    const [ra] = await recordLocal(a, 'f.txt')
+    const [rb] = await recordLocal(b, 'f.txt')
+    const [rc] = await recordLocal(c, 'f.txt')
+    a.locals.splice(0)
+    c.locals.splice(0)
+    // A: C's W beats A's T (A keeps a copy of T), then B's T beats W; C, the holder of
+    // W, makes the merged winner (B's T over everything) and keeps W
+    await send(a, [rc])
+    await send(a, [rb])
+    const fromA = a.locals.splice(0)
+    const copyOfT = fromA.find((r) => isConflictPath(r.path) && r.hash === ra.hash)!
+    expect(copyOfT).toBeDefined()
+    await send(c, [...fromA, rb])
+    const fromC = c.locals.splice(0)
+    // B is gone from here on. A learns the merged winner, and holds its content (its own
+    // twin write, or once the puller installs it): A drops the copy of T itself, without
+    // announcing it (that is the job of B, the winner's writer, were B here)
+    await send(a, fromC)
+    if (!(await a.store.get('f.txt'))!.have) await install(a, 'f.txt', 'twin bytes')
+    const droppedAtA = (await a.store.get(copyOfT.path))!
+    expect(droppedAtA.deleted).toBe(true)
+    expect(a.locals.filter((r) => r.deleted)).toEqual([])
+    // C installs the winner too: it makes the very same tombstone
+    await install(c, 'f.txt', 'twin bytes')
+    const droppedAtC = (await c.store.get(copyOfT.path))!
+    expect(droppedAtC.deleted).toBe(true)
+    expect(toFileRecord(droppedAtC)).toEqual(toFileRecord(droppedAtA))
+    expect(c.locals.filter((r) => r.deleted)).toEqual([])
+    // B catches up from A (index catch-up): the tombstones merge as equal everywhere
+    await send(b, await a.store.after(0, 1000))
+    expect(await send(a, [droppedAtC])).toEqual([])
+    expect(await send(c, [droppedAtA])).toEqual([])
+    for (const n of [a, b, c]) {
+      expect((await conflictCopies(n)).filter((r) => !r.deleted).map((r) => r.hash)).toEqual([rc.hash])
+      expect(toFileRecord((await n.store.get(copyOfT.path))!)).toEqual(toFileRecord(droppedAtA))
+    }
+    // the copy's file is gone from A's disk once the puller acts on the tombstone
+    expect(a.needs.some((r) => r.path === copyOfT.path && r.deleted)).toBe(true)
+  })
+
+  it('the copy of a loser stays while its base still holds that very loser (the winner not arrived yet)', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    const q = await makeNode('qqqqqqqqqqqqq')
+    b.clock.t = T0 + 1000
+    await writeLocal(a, 'g.txt', 'first')
+    const [ra] = await recordLocal(a, 'g.txt')
+    await send(q, [ra])
+    await install(q, 'g.txt', 'first')
+    await writeLocal(b, 'g.txt', 'second')
+    const [rb] = await recordLocal(b, 'g.txt')
+    a.locals.splice(0)
+    await send(a, [rb])
+    const fromA = a.locals.splice(0)
+    const copy = fromA.find((r) => isConflictPath(r.path))!
+    expect(copy.hash).toBe(ra.hash)
+    // Q gets A's copy of its own first version before the merged winner
+    await send(q, [copy])
+    expect((await q.store.get(copy.path))!.deleted).toBe(false)
+    await send(q, fromA)
+    expect((await q.store.get(copy.path))!.deleted).toBe(false)
+    expect((await q.store.get('g.txt'))!.hash).toBe(rb.hash)
+  })
+
+  it('a directory renamed with a copy identical to its base inside: the renaming node drops the copy', async () => {
+    for (const order of [['moved/h.txt', 'COPY'], ['COPY', 'moved/h.txt']]) {
+      const a = await makeNode(order[0] === 'COPY' ? 'ccccccccccccc' : A)
+      const copyPath = conflictPath('moved/h.txt', { vv: { [B]: 1 }, hlc: { wall: T0, logical: 0 }, node: B })
+      await writeLocal(a, 'moved/h.txt', 'same bytes')
+      await writeLocal(a, copyPath, 'same bytes')
+      a.locals.splice(0)
+      for (const rel of order) await recordLocal(a, rel === 'COPY' ? copyPath : rel)
+      const tomb = (await a.store.get(copyPath))!
+      expect(tomb.deleted, order.join(' then ')).toBe(true)
+      expect(a.locals.filter((r) => r.deleted).map((r) => r.path)).toEqual([copyPath])
+      expect((await a.store.get('moved/h.txt'))!.deleted).toBe(false)
+      await a.store.close()
+    }
+  })
+
+  it('the index of conflict copies survives a restart and is built for a database made before it', async () => {
+    const a = await makeNode(A)
+    const copyPath = conflictPath('k.txt', { vv: { [B]: 1 }, hlc: { wall: T0, logical: 0 }, node: B })
+    await writeLocal(a, copyPath, 'same bytes')
+    await recordLocal(a, copyPath)
+    await a.store.close()
+    // a database from before the index: no `x` entries, no flag
+    const { Level } = await import('level')
+    const db = new Level<string, unknown>(a.dbPath, { valueEncoding: 'json' })
+    await db.sublevel('x').clear()
+    const meta = db.sublevel<string, Record<string, unknown>>('m', { valueEncoding: 'json' })
+    const m = (await meta.get('meta'))!
+    delete m.copies
+    await meta.put('meta', m)
+    await db.close()
+    a.store = openStore(a)
+    await a.store.open()
+    // the base arrives later: the copy, known only through the rebuilt index, is dropped
+    await writeLocal(a, 'k.txt', 'same bytes')
+    await recordLocal(a, 'k.txt')
+    expect((await a.store.get(copyPath))!.deleted).toBe(true)
+  })
+
   it('a delete propagates as a tombstone and an older write arriving later does not resurrect it', async () => {
     const a = await makeNode(A)
     const b = await makeNode(B)

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { Level } from 'level'
 import { HybridClock } from './hlc.js'
 import { hashFile } from './blocks.js'
-import { bumpVector, compareVectors, conflictBase, conflictCopyPrefix, conflictRecord, isConflictPath, resolve } from './version.js'
+import { bumpVector, compareVectors, conflictBase, conflictPath, conflictRecord, isConflictPath, resolve } from './version.js'
 import { DataFolder, sameObserved, type Observed } from './datafolder.js'
 import type { DiskState, FileRecord, NodeId, StoredRecord, Version } from './types.js'
 
@@ -45,6 +45,8 @@ interface Meta {
    * (an unmerged winner, an expired tombstone, a rebuilt database).
    */
   counter?: number
+  /** 1 once the `x` index of conflict copies has been built from the records. */
+  copies?: number
 }
 
 const SEQ_WIDTH = 16
@@ -66,6 +68,8 @@ export class StoreClosedError extends Error {
  * - `c` peer id -> PeerCursor: how far this node has read each peer's index
  * - `m` 'meta' -> {indexId, seq}; `p` peer id -> multiaddrs: remembered peers
  * - `s` upload key -> resumable session URI (the Drive relay backend)
+ * - `x` "<base path>\0<copy path>" -> 1: the live conflict copies of each path (kept in
+ *   memory too: the check for redundant copies costs nothing for paths without one)
  *
  * Every mutation runs under one lock, so the conflict rule sees a consistent store.
  */
@@ -83,6 +87,9 @@ export class Store extends EventEmitter<StoreEvents> {
   private readonly peers
   private readonly metaDb
   private readonly sessionsDb
+  private readonly copyIndex
+  /** base path -> its live conflict copies (the `x` sublevel, in memory) */
+  private readonly copies = new Map<string, Set<string>>()
   private meta: Meta = { indexId: '', seq: 0 }
   private lock: Promise<unknown> = Promise.resolve()
   private closed = false
@@ -102,6 +109,7 @@ export class Store extends EventEmitter<StoreEvents> {
     this.peers = this.db.sublevel<string, string[]>('p', { valueEncoding: 'json' })
     this.metaDb = this.db.sublevel<string, Meta>('m', { valueEncoding: 'json' })
     this.sessionsDb = this.db.sublevel<string, string>('s', { valueEncoding: 'utf8' })
+    this.copyIndex = this.db.sublevel<string, number>('x', { valueEncoding: 'json' })
   }
 
   /** Key-value storage of the relay's resumable upload sessions (`s` sublevel). */
@@ -122,6 +130,32 @@ export class Store extends EventEmitter<StoreEvents> {
       await this.metaDb.put('meta', this.meta)
     } else {
       this.meta = meta
+    }
+    if (this.meta.copies !== 1) {
+      // a database from before the index: build it once from the records
+      const batch = this.copyIndex.batch()
+      for await (const r of this.records.values()) {
+        if (isLiveCopy(r)) batch.put(copyKey(r.path), 1)
+      }
+      await batch.write()
+      this.meta.copies = 1
+      await this.metaDb.put('meta', this.meta)
+    }
+    for await (const key of this.copyIndex.keys()) {
+      const [base, copy] = key.split('\0')
+      this.trackCopy(base, copy, true)
+    }
+  }
+
+  /** Keep the in-memory mirror of the `x` index (used by Tx after its batch is written). */
+  trackCopy (base: string, copy: string, live: boolean): void {
+    let set = this.copies.get(base)
+    if (live) {
+      if (set == null) { set = new Set(); this.copies.set(base, set) }
+      set.add(copy)
+    } else if (set != null) {
+      set.delete(copy)
+      if (set.size === 0) this.copies.delete(base)
     }
   }
 
@@ -328,7 +362,8 @@ export class Store extends EventEmitter<StoreEvents> {
           await this.integrate(tx, cur, rec, disk, true)
         }
       }
-      return await tx.commit()
+      const changed = await tx.commit()
+      return [...changed, ...await this.dropRedundantCopies(changed)]
     })
   }
 
@@ -383,32 +418,47 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   /**
-   * Conflicts settle two versions at a time, so the order versions arrive in can leave a
-   * conflict copy of the very content that finally won at its path (an identical write on
-   * two nodes, with a third write between them). The node that wrote the winning version
-   * removes such a copy (a tombstone on top of the copy's version, announced like a local
-   * delete) when the winner's version has seen the copy's. Only that node does, so it is
-   * one record whatever the size of the mesh.
+   * Drop conflict copies that preserve nothing: a copy whose content is the content its
+   * base path holds, when the base's version has seen the copy's. Conflicts settle two
+   * versions at a time, so the order versions arrive in can leave such a copy (an
+   * identical write on two nodes, with a third write between them), and a user who
+   * settles a conflict by copying the copy over the original makes one too.
+   *
+   * Every node that holds both records and has the base's content on its disk drops the
+   * copy itself, with the same tombstone (redundantCopyTombstone is a function of the
+   * copy's version alone), so it does not wait for any one node to be up, and the copies
+   * of the record that reach a node merge as equal. Only the base's writer announces it;
+   * the others spread it through index catch-up. That keeps it one gossip message.
+   *
+   * A copy that is a preserved loser (its name is the one conflictPath gives its version)
+   * goes only once the base's version has seen it (vectors): a base that is the loser
+   * itself, still in place before its winner arrives here, must keep its copy. A file
+   * written under a conflict name (a directory holding such a pair renamed, a copy made
+   * by hand) has a version of its own path's history, which says nothing about the
+   * base's: with identical content, held here under the base's path, it preserves nothing.
    */
   private async dropRedundantCopies (changed: StoredRecord[]): Promise<StoredRecord[]> {
     const bases = new Set<string>()
     for (const r of changed) {
       if (r.type !== 'file') continue
-      bases.add(isConflictPath(r.path) ? conflictBase(r.path) : r.path)
+      const base = isConflictPath(r.path) ? conflictBase(r.path) : r.path
+      if (this.copies.has(base)) bases.add(base)
     }
+    if (bases.size === 0) return []
     const tx = new Tx(this)
     for (const path of bases) {
       const base = await tx.get(path)
-      if (base == null || base.deleted || base.type !== 'file' || base.version.node !== this.nodeId) continue
-      const prefix = conflictCopyPrefix(path)
-      for await (const copy of this.records.values({ gte: prefix, lt: `${prefix}\uffff` })) {
-        if (copy.deleted || copy.type !== 'file' || conflictBase(copy.path) !== path || copy.hash !== base.hash) continue
-        if (compareVectors(base.version.vv, copy.version.vv) !== 'after') continue
-        const version = this.newVersion(copy.version, copy)
-        const tomb: FileRecord = { ...toFileRecord(copy), size: 0, blockSize: 0, blocks: [], hash: '', target: '', mtimeMs: 0, deleted: true, version }
+      if (base == null || base.deleted || base.type !== 'file' || !base.have || base.disk == null || !diskHolds(base.disk, base)) continue
+      for (const copyPath of [...this.copies.get(path) ?? []]) {
+        const copy = await tx.get(copyPath)
+        if (copy == null || !isLiveCopy(copy) || copy.hash !== base.hash || copy.size !== base.size) continue
+        // a preserved loser (its name is its version's) goes once the base has seen it; a
+        // file written under a conflict name has a vector of another path's history
+        if (conflictPath(path, copy.version) === copy.path && compareVectors(base.version.vv, copy.version.vv) !== 'after') continue
+        const tomb: FileRecord = { ...toFileRecord(copy), size: 0, blockSize: 0, blocks: [], hash: '', target: '', mtimeMs: 0, deleted: true, version: redundantCopyTombstone(copy.version) }
         // the disk still holds the copy: the puller removes it (have: false)
         tx.put({ ...tomb, seq: 0, have: copy.disk == null, disk: copy.disk }, undefined)
-        tx.local(copy.path)
+        if (base.version.node === this.nodeId) tx.local(copy.path)
       }
     }
     return await tx.commit()
@@ -576,7 +626,8 @@ export class Store extends EventEmitter<StoreEvents> {
       tx.put({ ...cur, have: true, disk }, cur.type === 'file' && !cur.deleted ? cur : null, false)
       done.push([item, true])
     }
-    await tx.commit()
+    // an installed base or copy can make a copy redundant (dropRedundantCopies)
+    await this.dropRedundantCopies(await tx.commit())
     for (const [item, ok] of done) item.resolve(ok)
   }
 
@@ -588,7 +639,7 @@ export class Store extends EventEmitter<StoreEvents> {
 
   /** @internal */
   get internals () {
-    return { db: this.db, records: this.records, seqIndex: this.seqIndex, needs: this.needs, blockIndex: this.blockIndex, diskBlocks: this.diskBlocks, metaDb: this.metaDb, meta: this.meta }
+    return { db: this.db, records: this.records, seqIndex: this.seqIndex, needs: this.needs, blockIndex: this.blockIndex, diskBlocks: this.diskBlocks, metaDb: this.metaDb, meta: this.meta, copyIndex: this.copyIndex }
   }
 }
 
@@ -606,6 +657,33 @@ export function toFileRecord (r: StoredRecord | FileRecord): FileRecord {
     deleted: r.deleted,
     version: r.version
   }
+}
+
+/**
+ * The node id in the version of every redundant conflict copy's tombstone. It is no
+ * real node's (those are hashes of peer ids), so no real write ever carries it in its
+ * vector without having seen such a tombstone: the tombstone cannot collide with one.
+ */
+export const REDUNDANT_COPY_NODE = 'syncmeshdedup'
+
+/**
+ * The version of the tombstone that drops a redundant conflict copy: a function of the
+ * copy's version only, so every node that drops it makes the very same record.
+ */
+export function redundantCopyTombstone (copy: Version): Version {
+  return {
+    vv: bumpVector(REDUNDANT_COPY_NODE, copy.vv),
+    hlc: { wall: copy.hlc.wall, logical: copy.hlc.logical + 1 },
+    node: REDUNDANT_COPY_NODE
+  }
+}
+
+function isLiveCopy (r: FileRecord): boolean {
+  return r.type === 'file' && !r.deleted && isConflictPath(r.path)
+}
+
+function copyKey (copyPath: string): string {
+  return `${conflictBase(copyPath)}\0${copyPath}`
 }
 
 export function sameVersion (a: Version, b: Version): boolean {
@@ -670,7 +748,7 @@ class Tx {
 
   async commit (): Promise<StoredRecord[]> {
     if (this.pending.size === 0) return []
-    const { db, records, seqIndex, needs, blockIndex, diskBlocks, metaDb, meta } = this.store.internals
+    const { db, records, seqIndex, needs, blockIndex, diskBlocks, metaDb, meta, copyIndex } = this.store.internals
     const batch = db.batch()
     const changed: StoredRecord[] = []
     const needed: StoredRecord[] = []
@@ -704,12 +782,19 @@ class Tx {
           batch.del(path, { sublevel: diskBlocks })
         }
       }
+      if (rec.type === 'file' && isConflictPath(path)) {
+        if (isLiveCopy(rec)) batch.put(copyKey(path), 1, { sublevel: copyIndex })
+        else batch.del(copyKey(path), { sublevel: copyIndex })
+      }
       changed.push(rec)
       if (rec.type === 'meta') metaRecs.push(rec)
       if (this.localPaths.has(path)) localRecs.push(rec)
     }
     batch.put('meta', meta, { sublevel: metaDb })
     await batch.write()
+    for (const rec of changed) {
+      if (rec.type === 'file' && isConflictPath(rec.path)) this.store.trackCopy(conflictBase(rec.path), rec.path, isLiveCopy(rec))
+    }
     if (localRecs.length > 0) this.store.emit('local', localRecs.sort((a, b) => a.seq - b.seq))
     if (needed.length > 0) this.store.emit('need', needed)
     if (metaRecs.length > 0) this.store.emit('meta', metaRecs)

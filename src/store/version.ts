@@ -128,15 +128,6 @@ function splitName (path: string): { dir: string, base: string, stem: string, ex
   return { dir, base, stem: dot > 0 ? base.slice(0, dot) : base, ext: dot > 0 ? base.slice(dot) : '' }
 }
 
-/**
- * What every conflict copy of `path` (not shortened to fit) starts with: the key prefix
- * under which the store finds them.
- */
-export function conflictCopyPrefix (path: string): string {
-  const { dir, stem } = splitName(path)
-  return `${dir}${stem}.sync-conflict-`
-}
-
 function utf8Len (s: string): number {
   return Buffer.byteLength(s, 'utf8')
 }

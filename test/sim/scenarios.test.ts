@@ -33,15 +33,12 @@ function expectAllHold (r: SimReport, o: ScenarioOptions, knownOpen: string[] = 
 }
 
 /**
- * Invariants a scenario may fail without failing the suite (reported in the output).
- * noIdenticalConflictCopies: conflicts settle two at a time, so arrival order can leave a
- * conflict copy of the very content that finally won. The winner's writer now drops such
- * a copy when it learns of it (Store.dropRedundantCopies), which fixed the common case
- * (the clock scenario); a copy stays when that writer is crashed or cut off then, and a
- * directory renamed with such a pair inside moves it as a local write (seen once in four
- * loaded runs of the 10-node partition/crash scenario). Still open.
+ * Invariants a scenario may fail without failing the suite (reported in the output): none
+ * now. noIdenticalConflictCopies was here until every holder of the winning content could
+ * drop a redundant copy with the same tombstone (Store.dropRedundantCopies), not only the
+ * winner's writer, which may be crashed or cut off when the copy appears.
  */
-const KNOWN_OPEN: string[] = ['noIdenticalConflictCopies']
+const KNOWN_OPEN: string[] = []
 
 async function scenario (o: ScenarioOptions, knownOpen: string[] = KNOWN_OPEN): Promise<SimReport> {
   // a trace of what every node did at the failing paths, printed when an invariant fails:
