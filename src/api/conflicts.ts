@@ -4,7 +4,7 @@
  */
 import type { Store } from '../store/store.js'
 import type { StoredRecord } from '../store/types.js'
-import { conflictBase, isConflictPath } from '../store/version.js'
+import { conflictBase } from '../store/version.js'
 
 /** One version of a file, as the dashboard shows it. */
 export interface ConflictVersion {
@@ -43,14 +43,11 @@ function versionOf (r: StoredRecord): ConflictVersion {
 /** Every live conflict copy in path order, at most `limit` of them listed. */
 export async function listConflicts (store: Store, limit = 1000): Promise<ConflictList> {
   const conflicts: ConflictEntry[] = []
-  let total = 0
-  for await (const r of store.all()) {
-    if (r.type !== 'file' || r.deleted || !isConflictPath(r.path)) continue
-    total++
-    if (conflicts.length >= limit) continue
-    const base = conflictBase(r.path)
-    const cur = await store.get(base)
-    conflicts.push({ path: r.path, base, copy: versionOf(r), current: cur != null && cur.type === 'file' && !cur.deleted ? versionOf(cur) : null })
+  const paths = store.conflictCopies()
+  for (const path of paths.slice(0, limit)) {
+    const [r, cur] = await store.getMany([path, conflictBase(path)])
+    if (r == null || r.type !== 'file' || r.deleted) continue
+    conflicts.push({ path, base: conflictBase(path), copy: versionOf(r), current: cur != null && cur.type === 'file' && !cur.deleted ? versionOf(cur) : null })
   }
-  return { conflicts, total }
+  return { conflicts, total: paths.length }
 }

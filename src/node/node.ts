@@ -205,12 +205,7 @@ export class SyncNode {
       stats: () => this.state === 'started' && this.catchUp != null ? this.counters() : null,
       traffic: () => this.traffic,
       pullQueue: async () => this.state === 'started' ? await this.store.needCount() : 0,
-      conflicts: async () => {
-        if (this.state !== 'started') return 0
-        let n = 0
-        for await (const r of this.store.all()) if (!r.deleted && isConflictPath(r.path)) n++
-        return n
-      }
+      conflicts: async () => this.state === 'started' ? this.store.conflictCopies().length : 0
     })
   }
 
@@ -637,12 +632,11 @@ export class SyncNode {
     const counts = await this.store.count()
     let pendingFiles = 0
     let pendingBytes = 0
-    let conflicts = 0
     for await (const r of this.store.all()) {
       if (r.type === 'meta') continue
       if (!r.have) { pendingFiles++; if (!r.deleted) pendingBytes += r.size }
-      if (!r.deleted && isConflictPath(r.path)) conflicts++
     }
+    const conflicts = this.store.conflictCopies().length
     return {
       peerId: this.libp2p.peerId.toString(),
       nodeId: this.nodeId,

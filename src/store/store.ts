@@ -147,6 +147,13 @@ export class Store extends EventEmitter<StoreEvents> {
     }
   }
 
+  /** Every live conflict copy this node knows (file records under a conflict name), in path order. */
+  conflictCopies (): string[] {
+    const out: string[] = []
+    for (const set of this.copies.values()) out.push(...set)
+    return out.sort()
+  }
+
   /** Keep the in-memory mirror of the `x` index (used by Tx after its batch is written). */
   trackCopy (base: string, copy: string, live: boolean): void {
     let set = this.copies.get(base)
