@@ -36,6 +36,20 @@ describe('sim invariants: the write checks', () => {
     expect(r.noIdenticalConflictCopies.pass).toBe(true)
   })
 
+  it('a redundant copy shares its base write\'s fate: the base moved away later, or kept as a copy itself', () => {
+    const moved = ledgerOf([{ path: 'd/f.txt', digest: 'aa' }, { path: COPY, digest: 'aa' }])
+    moved.saw('d/f.txt', 'aa', 'delete', 0) // a rename of d/f.txt to elsewhere
+    moved.record({ node: 0, kind: 'write', path: 'e/f.txt', digest: 'aa', label: 'rename' })
+    expect(checkWrites(moved, disk({ 'e/f.txt': 'aa' }), 'n0').noLostWrites.pass).toBe(true)
+    const lost = ledgerOf([{ path: 'd/f.txt', digest: 'aa' }, { path: COPY, digest: 'aa' }])
+    const sibling = 'd/f.sync-conflict-20260101-130000000-bbbbbbbbbbbbb.txt'
+    expect(checkWrites(lost, disk({ 'd/f.txt': 'cc', [sibling]: 'aa' }), 'n0').noLostWrites.pass).toBe(true)
+    // another path's move says nothing about this copy
+    const other = ledgerOf([{ path: 'd/f.txt', digest: 'aa' }, { path: COPY, digest: 'aa' }])
+    other.saw('d/g.txt', 'aa', 'delete', 0)
+    expect(checkWrites(other, disk({}), 'n0').noLostWrites.failures).toHaveLength(2)
+  })
+
   it('a write under a conflict name is lost when neither it nor its base holds its content', () => {
     const l = ledgerOf([{ path: 'd/f.txt', digest: 'bb' }, { path: COPY, digest: 'aa' }])
     const r = checkWrites(l, disk({ 'd/f.txt': 'bb' }), 'n0')

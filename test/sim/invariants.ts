@@ -75,8 +75,8 @@ export function checkWrites (ledger: Ledger, disk: DiskSnapshot, where: string):
     if (at?.type === 'file' && at.digest === w.digest) { lost.ok(); continue }
     if (copies.get(w.path)?.has(w.digest) === true) { lost.ok(); continue }
     // a write under a conflict name (a renamed directory carries its copies) whose content
-    // its base path holds: the copy was redundant, and nodes drop such copies
-    if (heldAtBase(w.path, w.digest, disk)) { lost.ok(); continue }
+    // its base path holds (or a copy of it): the copy was redundant, and nodes drop those
+    if (heldAtBase(w.path, w.digest, disk, copies)) { lost.ok(); continue }
     lost.fail(`${where}: ${describe(w)} is lost (${w.path} holds ${at == null ? 'nothing' : at.type === 'dir' ? 'a directory' : at.digest.slice(0, 8)})`)
   }
 
@@ -135,12 +135,17 @@ export function checkWrites (ledger: Ledger, disk: DiskSnapshot, where: string):
   }
 }
 
-/** Whether a path of the chain of bases below conflict-named `path` holds `digest`. */
-function heldAtBase (path: string, digest: string, disk: DiskSnapshot): boolean {
+/**
+ * Whether a path of the chain of bases below conflict-named `path`, or a conflict copy of
+ * one, holds `digest` (a redundant copy is dropped; its content stays at the base, which
+ * may itself have lost a conflict since and be kept as a copy).
+ */
+function heldAtBase (path: string, digest: string, disk: DiskSnapshot, copies: Map<string, Map<string, string[]>>): boolean {
   for (let b = path; isConflictName(b);) {
     b = conflictBase(b)
     const e = disk.get(b)
     if (e?.type === 'file' && e.digest === digest) return true
+    if (copies.get(b)?.has(digest) === true) return true
   }
   return false
 }

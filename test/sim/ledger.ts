@@ -47,6 +47,8 @@ export class Ledger {
   readonly ops: LedgerOp[] = []
   /** path -> writes at that path. */
   private readonly writesAt = new Map<string, LedgerOp[]>()
+  /** base path -> the conflict-named paths written under it (at any level). */
+  private readonly copiesOf = new Map<string, Set<string>>()
   /** Every content digest ever written (to tell corrupt content from real). */
   readonly digests = new Set<string>()
   /** Digests written identically on two nodes (they must never make a conflict copy). */
@@ -61,7 +63,8 @@ export class Ledger {
   /**
    * Record that the next operation saw `digest` on disk at `path` (a file it is about to
    * change or remove): the writes of that content at that path are superseded. A
-   * conflict copy seen is the preserved write at its base path.
+   * conflict copy seen is the preserved write at its base path, and a base path seen
+   * stands for its copies of the same content (redundant copies, which nodes drop).
    */
   saw (path: string, digest: string, how: 'write' | 'delete', node: number): void {
     const opId = this.nextId
@@ -76,6 +79,9 @@ export class Ledger {
     }
     sup(path)
     if (isConflictName(path)) sup(conflictBase(path))
+    // a write under a conflict name with the content of its base path is a redundant copy,
+    // which the nodes drop: its content is the base's, and shares the base write's fate
+    for (const copy of this.copiesOf.get(path) ?? []) sup(copy)
   }
 
   record (op: Omit<LedgerOp, 'supersededBy' | 'supersededHow' | 'ambiguous' | 'at' | 'id'> & { at?: number }): LedgerOp {
@@ -86,6 +92,12 @@ export class Ledger {
       if (list == null) { list = []; this.writesAt.set(full.path, list) }
       list.push(full)
       this.digests.add(full.digest)
+      for (let b = full.path; isConflictName(b);) {
+        b = conflictBase(b)
+        const copies = this.copiesOf.get(b) ?? new Set<string>()
+        copies.add(full.path)
+        this.copiesOf.set(b, copies)
+      }
     }
     if (full.label !== 'implicit-mkdir') {
       this.lastWriteAt = full.at
