@@ -12,6 +12,7 @@ declare module 'fuse-native' {
     _op_getattr (signal: Fuse.Signal, path: string): void
     _op_fgetattr (signal: Fuse.Signal, path: string, fd: number): void
     _op_readdir (signal: Fuse.Signal, path: string): void
+    /** stock: (atime ms low/high, atime ms again); with Syncmesh's patch: (atime sec, atime nsec, mtime sec, mtime nsec) */
     _op_utimens (signal: Fuse.Signal, path: string, atimeLow: number, atimeHigh: number, mtimeLow: number, mtimeHigh: number): void
     _op_setxattr (signal: Fuse.Signal, path: string, name: string, value: Buffer, position: number, flags: number): void
     _op_getxattr (signal: Fuse.Signal, path: string, name: string, valueBuf: Buffer, position: number): void

@@ -5,12 +5,13 @@
  * Paths from FUSE are absolute inside the mount ("/a/b"); the sink gets them relative ("a/b").
  */
 import fs from 'node:fs'
-import type { Stats, Dirent } from 'node:fs'
+import type { BigIntStats, Dirent } from 'node:fs'
 import type Fuse from 'fuse-native'
 type FuseOps = Fuse.FuseOps
 type FuseStatfs = Fuse.FuseStatfs
 import { EINVAL, ENODATA, ENOENT, EPERM, ERANGE, ENOSYS, toErrno } from './errno.js'
 import type { NativeHelper } from './helper.js'
+import type { NativeUtimensat } from './hygiene.js'
 import { WrittenRanges } from './ranges.js'
 import type { ChangeKind, ChangeSink } from './types.js'
 
@@ -30,8 +31,11 @@ const TWO32 = 4294967296
 const HIDDEN_RE = /\.fuse_hidden[0-9a-f]{16}$/
 /** fuse-native's handler index for utimens (op_utimens in fuse-native.c). */
 const OP_UTIMENS = 12
-/** UTIME_NOW / UTIME_OMIT ((1 << 30) - 1 / - 2 ns, tv_sec 0) after fuse-native's conversion to ms. */
+/** UTIME_NOW / UTIME_OMIT ((1 << 30) - 1 / - 2 ns, tv_sec 0) after stock fuse-native's conversion to ms. */
 const UTIME_SPECIAL_MS = 1073
+/** tv_nsec values of utimensat(2) (Linux) that mean "the current time" and "leave this time as it is". */
+export const UTIME_NOW = 0x3fffffff
+export const UTIME_OMIT = 0x3ffffffe
 /** How long a "security.capability: no such attribute" answer is reused (the kernel asks before every write(2)). */
 const CAP_TTL_MS = 5000
 const CAP = 'security.capability'
@@ -49,6 +53,14 @@ export interface PassthroughOptions {
   sink: ChangeSink
   log: (msg: string) => void
   helper: NativeHelper
+  /** utimensat(2) from Syncmesh's fuse-native patch; without it (stock prebuild) only utimens() in ms works */
+  utimensat?: NativeUtimensat
+}
+
+/** A time as libfuse hands it to utimens through the patched fuse-native; nsec may be UTIME_NOW or UTIME_OMIT. */
+export interface TimeSpec {
+  sec: number
+  nsec: number
 }
 
 function setU64 (a: Uint32Array, i: number, n: number): void {
@@ -58,22 +70,35 @@ function setU64 (a: Uint32Array, i: number, n: number): void {
   a[i + 1] = Math.floor(n / TWO32)
 }
 
-/** fuse-native's stat layout (getStatArray), built from the ms fields without creating Date objects. */
-export function statArray (st: Stats): Uint32Array {
-  const a = new Uint32Array(18)
-  a[0] = st.mode
-  a[1] = st.uid
-  a[2] = st.gid
-  setU64(a, 3, st.size)
-  a[5] = st.dev
-  a[6] = st.nlink
-  a[7] = st.ino
-  a[8] = st.rdev
-  a[9] = st.blksize
-  setU64(a, 10, st.blocks)
-  setU64(a, 12, st.atimeMs)
-  setU64(a, 14, st.mtimeMs)
-  setU64(a, 16, st.ctimeMs)
+const NS_PER_MS = 1000000n
+
+/** A time in ns as whole ms at a[i], a[i + 1] (fuse-native's layout) and the ns below the ms at a[j] (read by the patched fuse-native only). */
+function setTime (a: Uint32Array, i: number, j: number, ns: bigint): void {
+  if (ns <= 0n) return // zero-filled already; negative times are not representable in fuse-native's format
+  setU64(a, i, Number(ns / NS_PER_MS))
+  a[j] = Number(ns % NS_PER_MS)
+}
+
+/**
+ * fuse-native's stat layout (getStatArray: 18 uint32s, times in whole ms) plus, in entries 18-20, the
+ * nanoseconds below the millisecond of atime, mtime and ctime, which the patched fuse-native adds back
+ * (the stock build reads the first 18 only). Built without Date objects.
+ */
+export function statArray (st: BigIntStats): Uint32Array {
+  const a = new Uint32Array(21)
+  a[0] = Number(st.mode)
+  a[1] = Number(st.uid)
+  a[2] = Number(st.gid)
+  setU64(a, 3, Number(st.size))
+  a[5] = Number(st.dev & 0xffffffffn)
+  a[6] = Number(st.nlink)
+  a[7] = Number(st.ino & 0xffffffffn)
+  a[8] = Number(st.rdev & 0xffffffffn)
+  a[9] = Number(st.blksize)
+  setU64(a, 10, Number(st.blocks))
+  setTime(a, 12, 18, st.atimeNs)
+  setTime(a, 14, 19, st.mtimeNs)
+  setTime(a, 16, 20, st.ctimeNs)
   return a
 }
 
@@ -111,6 +136,7 @@ export class Passthrough {
   private readonly sink: ChangeSink
   private readonly log: (msg: string) => void
   private readonly helper: NativeHelper
+  private readonly utimensat: NativeUtimensat | undefined
   /** basename of a libfuse hidden file -> its real path inside hiddenDir */
   private readonly hidden = new Map<string, string>()
   private hiddenSeq = 0
@@ -127,6 +153,7 @@ export class Passthrough {
     this.sink = opts.sink
     this.log = opts.log
     this.helper = opts.helper
+    this.utimensat = opts.utimensat
     this.umask = process.umask()
   }
 
@@ -191,7 +218,7 @@ export class Passthrough {
   getattr (p: string, signal: Signal): void {
     const r = this.real(p)
     if (r === null) { signal(ENOENT); return }
-    fs.lstat(r, (err, st) => {
+    fs.lstat(r, { bigint: true }, (err, st) => {
       if (err !== null) signal(toErrno(err))
       else signal(0, statArray(st))
     })
@@ -199,7 +226,7 @@ export class Passthrough {
 
   fgetattr (p: string, fd: number, signal: Signal): void {
     if (fd === 0) { this.getattr(p, signal); return } // no file handle (fuse-native passes 0): by path
-    fs.fstat(fd, (err, st) => {
+    fs.fstat(fd, { bigint: true }, (err, st) => {
       if (err !== null) this.getattr(p, signal)
       else signal(0, statArray(st))
     })
@@ -252,7 +279,33 @@ export class Passthrough {
     })
   }
 
-  /** atime/mtime in ms since the epoch. UTIME_NOW/UTIME_OMIT never reach us with libfuse2 (see README in mount.ts); if a special value does arrive, the existing time is kept. */
+  /** Whether utimensNs can be used (the patched fuse-native is loaded). */
+  get nsTimes (): boolean {
+    return this.utimensat !== undefined
+  }
+
+  /**
+   * utimens through the patched fuse-native: both times to the nanosecond, either of them UTIME_OMIT (kept
+   * as it is) or UTIME_NOW (the current time), set with one utimensat(2) on the real path, not following
+   * a final symlink (lutimes semantics): no lstat first, no rounding through a double.
+   */
+  utimensNs (p: string, atime: TimeSpec, mtime: TimeSpec, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    const utimensat = this.utimensat
+    if (utimensat === undefined) { cb(ENOSYS); return }
+    utimensat(r, atime.sec, atime.nsec, mtime.sec, mtime.nsec, res => {
+      if (res < 0) { cb(res); return }
+      if ((atime.nsec !== UTIME_OMIT || mtime.nsec !== UTIME_OMIT) && !this.isHidden(p)) this.changed(p, 'utimens')
+      cb(0)
+    })
+  }
+
+  /**
+   * utimens through the stock fuse-native prebuild: atime/mtime in ms since the epoch. UTIME_NOW/UTIME_OMIT
+   * never reach us then (libfuse2 without flag_utime_omit_ok, see mount.ts); if a special value does
+   * arrive, the existing time is kept.
+   */
   utimens (p: string, atime: number, mtime: number, cb: ResultCb): void {
     const r = this.real(p)
     if (r === null) { cb(ENOENT); return }
@@ -616,6 +669,8 @@ export interface FuseTuning {
   countOps?: boolean
 }
 
+let warnedStock = false
+
 /** fuse-native's opcode numbers (fuse-native.c), for diagnostics. */
 export const OP_NAMES = ['init', 'error', 'access', 'statfs', 'fgetattr', 'getattr', 'flush', 'fsync', 'fsyncdir', 'readdir',
   'truncate', 'ftruncate', 'utimens', 'readlink', 'chown', 'chmod', 'mknod', 'setxattr', 'getxattr', 'listxattr',
@@ -630,8 +685,10 @@ export interface SyncFuseInstance extends Fuse {
 /**
  * Builds fuse-native's Fuse subclass for a Passthrough:
  * - mount options fuse-native cannot express (big_writes, max_write, use_ino, zero timeouts, ...)
- * - fixes for fuse-native 2.2.6 bugs: fgetattr ignoring the file handle, utimens passing atime as mtime,
- *   getxattr/listxattr not answering ERANGE / exact sizes
+ * - fixes for fuse-native 2.2.6 bugs: fgetattr ignoring the file handle, getxattr/listxattr not answering
+ *   ERANGE / exact sizes
+ * - utimens: with Syncmesh's patched fuse-native (pt.nsTimes) both timespecs as they came, UTIME_OMIT and
+ *   UTIME_NOW included; with the stock prebuild, ms times with its atime-twice bug worked around
  * - getattr/readdir stat arrays built without Date objects
  */
 export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string, tuning: FuseTuning): SyncFuseInstance {
@@ -692,7 +749,11 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
         })
       }
       const orig = this._handlers[OP_UTIMENS]
-      if (typeof orig === 'function') {
+      if (!pt.nsTimes && !warnedStock) {
+        warnedStock = true
+        tuning.log('fuse-native\'s stock prebuild is loaded: utimens with one time omitted (UTIME_OMIT: touch -m, touch -a, tar x) changes nothing and times have ms precision through the mount; build the patched addon with `node scripts/build-fuse.mjs`')
+      }
+      if (!pt.nsTimes && typeof orig === 'function') {
         this._handlers[OP_UTIMENS] = (nh: Buffer, opCode: number, ...args: unknown[]) => {
           this.pendingMtime = opCode === OP_UTIMENS ? this.realMtime(nh, args) : undefined
           orig(nh, opCode, ...args)
@@ -746,7 +807,12 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
       pt.readdir(p, signal)
     }
 
+    /** patched fuse-native: (atime sec, atime nsec, mtime sec, mtime nsec); stock: (atime ms low, high, atime ms again, see realMtime) */
     override _op_utimens (signal: Signal, p: string, aLow: number, aHigh: number, mLow: number, mHigh: number): void {
+      if (pt.nsTimes) {
+        pt.utimensNs(p, { sec: aLow, nsec: aHigh }, { sec: mLow, nsec: mHigh }, res => signal(res))
+        return
+      }
       const mtime = this.pendingMtime ?? (mLow + mHigh * TWO32)
       this.pendingMtime = undefined
       pt.utimens(p, aLow + aHigh * TWO32, mtime, res => signal(res))

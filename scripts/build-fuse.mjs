@@ -1,0 +1,346 @@
+#!/usr/bin/env node
+/**
+ * Builds fuse-native's addon from its installed npm source with Syncmesh's patch (run by `postinstall`;
+ * by hand: `node scripts/build-fuse.mjs`, `--force` to rebuild).
+ *
+ * The patch (level PATCH_LEVEL, exported by the addon as `syncmesh_patch`):
+ * - sets libfuse2's flag_utime_omit_ok, so utimens is called when only one of atime/mtime is set
+ *   (touch -m, touch -a, tar x), with UTIME_OMIT / UTIME_NOW in tv_nsec;
+ * - hands utimens both timespecs unchanged (seconds as a JS number, nanoseconds as a uint32; stock
+ *   fuse-native passes atime twice, rounded to the millisecond);
+ * - `syncmesh_utimensat(path, aSec, aNsec, mSec, mNsec, cb)`: utimensat(2) without following a final
+ *   symlink, on the libuv thread pool, cb(0 or -errno) (Node's fs.utimes takes seconds as a double and
+ *   knows no UTIME_OMIT);
+ * - getattr/fgetattr read the nanoseconds below the millisecond from stat array entries 18-20 when the
+ *   array has them (stock fuse-native reads whole milliseconds only).
+ *
+ * Nothing of fuse-native's source is kept in this repository: the installed fuse-native.c is edited at
+ * a few small anchors (the pristine file is kept beside it as fuse-native.c.orig, so a later run patches
+ * from it again), then `node-gyp rebuild` builds build/Release/fuse.node, which node-gyp-build prefers to
+ * the prebuild. Idempotent: nothing is rebuilt when build/syncmesh-patch.json matches the patched source.
+ *
+ * Never fails the install: without a compiler (or when anything else goes wrong) it prints one warning
+ * line and leaves fuse-native's stock prebuild in use (the mount then cannot honour UTIME_OMIT).
+ * SYNCMESH_SKIP_FUSE_BUILD=1 skips it.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import fs from 'node:fs'
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const PATCH_LEVEL = 1
+const MARK = 'syncmesh patch'
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const force = process.argv.includes('--force')
+
+const say = msg => process.stderr.write(`syncmesh: ${msg}\n`)
+const fallback = why => say(`warning: ${why}; using fuse-native's stock prebuild (through the mount, touch -m/-a and tar x leave times unchanged, and times have ms precision)`)
+
+// ---- the patch ------------------------------------------------------------------------------------
+
+/** Our code, inserted before fuse-native's "// Methods" section. */
+const HELPERS = `
+/* ---- ${MARK} ${PATCH_LEVEL} (Syncmesh scripts/build-fuse.mjs) ---- */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+static const uint32_t syncmesh_patch = ${PATCH_LEVEL};
+
+/* Stat arrays of at least 21 uint32s carry the nanoseconds below the millisecond of atime, mtime and
+   ctime in entries 18, 19 and 20 (entries 12-17 keep fuse-native's whole milliseconds). */
+static void syncmesh_stat_ns (const uint32_t *ints, size_t len, struct stat *st) {
+  if (len < 21 * sizeof(uint32_t)) return;
+  st->st_atim.tv_nsec += ints[18] % 1000000;
+  st->st_mtim.tv_nsec += ints[19] % 1000000;
+  st->st_ctim.tv_nsec += ints[20] % 1000000;
+}
+
+typedef struct {
+  napi_async_work work;
+  napi_ref cb;
+  char *path;
+  struct timespec ts[2];
+  int res;
+} syncmesh_utimens_t;
+
+static void syncmesh_utimens_run (napi_env env, void *data) {
+  syncmesh_utimens_t *r = (syncmesh_utimens_t *) data;
+  r->res = utimensat(AT_FDCWD, r->path, r->ts, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+}
+
+static void syncmesh_utimens_done (napi_env env, napi_status status, void *data) {
+  syncmesh_utimens_t *r = (syncmesh_utimens_t *) data;
+  napi_value cb, recv, res;
+  napi_get_reference_value(env, r->cb, &cb);
+  napi_get_undefined(env, &recv);
+  napi_create_int32(env, status == napi_ok ? r->res : -ECANCELED, &res);
+  napi_delete_reference(env, r->cb);
+  napi_delete_async_work(env, r->work);
+  free(r->path);
+  free(r);
+  napi_call_function(env, recv, cb, 1, &res, NULL);
+}
+
+/* syncmesh_utimensat(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec, cb): utimensat(2) with
+   AT_SYMLINK_NOFOLLOW on the thread pool, then cb(0 or -errno). A nanosecond field may be UTIME_NOW or
+   UTIME_OMIT. */
+NAPI_METHOD(syncmesh_utimensat) {
+  NAPI_ARGV(6)
+  int64_t sec[2];
+  uint32_t nsec[2];
+  size_t len;
+  napi_valuetype cbType;
+  NAPI_STATUS_THROWS(napi_get_value_string_utf8(env, argv[0], NULL, 0, &len))
+  NAPI_STATUS_THROWS(napi_get_value_int64(env, argv[1], &sec[0]))
+  NAPI_STATUS_THROWS(napi_get_value_uint32(env, argv[2], &nsec[0]))
+  NAPI_STATUS_THROWS(napi_get_value_int64(env, argv[3], &sec[1]))
+  NAPI_STATUS_THROWS(napi_get_value_uint32(env, argv[4], &nsec[1]))
+  NAPI_STATUS_THROWS(napi_typeof(env, argv[5], &cbType))
+  if (cbType != napi_function) {
+    napi_throw_type_error(env, NULL, "syncmesh_utimensat: callback must be a function");
+    return NULL;
+  }
+  syncmesh_utimens_t *r = (syncmesh_utimens_t *) calloc(1, sizeof(syncmesh_utimens_t));
+  char *p = (char *) malloc(len + 1);
+  if (r == NULL || p == NULL) {
+    free(r);
+    free(p);
+    napi_throw_error(env, NULL, "syncmesh_utimensat: out of memory");
+    return NULL;
+  }
+  napi_get_value_string_utf8(env, argv[0], p, len + 1, &len);
+  if (strlen(p) != len) {
+    free(r);
+    free(p);
+    napi_throw_type_error(env, NULL, "syncmesh_utimensat: path contains a NUL byte");
+    return NULL;
+  }
+  r->path = p;
+  for (int i = 0; i < 2; i++) {
+    r->ts[i].tv_sec = (time_t) sec[i];
+    r->ts[i].tv_nsec = (long) nsec[i];
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "syncmesh_utimensat", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[5], 1, &r->cb);
+  if (napi_create_async_work(env, NULL, name, syncmesh_utimens_run, syncmesh_utimens_done, r, &r->work) != napi_ok ||
+      napi_queue_async_work(env, r->work) != napi_ok) {
+    napi_delete_reference(env, r->cb);
+    free(r->path);
+    free(r);
+    napi_throw_error(env, NULL, "syncmesh_utimensat: cannot queue");
+    return NULL;
+  }
+  return NULL;
+}
+/* ---- end of ${MARK} helpers ---- */
+
+`
+
+/** utimens as patched: both timespecs as they came (seconds: a JS number; nanoseconds: uint32, maybe UTIME_NOW/UTIME_OMIT). */
+const UTIMENS = `FUSE_METHOD_VOID(utimens, 5, 0, (const char *path, const struct timespec tv[2]), {
+  /* ${MARK}: both timespecs as they came */
+  l->path = path;
+  l->syncmesh_times[0] = tv[0];
+  l->syncmesh_times[1] = tv[1];
+}, {
+  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));
+  napi_create_int64(env, (int64_t) l->syncmesh_times[0].tv_sec, &(argv[3]));
+  napi_create_uint32(env, (uint32_t) l->syncmesh_times[0].tv_nsec, &(argv[4]));
+  napi_create_int64(env, (int64_t) l->syncmesh_times[1].tv_sec, &(argv[5]));
+  napi_create_uint32(env, (uint32_t) l->syncmesh_times[1].tv_nsec, &(argv[6]));
+})`
+
+class PatchError extends Error {}
+
+/** Replaces the single occurrence of `anchor` (exactly `count` occurrences when given) with `replace(anchor)`. */
+function edit (src, anchor, replace, count = 1) {
+  const parts = src.split(anchor)
+  if (parts.length - 1 !== count) throw new PatchError(`anchor ${JSON.stringify(anchor.slice(0, 60))} found ${parts.length - 1} times, expected ${count}`)
+  return parts.join(replace(anchor))
+}
+
+/** The patched fuse-native.c from the pristine one; throws PatchError when fuse-native's source does not have the expected shape. */
+function patchSource (orig) {
+  let s = orig
+  // 1. a place in the per-thread locals for the two timespecs
+  s = edit(s, '} fuse_thread_locals_t;', a => `  struct timespec syncmesh_times[2]; /* ${MARK} */\n${a}`)
+  // 2. our helpers, before the FUSE methods
+  s = edit(s, '\n// Methods\n', a => `\n${HELPERS}${a.slice(1)}`)
+  // 3. getattr and fgetattr take sub-millisecond times
+  s = edit(s, '  populate_stat(ints, l->stat);\n', a => `${a}  syncmesh_stat_ns(ints, ints_len, l->stat); /* ${MARK} */\n`, 2)
+  // 4. utimens: replace fuse-native's method (from its head to the end of its macro call)
+  const head = 'FUSE_METHOD_VOID(utimens,'
+  const start = s.indexOf(head)
+  if (start === -1 || s.indexOf(head, start + 1) !== -1) throw new PatchError('utimens method not found once')
+  const end = s.indexOf('\n})\n', start)
+  if (end === -1 || !s.slice(start, end).includes('timespec_to_uint64')) throw new PatchError('utimens method has an unexpected shape')
+  s = s.slice(0, start) + UTIMENS + s.slice(end + 3)
+  // 5. libfuse2 may call utimens with one time omitted
+  s = edit(s, 'if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;', a => `${a}\n  ops.flag_utime_omit_ok = 1; /* ${MARK} */`)
+  // 6. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
+  s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n`)
+  return s
+}
+
+// ---- finding the tools ------------------------------------------------------------------------------
+
+function onPath (name) {
+  for (const d of (process.env.PATH ?? '').split(':')) {
+    if (d === '') continue
+    const p = path.join(d, name)
+    try {
+      fs.accessSync(p, fs.constants.X_OK)
+      return p
+    } catch {}
+  }
+  return null
+}
+
+/** node-gyp's entry script: npm's (npm_config_node_gyp in npm scripts, else beside the npm on PATH), else a node-gyp on PATH. */
+function findNodeGyp () {
+  const env = process.env.npm_config_node_gyp
+  if (env !== undefined && env !== '' && fs.existsSync(env)) return { cmd: process.execPath, args: [env] }
+  const npm = onPath('npm')
+  if (npm !== null) {
+    try {
+      const cli = fs.realpathSync(npm) // .../npm/bin/npm-cli.js
+      const gyp = path.join(path.dirname(path.dirname(cli)), 'node_modules/node-gyp/bin/node-gyp.js')
+      if (fs.existsSync(gyp)) return { cmd: process.execPath, args: [gyp] }
+    } catch {}
+  }
+  const bin = onPath('node-gyp')
+  return bin === null ? null : { cmd: bin, args: [] }
+}
+
+/** Node headers to build against: npm's nodedir, else a node installation that has include/node (N-API: any version does). */
+function findNodeDir () {
+  const candidates = [process.env.npm_config_nodedir, path.resolve(path.dirname(process.execPath), '..'), '/usr', '/usr/local']
+  for (const d of candidates) {
+    if (d !== undefined && d !== '' && fs.existsSync(path.join(d, 'include/node/node_api.h'))) return d
+  }
+  return null
+}
+
+function missingTools () {
+  const need = [
+    ['make', 'make'],
+    [process.env.CC ?? 'cc', 'a C compiler'],
+    [process.env.CXX ?? 'g++', 'a C++ compiler (the linker node-gyp uses)'],
+    ['python3', 'python3']
+  ]
+  return need.filter(([cmd]) => onPath(cmd.split(' ')[0]) === null).map(([cmd, what]) => `${what} (${cmd})`)
+}
+
+// ---- build ----------------------------------------------------------------------------------------
+
+function run (cmd, args, cwd, logFile, timeoutMs) {
+  return new Promise(resolve => {
+    const log = fs.openSync(logFile, 'a')
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', log, log], env: process.env })
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('error', err => { clearTimeout(timer); fs.closeSync(log); resolve({ ok: false, why: err.message }) })
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer)
+      fs.closeSync(log)
+      resolve({ ok: code === 0, why: signal !== null ? `killed by ${signal}` : `exit code ${code}` })
+    })
+  })
+}
+
+/** Loads the built addon in a child process: its patch level, or why it does not load. */
+function probe (addon) {
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(require(process.argv[1]).syncmesh_patch))', addon], { encoding: 'utf8', timeout: 30000 })
+  if (r.status === 0) return { level: Number(r.stdout) }
+  return { error: (r.stderr || r.error?.message || 'no output').split('\n').find(l => /error/i.test(l)) ?? r.stderr.split('\n')[0] }
+}
+
+/** First compiler or gyp error line of a build log. */
+function firstError (logFile) {
+  try {
+    const lines = fs.readFileSync(logFile, 'utf8').split('\n')
+    return lines.find(l => /error:|not found|No such file/i.test(l) && !/^gyp info/.test(l))?.trim() ?? lines.filter(Boolean).slice(-1)[0]?.trim()
+  } catch {
+    return undefined
+  }
+}
+
+async function main () {
+  if (process.env.SYNCMESH_SKIP_FUSE_BUILD === '1') { fallback('SYNCMESH_SKIP_FUSE_BUILD=1: patched fuse-native not built'); return }
+  if (process.platform !== 'linux') { say(`fuse-native patch is for Linux only (${process.platform}): stock build kept`); return }
+  let fuseDir
+  try {
+    fuseDir = path.dirname(createRequire(path.join(ROOT, 'package.json')).resolve('fuse-native/package.json'))
+  } catch {
+    say('fuse-native is not installed: nothing to build')
+    return
+  }
+  const srcFile = path.join(fuseDir, 'fuse-native.c')
+  const origFile = srcFile + '.orig'
+  const buildDir = path.join(fuseDir, 'build')
+  const addon = path.join(buildDir, 'Release/fuse.node')
+  const stampFile = path.join(buildDir, 'syncmesh-patch.json')
+  const logFile = path.join(fuseDir, 'syncmesh-build.log')
+
+  /** Removes our build so that node-gyp-build loads the prebuild. */
+  const dropBuild = () => fs.rmSync(buildDir, { recursive: true, force: true })
+
+  // the pristine source: kept once as .orig, patched from there on every run
+  let orig
+  if (fs.existsSync(origFile)) orig = fs.readFileSync(origFile, 'utf8')
+  else {
+    orig = fs.readFileSync(srcFile, 'utf8')
+    if (orig.includes(MARK)) { dropBuild(); fallback(`${srcFile} is patched but ${origFile} is missing (reinstall fuse-native)`); return }
+  }
+  let patched
+  try {
+    patched = patchSource(orig)
+  } catch (err) {
+    if (!(err instanceof PatchError)) throw err
+    dropBuild()
+    fallback(`fuse-native's source does not take the patch (${err.message}; version ${JSON.parse(fs.readFileSync(path.join(fuseDir, 'package.json'), 'utf8')).version})`)
+    return
+  }
+  const nodeDir = findNodeDir()
+  const stamp = JSON.stringify({ level: PATCH_LEVEL, source: createHash('sha256').update(patched).digest('hex'), nodeDir })
+
+  if (!force && fs.existsSync(addon) && fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8') === stamp && fs.readFileSync(srcFile, 'utf8') === patched) {
+    const p = probe(addon)
+    if (p.level === PATCH_LEVEL || /libfuse\.so/.test(p.error ?? '')) { say(`fuse-native: patched build (syncmesh patch ${PATCH_LEVEL}) is up to date`); return }
+  }
+
+  const missing = missingTools()
+  if (missing.length > 0) { dropBuild(); fallback(`cannot build the patched fuse-native: missing ${missing.join(', ')}`); return }
+  const gyp = findNodeGyp()
+  if (gyp === null) { dropBuild(); fallback('cannot build the patched fuse-native: node-gyp not found (npm bundles one)'); return }
+
+  if (!fs.existsSync(origFile)) fs.writeFileSync(origFile, orig)
+  fs.writeFileSync(srcFile, patched)
+  fs.writeFileSync(logFile, '')
+  const args = [...gyp.args, 'rebuild', ...(nodeDir !== null ? [`--nodedir=${nodeDir}`] : [])]
+  const r = await run(gyp.cmd, args, fuseDir, logFile, 10 * 60 * 1000)
+  if (!r.ok) {
+    dropBuild()
+    const e = firstError(logFile)
+    fallback(`building the patched fuse-native failed (${r.why}${e !== undefined ? `: ${e}` : ''}; log: ${logFile})`)
+    return
+  }
+  const p = probe(addon)
+  if (p.level !== PATCH_LEVEL && !/libfuse\.so/.test(p.error ?? '')) {
+    dropBuild()
+    fallback(`the patched fuse-native does not load (${p.error ?? `patch level ${String(p.level)}`}; log: ${logFile})`)
+    return
+  }
+  fs.writeFileSync(stampFile, stamp)
+  say(`fuse-native: built with the syncmesh patch ${PATCH_LEVEL} (utimens with UTIME_OMIT/UTIME_NOW, ns times)${p.level === PATCH_LEVEL ? '' : ' (it loads once libfuse2 is installed: apt-get install -y libfuse2 fuse)'}`)
+}
+
+try {
+  await main()
+} catch (err) {
+  // never fail the install
+  fallback(`building the patched fuse-native failed: ${err instanceof Error ? err.message : String(err)}`)
+}
