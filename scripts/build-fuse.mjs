@@ -12,7 +12,12 @@
  *   symlink, on the libuv thread pool, cb(0 or -errno) (Node's fs.utimes takes seconds as a double and
  *   knows no UTIME_OMIT);
  * - getattr/fgetattr read the nanoseconds below the millisecond from stat array entries 18-20 when the
- *   array has them (stock fuse-native reads whole milliseconds only).
+ *   array has them (stock fuse-native reads whole milliseconds only);
+ * - (level 2) fast paths: when the JS Fuse object has `_syncmeshPassthrough = { dataDir, reservedName }` at
+ *   mount time, getattr (lstat), fgetattr (fstat of the handle, which must be a real fd) and getxattr
+ *   (lgetxattr) of plain paths are answered in the FUSE thread from DATADIR + path, with no round trip into
+ *   JS; the reserved folder and libfuse's .fuse_hidden files still go to JS. These operations change
+ *   nothing, so nothing is lost for capture.
  *
  * Nothing of fuse-native's source is kept in this repository: the installed fuse-native.c is edited at
  * a few small anchors (the pristine file is kept beside it as fuse-native.c.orig, so a later run patches
@@ -30,7 +35,7 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const PATCH_LEVEL = 1
+const PATCH_LEVEL = 2
 const MARK = 'syncmesh patch'
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const force = process.argv.includes('--force')
@@ -140,6 +145,79 @@ NAPI_METHOD(syncmesh_utimensat) {
 
 `
 
+/** Fields of fuse_thread_t (per mount) for the fast paths. */
+const THREAD_FIELDS = `  /* ${MARK}: fast paths (syncmesh_setup); syncmesh_data_len 0 = off */
+  char syncmesh_data[4096];
+  size_t syncmesh_data_len;
+  char syncmesh_reserved[260];
+  size_t syncmesh_reserved_len;
+`
+
+/** Our fast paths, inserted before fuse-native's "// Top-level dispatcher" (after its FUSE methods). */
+const FAST_PATHS = `
+/* ---- ${MARK} ${PATCH_LEVEL}: getattr, fgetattr and getxattr answered in the FUSE thread ---- */
+#include <limits.h>
+#include <sys/xattr.h>
+
+/* Reads the JS object's _syncmeshPassthrough = { dataDir, reservedName } at mount time. */
+static void syncmesh_setup (napi_env env, napi_value self, fuse_thread_t *ft) {
+  napi_value cfg, v;
+  napi_valuetype t;
+  size_t len, rlen;
+  char name[sizeof(ft->syncmesh_reserved) - 1];
+  ft->syncmesh_data_len = 0;
+  if (napi_get_named_property(env, self, "_syncmeshPassthrough", &cfg) != napi_ok) return;
+  if (napi_typeof(env, cfg, &t) != napi_ok || t != napi_object) return;
+  if (napi_get_named_property(env, cfg, "dataDir", &v) != napi_ok) return;
+  if (napi_get_value_string_utf8(env, v, ft->syncmesh_data, sizeof(ft->syncmesh_data), &len) != napi_ok) return;
+  if (len == 0 || len >= sizeof(ft->syncmesh_data) - 1 || strlen(ft->syncmesh_data) != len || ft->syncmesh_data[0] != '/') return;
+  if (napi_get_named_property(env, cfg, "reservedName", &v) != napi_ok) return;
+  if (napi_get_value_string_utf8(env, v, name, sizeof(name), &rlen) != napi_ok) return;
+  if (rlen == 0 || rlen >= sizeof(name) - 1 || strlen(name) != rlen || strchr(name, '/') != NULL) return;
+  ft->syncmesh_reserved[0] = '/';
+  memcpy(ft->syncmesh_reserved + 1, name, rlen + 1);
+  ft->syncmesh_reserved_len = rlen + 1;
+  ft->syncmesh_data_len = len;
+}
+
+/* DATADIR + path for a plain path; 0 for the reserved folder, libfuse's hidden files, or when off. */
+static int syncmesh_real (const char *path, char *out) {
+  fuse_thread_t *ft = (fuse_thread_t *) fuse_get_context()->private_data;
+  if (ft == NULL || ft->syncmesh_data_len == 0 || path == NULL || path[0] != '/') return 0;
+  size_t rl = ft->syncmesh_reserved_len;
+  if (strncmp(path, ft->syncmesh_reserved, rl) == 0 && (path[rl] == '\\0' || path[rl] == '/')) return 0;
+  if (strstr(path, ".fuse_hidden") != NULL) return 0;
+  size_t pl = strlen(path);
+  if (ft->syncmesh_data_len + pl + 1 > PATH_MAX) return 0;
+  memcpy(out, ft->syncmesh_data, ft->syncmesh_data_len);
+  memcpy(out + ft->syncmesh_data_len, path, pl + 1);
+  return 1;
+}
+
+static int syncmesh_getattr (const char *path, struct stat *st) {
+  char real[PATH_MAX];
+  if (!syncmesh_real(path, real)) return fuse_native_getattr(path, st);
+  return lstat(real, st) == 0 ? 0 : -errno;
+}
+
+/* The file handle is the real file's descriptor (passthrough.ts open/create). */
+static int syncmesh_fgetattr (const char *path, struct stat *st, struct fuse_file_info *info) {
+  char real[PATH_MAX];
+  if (info != NULL && info->fh != 0 && fstat((int) info->fh, st) == 0) return 0;
+  if (!syncmesh_real(path, real)) return fuse_native_fgetattr(path, st, info);
+  return lstat(real, st) == 0 ? 0 : -errno;
+}
+
+static int syncmesh_getxattr (const char *path, const char *name, char *value, size_t size) {
+  char real[PATH_MAX];
+  if (!syncmesh_real(path, real)) return fuse_native_getxattr(path, name, value, size);
+  ssize_t n = lgetxattr(real, name, value, size);
+  return n < 0 ? -errno : (int) n;
+}
+/* ---- end of ${MARK} fast paths ---- */
+
+`
+
 /** utimens as patched: both timespecs as they came (seconds: a JS number; nanoseconds: uint32, maybe UTIME_NOW/UTIME_OMIT). */
 const UTIMENS = `FUSE_METHOD_VOID(utimens, 5, 0, (const char *path, const struct timespec tv[2]), {
   /* ${MARK}: both timespecs as they came */
@@ -181,7 +259,11 @@ function patchSource (orig) {
   s = s.slice(0, start) + UTIMENS + s.slice(end + 3)
   // 5. libfuse2 may call utimens with one time omitted
   s = edit(s, 'if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;', a => `${a}\n  ops.flag_utime_omit_ok = 1; /* ${MARK} */`)
-  // 6. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
+  // 6. fast paths: per-mount fields, the functions, and fuse_native_mount using them when asked to
+  s = edit(s, '} fuse_thread_t;', a => `${THREAD_FIELDS}${a}`)
+  s = edit(s, '\n// Top-level dispatcher\n', a => `\n${FAST_PATHS}${a.slice(1)}`)
+  s = edit(s, '  if (implemented[op_init]) ops.init = fuse_native_init;\n', a => `${a}  syncmesh_setup(env, argv[3], ft); /* ${MARK} */\n  if (ft->syncmesh_data_len > 0) {\n    ops.getattr = syncmesh_getattr;\n    if (ops.fgetattr) ops.fgetattr = syncmesh_fgetattr;\n    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n  }\n`)
+  // 7. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
   s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n`)
   return s
 }

@@ -627,7 +627,7 @@ describe('metadata: chmod, chown, utimens, xattr', { timeout: TIMEOUT }, () => {
   it('the patched fuse-native addon is loaded (scripts/build-fuse.mjs ran at install)', async () => {
     const f = await fixture()
     const ready = f.server!.events.find(e => e.op === 'ready')
-    expect(ready).toMatchObject({ op: 'ready', fusePatch: 1 })
+    expect(ready).toMatchObject({ op: 'ready', fusePatch: 2 })
     expect((ready as { fuseAddon: string }).fuseAddon).toMatch(/\/fuse-native\/build\/Release\/fuse\.node$/)
     expect(f.server!.stderr).not.toMatch(/stock prebuild is loaded/)
   })
@@ -715,9 +715,32 @@ describe('metadata: chmod, chown, utimens, xattr', { timeout: TIMEOUT }, () => {
     // a written file's own (kernel) mtime is reported to the nanosecond too
     await fsp.writeFile(path.join(f.mnt, 'g'), 'y')
     expect((await fsp.stat(path.join(f.mnt, 'g'), { bigint: true })).mtimeNs).toBe((await fsp.stat(path.join(f.data, 'g'), { bigint: true })).mtimeNs)
-    // times before 1970 are set exactly in the data folder (the mount reports them as 0: fuse-native's format is unsigned)
+    // times before 1970: set exactly, and reported exactly (getattr is answered in C from lstat(2))
     await sh("touch -m -d '@-1.5' f", f.mnt)
     expect((await fsp.stat(path.join(f.data, 'f'), { bigint: true })).mtimeNs).toBe(-1500000000n)
+    expect((await fsp.stat(p, { bigint: true })).mtimeNs).toBe(-1500000000n)
+  })
+
+  it('getattr, fgetattr and getxattr of plain paths are answered in C; the reserved folder and hidden files still go to JS', async () => {
+    const f = await fixture({ env: { ...process.env, SYNCMESH_FUSE_STATS: '1' } })
+    const p = path.join(f.mnt, 'f')
+    await fsp.writeFile(p, 'abc') // lookup, create, fgetattr, getxattr(security.capability), write, release
+    const fh = await fsp.open(p, 'r+')
+    expect((await fh.stat()).size).toBe(3)
+    await fh.write('d', 3)
+    await fsp.unlink(p) // open: libfuse hides it (.fuse_hidden*): getattr of that name goes to JS
+    expect((await fh.stat()).size).toBe(4)
+    await fh.close()
+    await expectCode(fsp.stat(path.join(f.mnt, '.syncmesh')), 'ENOENT')
+    await expectCode(fsp.stat(path.join(f.mnt, '.syncmesh/fuse-hidden')), 'ENOENT')
+    await f.server!.stop()
+    const counts = new Map((/requests: (.*)/.exec(f.server!.stderr)?.[1] ?? '').split(' ').map(kv => kv.split('=')).map(([k, v]) => [k, Number(v)]))
+    expect(counts.get('create')).toBe(1)
+    expect(counts.get('getxattr')).toBeUndefined()
+    expect(counts.get('fgetattr')).toBeUndefined() // by the open file's descriptor, hidden or not
+    // JS saw only the two lookups of the reserved folder and libfuse's look for a free hidden name
+    expect(counts.get('getattr') ?? 0).toBeGreaterThanOrEqual(2)
+    expect(counts.get('getattr') ?? 0).toBeLessThanOrEqual(4)
   })
 
   it('with fuse-native\'s stock prebuild (no compiler at install): explicit times still work in ms, UTIME_OMIT changes nothing, a warning is logged once', async () => {

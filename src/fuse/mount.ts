@@ -142,7 +142,8 @@ export class SyncMount {
       attrTimeout: this.init.attrTimeout,
       entryTimeout: this.init.entryTimeout,
       log: this.log,
-      countOps: process.env.SYNCMESH_FUSE_STATS === '1'
+      countOps: process.env.SYNCMESH_FUSE_STATS === '1',
+      fastPaths: binding.patch >= 2 && process.env.SYNCMESH_FUSE_FASTPATHS !== '0'
     })
     await new Promise<void>((resolve, reject) => {
       fuse.mount(err => {

@@ -279,6 +279,11 @@ export class Passthrough {
     })
   }
 
+  /** What the patched fuse-native (level 2) needs to answer getattr, fgetattr and getxattr of plain paths itself. */
+  get fastPathConfig (): { dataDir: string, reservedName: string } {
+    return { dataDir: this.dataDir, reservedName: this.reservedName }
+  }
+
   /** Whether utimensNs can be used (the patched fuse-native is loaded). */
   get nsTimes (): boolean {
     return this.utimensat !== undefined
@@ -343,6 +348,7 @@ export class Passthrough {
 
   // ---- files ------------------------------------------------------------------------------------
 
+  /** The file handle is the real file's descriptor (the patched fuse-native's fgetattr fstat()s it). */
   open (p: string, flags: number, cb: (res: number, fd?: number) => void): void {
     const r = this.real(p)
     if (r === null) { cb(ENOENT); return }
@@ -665,8 +671,13 @@ export interface FuseTuning {
   attrTimeout: number
   entryTimeout: number
   log: (msg: string) => void
-  /** count requests per operation (diagnostics: SYNCMESH_FUSE_STATS=1) */
+  /** count requests per operation (diagnostics: SYNCMESH_FUSE_STATS=1; not those answered in C, see fastPaths) */
   countOps?: boolean
+  /**
+   * let the patched fuse-native (level 2) answer getattr, fgetattr and getxattr of plain paths in its FUSE
+   * threads (lstat, fstat of the handle, lgetxattr on the data folder's file) instead of a round trip into JS
+   */
+  fastPaths?: boolean
 }
 
 let warnedStock = false
@@ -736,8 +747,12 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
     private warnedLayout = false
     readonly opCounts = new Map<string, number>()
 
+    /** read by the patched fuse-native at mount time (fuse_native_mount: syncmesh_setup) */
+    readonly _syncmeshPassthrough: { dataDir: string, reservedName: string } | undefined
+
     constructor () {
       super(mountPoint, ops, { timeout: false })
+      this._syncmeshPassthrough = tuning.fastPaths === true ? pt.fastPathConfig : undefined
       if (tuning.countOps === true) {
         this._handlers = this._handlers.map((h, op) => {
           if (typeof h !== 'function') return h
