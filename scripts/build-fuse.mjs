@@ -18,6 +18,12 @@
  *   (lgetxattr) of plain paths are answered in the FUSE thread from DATADIR + path, with no round trip into
  *   JS; the reserved folder and libfuse's .fuse_hidden files still go to JS. These operations change
  *   nothing, so nothing is lost for capture.
+ * - (level 3) with the fast paths on, the system calls of files are made in the FUSE thread too, and JS
+ *   is called only for its bookkeeping, with the result as one more argument: create (open(2) O_CREAT
+ *   of a plain path, fchmod when our umask took bits; JS gets the fd), open for writing (JS gets the fd;
+ *   a read-only open of a plain path does not reach JS), write (pwrite(2) to the handle; JS gets the
+ *   byte count and records the range before the write is answered); release (JS first, then close(2) of
+ *   the handle); read (pread(2), no JS). The file handle is always the real file descriptor.
  *
  * Nothing of fuse-native's source is kept in this repository: the installed fuse-native.c is edited at
  * a few small anchors (the pristine file is kept beside it as fuse-native.c.orig, so a later run patches
@@ -35,7 +41,7 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const PATCH_LEVEL = 2
+const PATCH_LEVEL = 3
 const MARK = 'syncmesh patch'
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const force = process.argv.includes('--force')
@@ -61,6 +67,12 @@ static void syncmesh_stat_ns (const uint32_t *ints, size_t len, struct stat *st)
   st->st_atim.tv_nsec += ints[18] % 1000000;
   st->st_mtim.tv_nsec += ints[19] % 1000000;
   st->st_ctim.tv_nsec += ints[20] % 1000000;
+}
+
+/* The result the FUSE thread got before calling JS (fd or byte count), or undefined. */
+static void syncmesh_pre_arg (napi_env env, fuse_thread_locals_t *l, napi_value *out) {
+  if (l->syncmesh_pre_valid) napi_create_int64(env, l->syncmesh_pre, out);
+  else napi_get_undefined(env, out);
 }
 
 typedef struct {
@@ -145,12 +157,18 @@ NAPI_METHOD(syncmesh_utimensat) {
 
 `
 
+/** Fields of fuse_thread_locals_t (per FUSE thread): a result the FUSE thread got before calling JS. */
+const LOCALS_FIELDS = `  int syncmesh_pre_valid; /* ${MARK}: syncmesh_pre is set for the request being dispatched */
+  int64_t syncmesh_pre;
+`
+
 /** Fields of fuse_thread_t (per mount) for the fast paths. */
 const THREAD_FIELDS = `  /* ${MARK}: fast paths (syncmesh_setup); syncmesh_data_len 0 = off */
   char syncmesh_data[4096];
   size_t syncmesh_data_len;
   char syncmesh_reserved[260];
   size_t syncmesh_reserved_len;
+  mode_t syncmesh_umask;
 `
 
 /** Our fast paths, inserted before fuse-native's "// Top-level dispatcher" (after its FUSE methods). */
@@ -165,6 +183,7 @@ static void syncmesh_setup (napi_env env, napi_value self, fuse_thread_t *ft) {
   napi_valuetype t;
   size_t len, rlen;
   char name[sizeof(ft->syncmesh_reserved) - 1];
+  uint32_t mask;
   ft->syncmesh_data_len = 0;
   if (napi_get_named_property(env, self, "_syncmeshPassthrough", &cfg) != napi_ok) return;
   if (napi_typeof(env, cfg, &t) != napi_ok || t != napi_object) return;
@@ -174,6 +193,8 @@ static void syncmesh_setup (napi_env env, napi_value self, fuse_thread_t *ft) {
   if (napi_get_named_property(env, cfg, "reservedName", &v) != napi_ok) return;
   if (napi_get_value_string_utf8(env, v, name, sizeof(name), &rlen) != napi_ok) return;
   if (rlen == 0 || rlen >= sizeof(name) - 1 || strlen(name) != rlen || strchr(name, '/') != NULL) return;
+  if (napi_get_named_property(env, cfg, "umask", &v) != napi_ok || napi_get_value_uint32(env, v, &mask) != napi_ok) return;
+  ft->syncmesh_umask = (mode_t) (mask & 07777);
   ft->syncmesh_reserved[0] = '/';
   memcpy(ft->syncmesh_reserved + 1, name, rlen + 1);
   ft->syncmesh_reserved_len = rlen + 1;
@@ -214,9 +235,95 @@ static int syncmesh_getxattr (const char *path, const char *name, char *value, s
   ssize_t n = lgetxattr(real, name, value, size);
   return n < 0 ? -errno : (int) n;
 }
+
+/* Around a call into JS: the result the FUSE thread already has goes along as one more argument. */
+static fuse_thread_locals_t *syncmesh_pre_set (int64_t value) {
+  fuse_thread_locals_t *l = get_thread_locals();
+  l->syncmesh_pre = value;
+  l->syncmesh_pre_valid = 1;
+  return l;
+}
+
+static int syncmesh_pre_clear (fuse_thread_locals_t *l, int res) {
+  l->syncmesh_pre_valid = 0;
+  return res;
+}
+
+#ifndef O_NOATIME
+#define O_NOATIME 01000000 /* Linux's value; fcntl.h has it only with _GNU_SOURCE */
+#endif
+/* open(2) flags passed on to the real file, as passthrough.ts does (the kernel handled O_CREAT/O_EXCL/O_TRUNC) */
+#define SYNCMESH_KEPT_OPEN_FLAGS (O_ACCMODE | O_APPEND | O_SYNC | O_DSYNC | O_NOATIME)
+
+/* create: open(2) here (O_CREAT without O_EXCL: the kernel calls create after a lookup found nothing), then
+   JS records the handle and reports the creation. */
+static int syncmesh_create (const char *path, mode_t mode, struct fuse_file_info *info) {
+  char real[PATH_MAX];
+  if (!syncmesh_real(path, real)) return fuse_native_create(path, mode, info);
+  fuse_thread_t *ft = (fuse_thread_t *) fuse_get_context()->private_data;
+  int fd = open(real, O_CREAT | O_RDWR | O_CLOEXEC, mode & 07777);
+  if (fd < 0) return -errno;
+  if ((mode & ft->syncmesh_umask & 07777) != 0) fchmod(fd, mode & 07777);
+  info->fh = fd;
+  fuse_thread_locals_t *l = syncmesh_pre_set(fd);
+  int res = syncmesh_pre_clear(l, fuse_native_create(path, mode, info));
+  if (res != 0) close(fd);
+  return res;
+}
+
+/* open: open(2) here; JS hears only of opens for writing (it records the handle). */
+static int syncmesh_open (const char *path, struct fuse_file_info *info) {
+  char real[PATH_MAX];
+  if (!syncmesh_real(path, real)) return fuse_native_open(path, info);
+  int fd = open(real, (info->flags & SYNCMESH_KEPT_OPEN_FLAGS) | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  info->fh = fd;
+  if ((info->flags & O_ACCMODE) == O_RDONLY) return 0;
+  fuse_thread_locals_t *l = syncmesh_pre_set(fd);
+  int res = syncmesh_pre_clear(l, fuse_native_open(path, info));
+  if (res != 0) close(fd);
+  return res;
+}
+
+/* write: pwrite(2) to the handle here; JS then records the range written before the write is answered. */
+static int syncmesh_write (const char *path, const char *buf, size_t len, off_t offset, struct fuse_file_info *info) {
+  if (info == NULL || info->fh == 0) return fuse_native_write(path, buf, len, offset, info);
+  ssize_t n = pwrite((int) info->fh, buf, len, offset);
+  if (n < 0) return -errno;
+  fuse_thread_locals_t *l = syncmesh_pre_set(n);
+  return syncmesh_pre_clear(l, fuse_native_write(path, buf, len, offset, info));
+}
+
+/* read: pread(2) from the handle; nothing for JS. */
+static int syncmesh_read (const char *path, char *buf, size_t len, off_t offset, struct fuse_file_info *info) {
+  if (info == NULL || info->fh == 0) return fuse_native_read(path, buf, len, offset, info);
+  ssize_t n = pread((int) info->fh, buf, len, offset);
+  return n < 0 ? -errno : (int) n;
+}
+
+/* release: JS first (it forgets the handle and reports the writes), then close(2) here. */
+static int syncmesh_release (const char *path, struct fuse_file_info *info) {
+  int res = fuse_native_release(path, info);
+  if (info != NULL && info->fh != 0) close((int) info->fh);
+  return res;
+}
 /* ---- end of ${MARK} fast paths ---- */
 
 `
+
+/** Adds JS argument `argIndex` (syncmesh_pre_arg) to a FUSE method's callback: `callbackArgs` goes up by one. */
+function addPreArg (s, name, argIndex, afterLine) {
+  const head = `FUSE_METHOD(${name}, `
+  const start = s.indexOf(head)
+  if (start === -1 || s.indexOf(head, start + 1) !== -1) throw new PatchError(`${name} method not found once`)
+  const end = s.indexOf('\n})\n', start)
+  let block = s.slice(start, end)
+  const m = /^FUSE_METHOD\((\w+), (\d+), /.exec(block)
+  if (m === null || Number(m[2]) + 1 !== argIndex - 1) throw new PatchError(`${name} method has an unexpected argument count`)
+  block = block.replace(m[0], `FUSE_METHOD(${name}, ${Number(m[2]) + 1}, `)
+  block = edit(block, afterLine, a => `${a}  syncmesh_pre_arg(env, l, &(argv[${argIndex}])); /* ${MARK} */\n`)
+  return s.slice(0, start) + block + s.slice(end)
+}
 
 /** utimens as patched: both timespecs as they came (seconds: a JS number; nanoseconds: uint32, maybe UTIME_NOW/UTIME_OMIT). */
 const UTIMENS = `FUSE_METHOD_VOID(utimens, 5, 0, (const char *path, const struct timespec tv[2]), {
@@ -263,7 +370,13 @@ function patchSource (orig) {
   s = edit(s, '} fuse_thread_t;', a => `${THREAD_FIELDS}${a}`)
   s = edit(s, '\n// Top-level dispatcher\n', a => `\n${FAST_PATHS}${a.slice(1)}`)
   s = edit(s, '  if (implemented[op_init]) ops.init = fuse_native_init;\n', a => `${a}  syncmesh_setup(env, argv[3], ft); /* ${MARK} */\n  if (ft->syncmesh_data_len > 0) {\n    ops.getattr = syncmesh_getattr;\n    if (ops.fgetattr) ops.fgetattr = syncmesh_fgetattr;\n    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n  }\n`)
-  // 7. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
+  // 7. level 3: create, open and write tell JS what the FUSE thread did; read, release use it
+  s = edit(s, '} fuse_thread_locals_t;', a => `${LOCALS_FIELDS}${a}`)
+  s = addPreArg(s, 'create', 4, '  napi_create_uint32(env, l->mode, &(argv[3]));\n')
+  s = addPreArg(s, 'open', 4, '    napi_create_uint32(env, 0, &(argv[3]));\n  }\n')
+  s = addPreArg(s, 'write', 8, '  FUSE_UINT64_TO_INTS_ARGV(l->offset, 6)\n')
+  s = edit(s, '    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n', a => `${a}    if (ops.create) ops.create = syncmesh_create;\n    if (ops.open) ops.open = syncmesh_open;\n    if (ops.write) ops.write = syncmesh_write;\n    if (ops.read) ops.read = syncmesh_read;\n    if (ops.release) ops.release = syncmesh_release;\n`)
+  // 8. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
   s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n`)
   return s
 }

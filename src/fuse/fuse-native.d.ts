@@ -14,6 +14,9 @@ declare module 'fuse-native' {
     _op_readdir (signal: Fuse.Signal, path: string): void
     /** stock: (atime ms low/high, atime ms again); with Syncmesh's patch: (atime sec, atime nsec, mtime sec, mtime nsec) */
     _op_utimens (signal: Fuse.Signal, path: string, atimeLow: number, atimeHigh: number, mtimeLow: number, mtimeHigh: number): void
+    _op_create (signal: Fuse.Signal, path: string, mode: number, preFd?: number): void
+    _op_open (signal: Fuse.Signal, path: string, flags: number, preFd?: number): void
+    _op_write (signal: Fuse.Signal, path: string, fd: number, buf: Buffer, len: number, posLow: number, posHigh: number, written?: number): void
     _op_setxattr (signal: Fuse.Signal, path: string, name: string, value: Buffer, position: number, flags: number): void
     _op_getxattr (signal: Fuse.Signal, path: string, name: string, valueBuf: Buffer, position: number): void
     _op_listxattr (signal: Fuse.Signal, path: string, listBuf: Buffer): void

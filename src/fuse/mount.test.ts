@@ -627,7 +627,7 @@ describe('metadata: chmod, chown, utimens, xattr', { timeout: TIMEOUT }, () => {
   it('the patched fuse-native addon is loaded (scripts/build-fuse.mjs ran at install)', async () => {
     const f = await fixture()
     const ready = f.server!.events.find(e => e.op === 'ready')
-    expect(ready).toMatchObject({ op: 'ready', fusePatch: 2 })
+    expect(ready).toMatchObject({ op: 'ready', fusePatch: 3 })
     expect((ready as { fuseAddon: string }).fuseAddon).toMatch(/\/fuse-native\/build\/Release\/fuse\.node$/)
     expect(f.server!.stderr).not.toMatch(/stock prebuild is loaded/)
   })

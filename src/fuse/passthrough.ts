@@ -279,9 +279,9 @@ export class Passthrough {
     })
   }
 
-  /** What the patched fuse-native (level 2) needs to answer getattr, fgetattr and getxattr of plain paths itself. */
-  get fastPathConfig (): { dataDir: string, reservedName: string } {
-    return { dataDir: this.dataDir, reservedName: this.reservedName }
+  /** What the patched fuse-native (level 3) needs to serve plain paths itself (see FuseTuning.fastPaths). */
+  get fastPathConfig (): FastPathConfig {
+    return { dataDir: this.dataDir, reservedName: this.reservedName, umask: this.umask }
   }
 
   /** Whether utimensNs can be used (the patched fuse-native is loaded). */
@@ -359,6 +359,20 @@ export class Passthrough {
     })
   }
 
+  /** create() done in the FUSE thread (patched fuse-native): the file is open as `fd`; record it. */
+  createdFd (p: string, fd: number, cb: (res: number, fd?: number) => void): void {
+    this.addHandle(fd, p)
+    this.capAbsent.set(p, Date.now() + CAP_TTL_MS)
+    this.changed(p, 'create')
+    cb(0, fd)
+  }
+
+  /** open() for writing done in the FUSE thread (patched fuse-native): record the handle. */
+  openedFd (p: string, flags: number, fd: number, cb: (res: number, fd?: number) => void): void {
+    if ((flags & O_ACCMODE) !== O_RDONLY) this.addHandle(fd, p)
+    cb(0, fd)
+  }
+
   /** libfuse2 gives create() no open flags: the real file is opened read-write (O_CREAT, no O_EXCL: the kernel only calls create after a lookup found nothing). */
   create (p: string, mode: number, cb: (res: number, fd?: number) => void): void {
     const r = this.real(p)
@@ -387,6 +401,13 @@ export class Passthrough {
       if (h !== undefined) h.ranges.add(pos, pos + n)
       cb(n)
     })
+  }
+
+  /** A write done in the FUSE thread (patched fuse-native): record its range. */
+  wrote (fd: number, pos: number, n: number): void {
+    if (n <= 0) return
+    const h = this.handles.get(fd)
+    if (h !== undefined) h.ranges.add(pos, pos + n)
   }
 
   fsync (p: string, datasync: number, fd: number, cb: ResultCb): void {
@@ -423,13 +444,19 @@ export class Passthrough {
     return this.writers.has(rel)
   }
 
-  release (p: string, fd: number, cb: ResultCb): void {
+  /** `close` false: the patched fuse-native closes the descriptor itself once this answers. */
+  release (p: string, fd: number, cb: ResultCb, close = true): void {
     const h = this.handles.get(fd)
     this.handles.delete(fd)
     if (h !== undefined) {
       const n = (this.writers.get(h.path) ?? 0) - 1
       if (n > 0) this.writers.set(h.path, n)
       else this.writers.delete(h.path)
+    }
+    if (!close) {
+      if (h !== undefined) this.reportWrites(p, h)
+      cb(0)
+      return
     }
     fs.close(fd, err => {
       if (h !== undefined) this.reportWrites(p, h)
@@ -667,6 +694,14 @@ export class Passthrough {
   }
 }
 
+/** Read by the patched fuse-native at mount time (`_syncmeshPassthrough`). */
+export interface FastPathConfig {
+  dataDir: string
+  reservedName: string
+  /** our process umask: bits it took from a create's mode are given back with fchmod */
+  umask: number
+}
+
 export interface FuseTuning {
   attrTimeout: number
   entryTimeout: number
@@ -674,8 +709,10 @@ export interface FuseTuning {
   /** count requests per operation (diagnostics: SYNCMESH_FUSE_STATS=1; not those answered in C, see fastPaths) */
   countOps?: boolean
   /**
-   * let the patched fuse-native (level 2) answer getattr, fgetattr and getxattr of plain paths in its FUSE
-   * threads (lstat, fstat of the handle, lgetxattr on the data folder's file) instead of a round trip into JS
+   * let the patched fuse-native (level 3) serve plain paths in its FUSE threads: getattr, fgetattr and
+   * getxattr (lstat, fstat of the handle, lgetxattr) and read (pread) with no round trip into JS; the system
+   * calls of create, open, write (open, pwrite) there too, JS only recording the handle and the range
+   * written; release calls JS, then closes the descriptor. File handles are the real descriptors.
    */
   fastPaths?: boolean
 }
@@ -730,7 +767,7 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
     opendir: (p, flags, cb) => pt.opendir(p, flags, cb),
     read: (p, fd, buf, len, pos, cb) => pt.read(p, fd, buf, len, pos, cb),
     write: (p, fd, buf, len, pos, cb) => pt.write(p, fd, buf, len, pos, cb),
-    release: (p, fd, cb) => pt.release(p, fd, cb),
+    release: (p, fd, cb) => pt.release(p, fd, cb, tuning.fastPaths !== true),
     releasedir: (p, fd, cb) => pt.releasedir(p, fd, cb),
     create: (p, mode, cb) => pt.create(p, mode, cb),
     unlink: (p, cb) => pt.unlink(p, cb),
@@ -748,7 +785,7 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
     readonly opCounts = new Map<string, number>()
 
     /** read by the patched fuse-native at mount time (fuse_native_mount: syncmesh_setup) */
-    readonly _syncmeshPassthrough: { dataDir: string, reservedName: string } | undefined
+    readonly _syncmeshPassthrough: FastPathConfig | undefined
 
     constructor () {
       super(mountPoint, ops, { timeout: false })
@@ -831,6 +868,29 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
       const mtime = this.pendingMtime ?? (mLow + mHigh * TWO32)
       this.pendingMtime = undefined
       pt.utimens(p, aLow + aHigh * TWO32, mtime, res => signal(res))
+    }
+
+    /** preFd: the patched fuse-native created the file itself (fast paths) */
+    override _op_create (signal: Signal, p: string, mode: number, preFd?: number): void {
+      if (typeof preFd === 'number') pt.createdFd(p, preFd, (res, fd) => signal(res, fd))
+      else pt.create(p, mode, (res, fd) => signal(res, fd))
+    }
+
+    /** preFd: the patched fuse-native opened the file itself (fast paths; it only asks JS about opens for writing) */
+    override _op_open (signal: Signal, p: string, flags: number, preFd?: number): void {
+      if (typeof preFd === 'number') pt.openedFd(p, flags, preFd, (res, fd) => signal(res, fd))
+      else pt.open(p, flags, (res, fd) => signal(res, fd))
+    }
+
+    /** written: the patched fuse-native wrote the data itself (fast paths); only the range is recorded */
+    override _op_write (signal: Signal, p: string, fd: number, buf: Buffer, len: number, posLow: number, posHigh: number, written?: number): void {
+      const pos = posLow + posHigh * TWO32
+      if (typeof written === 'number') {
+        pt.wrote(fd, pos, written)
+        signal(written, 0, buf.buffer)
+        return
+      }
+      pt.write(p, fd, buf, len, pos, n => signal(n, 0, buf.buffer))
     }
 
     override _op_getxattr (signal: Signal, p: string, name: string, valueBuf: Buffer, _position: number): void {
