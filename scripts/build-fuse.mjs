@@ -13,17 +13,18 @@
  *   knows no UTIME_OMIT);
  * - getattr/fgetattr read the nanoseconds below the millisecond from stat array entries 18-20 when the
  *   array has them (stock fuse-native reads whole milliseconds only);
- * - (level 2) fast paths: when the JS Fuse object has `_syncmeshPassthrough = { dataDir, reservedName }` at
- *   mount time, getattr (lstat), fgetattr (fstat of the handle, which must be a real fd) and getxattr
- *   (lgetxattr) of plain paths are answered in the FUSE thread from DATADIR + path, with no round trip into
- *   JS; the reserved folder and libfuse's .fuse_hidden files still go to JS. These operations change
- *   nothing, so nothing is lost for capture.
- * - (level 3) with the fast paths on, the system calls of files are made in the FUSE thread too, and JS
- *   is called only for its bookkeeping, with the result as one more argument: create (open(2) O_CREAT
- *   of a plain path, fchmod when our umask took bits; JS gets the fd), open for writing (JS gets the fd;
- *   a read-only open of a plain path does not reach JS), write (pwrite(2) to the handle; JS gets the
- *   byte count and records the range before the write is answered); release (JS first, then close(2) of
- *   the handle); read (pread(2), no JS). The file handle is always the real file descriptor.
+ * - fast paths, when the JS Fuse object has `_syncmeshPassthrough = { dataDir, reservedName, umask }` at
+ *   mount time (passthrough.ts; file handles there are the real descriptors). For plain paths (not the
+ *   reserved folder, not libfuse's .fuse_hidden files, which stay in JS) the FUSE thread serves from
+ *   DATADIR + path itself: getattr (lstat), fgetattr (fstat of the handle), getxattr (lgetxattr), read
+ *   (pread) and write (pwrite) never reach JS; the ranges written are kept per descriptor and JS takes
+ *   them at fsync and release with `syncmesh_take_ranges(thread, fd)` (a Float64Array of [start, end)
+ *   pairs; null when they could not all be kept: the whole file counts as written). create (open(2)
+ *   O_CREAT, fchmod when our umask took bits) and open for writing make the system call here and then
+ *   call JS with the new descriptor as one more argument, for it to record the handle and report the
+ *   creation; a read-only open and its release do not reach JS; release of a handle calls JS (which
+ *   takes the ranges and reports the writes), then close(2)s it here. Nothing that changes a file is
+ *   hidden from capture: creations are reported by JS, writes at fsync/release as before.
  *
  * Nothing of fuse-native's source is kept in this repository: the installed fuse-native.c is edited at
  * a few small anchors (the pristine file is kept beside it as fuse-native.c.orig, so a later run patches
@@ -41,7 +42,7 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const PATCH_LEVEL = 3
+const PATCH_LEVEL = 4
 const MARK = 'syncmesh patch'
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const force = process.argv.includes('--force')
@@ -169,6 +170,9 @@ const THREAD_FIELDS = `  /* ${MARK}: fast paths (syncmesh_setup); syncmesh_data_
   char syncmesh_reserved[260];
   size_t syncmesh_reserved_len;
   mode_t syncmesh_umask;
+  uv_mutex_t syncmesh_ranges_mut; /* guards the table below */
+  struct syncmesh_ranges *syncmesh_ranges; /* ranges written, by descriptor */
+  size_t syncmesh_ranges_len;
 `
 
 /** Our fast paths, inserted before fuse-native's "// Top-level dispatcher" (after its FUSE methods). */
@@ -195,6 +199,9 @@ static void syncmesh_setup (napi_env env, napi_value self, fuse_thread_t *ft) {
   if (rlen == 0 || rlen >= sizeof(name) - 1 || strlen(name) != rlen || strchr(name, '/') != NULL) return;
   if (napi_get_named_property(env, cfg, "umask", &v) != napi_ok || napi_get_value_uint32(env, v, &mask) != napi_ok) return;
   ft->syncmesh_umask = (mode_t) (mask & 07777);
+  if (uv_mutex_init(&ft->syncmesh_ranges_mut) != 0) return;
+  ft->syncmesh_ranges = NULL;
+  ft->syncmesh_ranges_len = 0;
   ft->syncmesh_reserved[0] = '/';
   memcpy(ft->syncmesh_reserved + 1, name, rlen + 1);
   ft->syncmesh_reserved_len = rlen + 1;
@@ -285,13 +292,111 @@ static int syncmesh_open (const char *path, struct fuse_file_info *info) {
   return res;
 }
 
-/* write: pwrite(2) to the handle here; JS then records the range written before the write is answered. */
+/* Ranges written to one descriptor since JS last took them. */
+struct syncmesh_ranges {
+  int64_t *v; /* [start, end) pairs in the order written; a write that starts inside the last one extends it */
+  size_t n, cap; /* pairs */
+  int unknown; /* a range could not be kept: the whole file counts as written */
+};
+
+#define SYNCMESH_MAX_PAIRS ((size_t) 1 << 20)
+
+/* Makes sure the table has a slot for fd (it never shrinks). With the mutex held. */
+static int syncmesh_slot (fuse_thread_t *ft, int fd) {
+  if (fd < 0) return -EBADF;
+  if ((size_t) fd < ft->syncmesh_ranges_len) return 0;
+  size_t len = ft->syncmesh_ranges_len == 0 ? 64 : ft->syncmesh_ranges_len;
+  while (len <= (size_t) fd) len *= 2;
+  struct syncmesh_ranges *t = (struct syncmesh_ranges *) realloc(ft->syncmesh_ranges, len * sizeof(struct syncmesh_ranges));
+  if (t == NULL) return -ENOMEM;
+  memset(t + ft->syncmesh_ranges_len, 0, (len - ft->syncmesh_ranges_len) * sizeof(struct syncmesh_ranges));
+  ft->syncmesh_ranges = t;
+  ft->syncmesh_ranges_len = len;
+  return 0;
+}
+
+/* With the mutex held. */
+static void syncmesh_add_range (struct syncmesh_ranges *r, int64_t start, int64_t end) {
+  if (r->unknown) return;
+  if (r->n > 0) {
+    int64_t *last = r->v + 2 * (r->n - 1);
+    if (start >= last[0] && start <= last[1]) {
+      if (end > last[1]) last[1] = end;
+      return;
+    }
+  }
+  if (r->n == r->cap) {
+    size_t cap = r->cap == 0 ? 4 : r->cap * 2;
+    int64_t *v = cap > SYNCMESH_MAX_PAIRS ? NULL : (int64_t *) realloc(r->v, cap * 2 * sizeof(int64_t));
+    if (v == NULL) {
+      free(r->v);
+      memset(r, 0, sizeof(struct syncmesh_ranges));
+      r->unknown = 1;
+      return;
+    }
+    r->v = v;
+    r->cap = cap;
+  }
+  r->v[2 * r->n] = start;
+  r->v[2 * r->n + 1] = end;
+  r->n++;
+}
+
+/* Moves fd's ranges out of the table (into *out, which the caller frees). */
+static void syncmesh_move_ranges (fuse_thread_t *ft, int fd, struct syncmesh_ranges *out) {
+  memset(out, 0, sizeof(struct syncmesh_ranges));
+  uv_mutex_lock(&ft->syncmesh_ranges_mut);
+  if (fd >= 0 && (size_t) fd < ft->syncmesh_ranges_len) {
+    *out = ft->syncmesh_ranges[fd];
+    memset(&ft->syncmesh_ranges[fd], 0, sizeof(struct syncmesh_ranges));
+  }
+  uv_mutex_unlock(&ft->syncmesh_ranges_mut);
+}
+
+/* write: pwrite(2) to the handle, the range kept for JS (syncmesh_take_ranges); JS is not called. */
 static int syncmesh_write (const char *path, const char *buf, size_t len, off_t offset, struct fuse_file_info *info) {
   if (info == NULL || info->fh == 0) return fuse_native_write(path, buf, len, offset, info);
-  ssize_t n = pwrite((int) info->fh, buf, len, offset);
+  fuse_thread_t *ft = (fuse_thread_t *) fuse_get_context()->private_data;
+  int fd = (int) info->fh;
+  uv_mutex_lock(&ft->syncmesh_ranges_mut);
+  int err = syncmesh_slot(ft, fd);
+  uv_mutex_unlock(&ft->syncmesh_ranges_mut);
+  if (err != 0) return err;
+  ssize_t n = pwrite(fd, buf, len, offset);
   if (n < 0) return -errno;
-  fuse_thread_locals_t *l = syncmesh_pre_set(n);
-  return syncmesh_pre_clear(l, fuse_native_write(path, buf, len, offset, info));
+  if (n > 0) {
+    uv_mutex_lock(&ft->syncmesh_ranges_mut);
+    syncmesh_add_range(&ft->syncmesh_ranges[fd], (int64_t) offset, (int64_t) offset + n);
+    uv_mutex_unlock(&ft->syncmesh_ranges_mut);
+  }
+  return (int) n;
+}
+
+/* syncmesh_take_ranges(thread, fd): the ranges written to fd since the last take, as a Float64Array of
+   [start, end) pairs; null when they could not all be kept (the whole file counts); undefined if none. */
+NAPI_METHOD(syncmesh_take_ranges) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0)
+  NAPI_ARGV_INT32(fd, 1)
+  napi_value out;
+  napi_get_undefined(env, &out);
+  if (ft_len < sizeof(fuse_thread_t) || ft->syncmesh_data_len == 0) return out;
+  struct syncmesh_ranges r;
+  syncmesh_move_ranges(ft, fd, &r);
+  if (r.unknown) {
+    napi_get_null(env, &out);
+  } else if (r.n > 0) {
+    napi_value ab;
+    void *data;
+    if (napi_create_arraybuffer(env, r.n * 2 * sizeof(double), &data, &ab) == napi_ok) {
+      for (size_t i = 0; i < r.n * 2; i++) ((double *) data)[i] = (double) r.v[i];
+      napi_create_typedarray(env, napi_float64_array, r.n * 2, ab, 0, &out);
+    } else {
+      napi_get_null(env, &out);
+    }
+  }
+  free(r.v);
+  return out;
 }
 
 /* read: pread(2) from the handle; nothing for JS. */
@@ -301,10 +406,16 @@ static int syncmesh_read (const char *path, char *buf, size_t len, off_t offset,
   return n < 0 ? -errno : (int) n;
 }
 
-/* release: JS first (it forgets the handle and reports the writes), then close(2) here. */
+/* release: JS first (it forgets the handle, takes the ranges and reports the writes), then close(2) here.
+   JS keeps nothing for a read-only descriptor: it does not hear of its release. */
 static int syncmesh_release (const char *path, struct fuse_file_info *info) {
-  int res = fuse_native_release(path, info);
-  if (info != NULL && info->fh != 0) close((int) info->fh);
+  int res = info != NULL && info->fh != 0 && (info->flags & O_ACCMODE) == O_RDONLY ? 0 : fuse_native_release(path, info);
+  if (info != NULL && info->fh != 0) {
+    struct syncmesh_ranges left;
+    syncmesh_move_ranges((fuse_thread_t *) fuse_get_context()->private_data, (int) info->fh, &left);
+    free(left.v); /* nothing stays behind for the next file to get this descriptor */
+    close((int) info->fh);
+  }
   return res;
 }
 /* ---- end of ${MARK} fast paths ---- */
@@ -370,14 +481,13 @@ function patchSource (orig) {
   s = edit(s, '} fuse_thread_t;', a => `${THREAD_FIELDS}${a}`)
   s = edit(s, '\n// Top-level dispatcher\n', a => `\n${FAST_PATHS}${a.slice(1)}`)
   s = edit(s, '  if (implemented[op_init]) ops.init = fuse_native_init;\n', a => `${a}  syncmesh_setup(env, argv[3], ft); /* ${MARK} */\n  if (ft->syncmesh_data_len > 0) {\n    ops.getattr = syncmesh_getattr;\n    if (ops.fgetattr) ops.fgetattr = syncmesh_fgetattr;\n    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n  }\n`)
-  // 7. level 3: create, open and write tell JS what the FUSE thread did; read, release use it
+  // 7. create and open tell JS the descriptor the FUSE thread opened; write, read, release use the fast paths
   s = edit(s, '} fuse_thread_locals_t;', a => `${LOCALS_FIELDS}${a}`)
   s = addPreArg(s, 'create', 4, '  napi_create_uint32(env, l->mode, &(argv[3]));\n')
   s = addPreArg(s, 'open', 4, '    napi_create_uint32(env, 0, &(argv[3]));\n  }\n')
-  s = addPreArg(s, 'write', 8, '  FUSE_UINT64_TO_INTS_ARGV(l->offset, 6)\n')
   s = edit(s, '    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n', a => `${a}    if (ops.create) ops.create = syncmesh_create;\n    if (ops.open) ops.open = syncmesh_open;\n    if (ops.write) ops.write = syncmesh_write;\n    if (ops.read) ops.read = syncmesh_read;\n    if (ops.release) ops.release = syncmesh_release;\n`)
   // 8. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
-  s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n`)
+  s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_ranges)\n`)
   return s
 }
 

@@ -169,6 +169,13 @@ export async function prepareMountPoint (mountPoint: string, log: (msg: string) 
 /** utimensat(2) of Syncmesh's fuse-native patch: AT_SYMLINK_NOFOLLOW, on the thread pool; cb(0 or -errno). */
 export type NativeUtimensat = (path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, cb: (res: number) => void) => void
 
+/**
+ * The byte ranges the patched fuse-native wrote to descriptor `fd` of the mount whose fuse_thread_t is
+ * `thread` since the last take: [start, end) pairs; null when not all could be kept (count the whole file);
+ * undefined when none.
+ */
+export type NativeTakeRanges = (thread: Buffer, fd: number) => Float64Array | null | undefined
+
 /** The addon fuse-native loaded, and what Syncmesh's patch (scripts/build-fuse.mjs) added to it. */
 export interface FuseBinding {
   /** the addon file (build/Release/fuse.node when built with the patch, else fuse-native's prebuild) */
@@ -177,6 +184,8 @@ export interface FuseBinding {
   patch: number
   /** present from patch level 1 on */
   utimensat: NativeUtimensat | undefined
+  /** present from patch level 4 on */
+  takeRanges: NativeTakeRanges | undefined
 }
 
 export interface LoadedFuse {
@@ -208,10 +217,11 @@ export async function loadFuseNative (): Promise<LoadedFuse> {
     const main = createRequire(import.meta.url).resolve('fuse-native')
     const dir = path.dirname(main)
     const ngb = createRequire(main)('node-gyp-build') as NodeGypBuild
-    const raw = ngb(dir) as { syncmesh_patch?: unknown, syncmesh_utimensat?: unknown }
+    const raw = ngb(dir) as { syncmesh_patch?: unknown, syncmesh_utimensat?: unknown, syncmesh_take_ranges?: unknown }
     const patch = typeof raw.syncmesh_patch === 'number' ? raw.syncmesh_patch : 0
     const utimensat = patch >= 1 && typeof raw.syncmesh_utimensat === 'function' ? raw.syncmesh_utimensat as NativeUtimensat : undefined
-    binding = { file: ngb.path(dir), patch, utimensat }
+    const takeRanges = patch >= 4 && typeof raw.syncmesh_take_ranges === 'function' ? raw.syncmesh_take_ranges as NativeTakeRanges : undefined
+    binding = { file: ngb.path(dir), patch, utimensat, takeRanges }
   } catch (err) {
     throw new MountError(`cannot inspect fuse-native's addon: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`)
   }

@@ -627,7 +627,7 @@ describe('metadata: chmod, chown, utimens, xattr', { timeout: TIMEOUT }, () => {
   it('the patched fuse-native addon is loaded (scripts/build-fuse.mjs ran at install)', async () => {
     const f = await fixture()
     const ready = f.server!.events.find(e => e.op === 'ready')
-    expect(ready).toMatchObject({ op: 'ready', fusePatch: 3 })
+    expect(ready).toMatchObject({ op: 'ready', fusePatch: 4 })
     expect((ready as { fuseAddon: string }).fuseAddon).toMatch(/\/fuse-native\/build\/Release\/fuse\.node$/)
     expect(f.server!.stderr).not.toMatch(/stock prebuild is loaded/)
   })
@@ -721,21 +721,30 @@ describe('metadata: chmod, chown, utimens, xattr', { timeout: TIMEOUT }, () => {
     expect((await fsp.stat(p, { bigint: true })).mtimeNs).toBe(-1500000000n)
   })
 
-  it('getattr, fgetattr and getxattr of plain paths are answered in C; the reserved folder and hidden files still go to JS', async () => {
+  it('getattr, fgetattr, getxattr, read and write are answered in C (writes still captured); the reserved folder and hidden files still go to JS', async () => {
     const f = await fixture({ env: { ...process.env, SYNCMESH_FUSE_STATS: '1' } })
     const p = path.join(f.mnt, 'f')
     await fsp.writeFile(p, 'abc') // lookup, create, fgetattr, getxattr(security.capability), write, release
+    expect(await f.server!.waitFor(changed('f', 'write'), 'write')).toMatchObject({ ranges: [[0, 3]] })
+    expect(await fsp.readFile(p, 'utf8')).toBe('abc')
     const fh = await fsp.open(p, 'r+')
     expect((await fh.stat()).size).toBe(3)
     await fh.write('d', 3)
+    await fh.datasync() // reports the range written so far
+    expect(await f.server!.waitFor(e => changed('f', 'write')(e) && JSON.stringify((e as { ranges: unknown }).ranges) === '[[3,4]]', 'fdatasync range')).toBeDefined()
+    await fh.write('e', 4)
     await fsp.unlink(p) // open: libfuse hides it (.fuse_hidden*): getattr of that name goes to JS
-    expect((await fh.stat()).size).toBe(4)
+    expect((await fh.stat()).size).toBe(5)
     await fh.close()
     await expectCode(fsp.stat(path.join(f.mnt, '.syncmesh')), 'ENOENT')
     await expectCode(fsp.stat(path.join(f.mnt, '.syncmesh/fuse-hidden')), 'ENOENT')
     await f.server!.stop()
     const counts = new Map((/requests: (.*)/.exec(f.server!.stderr)?.[1] ?? '').split(' ').map(kv => kv.split('=')).map(([k, v]) => [k, Number(v)]))
     expect(counts.get('create')).toBe(1)
+    expect(counts.get('open')).toBe(1) // for writing: JS records the handle (the read-only open never reached it)
+    expect(counts.get('release')).toBe(2) // not the read-only one
+    expect(counts.get('write')).toBeUndefined()
+    expect(counts.get('read')).toBeUndefined()
     expect(counts.get('getxattr')).toBeUndefined()
     expect(counts.get('fgetattr')).toBeUndefined() // by the open file's descriptor, hidden or not
     // JS saw only the two lookups of the reserved folder and libfuse's look for a free hidden name

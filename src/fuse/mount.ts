@@ -143,7 +143,7 @@ export class SyncMount {
       entryTimeout: this.init.entryTimeout,
       log: this.log,
       countOps: process.env.SYNCMESH_FUSE_STATS === '1',
-      fastPaths: binding.patch >= 3 && process.env.SYNCMESH_FUSE_FASTPATHS !== '0'
+      fastPaths: process.env.SYNCMESH_FUSE_FASTPATHS !== '0' ? binding.takeRanges : undefined
     })
     await new Promise<void>((resolve, reject) => {
       fuse.mount(err => {

@@ -11,7 +11,7 @@ type FuseOps = Fuse.FuseOps
 type FuseStatfs = Fuse.FuseStatfs
 import { EINVAL, ENODATA, ENOENT, EPERM, ERANGE, ENOSYS, toErrno } from './errno.js'
 import type { NativeHelper } from './helper.js'
-import type { NativeUtimensat } from './hygiene.js'
+import type { NativeTakeRanges, NativeUtimensat } from './hygiene.js'
 import { WrittenRanges } from './ranges.js'
 import type { ChangeKind, ChangeSink } from './types.js'
 
@@ -42,6 +42,8 @@ const CAP = 'security.capability'
 
 class Handle {
   readonly ranges = new WrittenRanges()
+  /** the patched fuse-native could not keep every range written: the whole file counts */
+  whole = false
   constructor (readonly fd: number, public path: string) {}
 }
 
@@ -202,7 +204,29 @@ export class Passthrough {
     }
   }
 
+  /** With the fast paths the patched fuse-native writes, and keeps the ranges written: where to take them. */
+  private nativeRanges: ((fd: number) => Float64Array | null | undefined) | undefined
+
+  /** Writes are made (and their ranges kept) by the patched fuse-native of the mount whose fuse_thread_t is thread(). */
+  useNativeWrites (take: NativeTakeRanges, thread: () => Buffer | null): void {
+    this.nativeRanges = fd => {
+      const t = thread()
+      return t === null ? undefined : take(t, fd)
+    }
+  }
+
   private reportWrites (p: string, h: Handle): void {
+    if (this.nativeRanges !== undefined) {
+      const r = this.nativeRanges(h.fd)
+      if (r === null) h.whole = true
+      else if (r !== undefined) for (let i = 0; i < r.length; i += 2) h.ranges.add(r[i], r[i + 1])
+    }
+    if (h.whole) {
+      h.whole = false
+      h.ranges.take()
+      if (!this.isHidden(p)) this.changed(p, 'write')
+      return
+    }
     if (h.ranges.empty) return
     const ranges = h.ranges.take()
     if (!this.isHidden(p)) this.changed(p, 'write', ranges)
@@ -401,13 +425,6 @@ export class Passthrough {
       if (h !== undefined) h.ranges.add(pos, pos + n)
       cb(n)
     })
-  }
-
-  /** A write done in the FUSE thread (patched fuse-native): record its range. */
-  wrote (fd: number, pos: number, n: number): void {
-    if (n <= 0) return
-    const h = this.handles.get(fd)
-    if (h !== undefined) h.ranges.add(pos, pos + n)
   }
 
   fsync (p: string, datasync: number, fd: number, cb: ResultCb): void {
@@ -709,12 +726,13 @@ export interface FuseTuning {
   /** count requests per operation (diagnostics: SYNCMESH_FUSE_STATS=1; not those answered in C, see fastPaths) */
   countOps?: boolean
   /**
-   * let the patched fuse-native (level 3) serve plain paths in its FUSE threads: getattr, fgetattr and
-   * getxattr (lstat, fstat of the handle, lgetxattr) and read (pread) with no round trip into JS; the system
-   * calls of create, open, write (open, pwrite) there too, JS only recording the handle and the range
-   * written; release calls JS, then closes the descriptor. File handles are the real descriptors.
+   * let the patched fuse-native (level 4) serve plain paths in its FUSE threads: getattr, fgetattr and
+   * getxattr (lstat, fstat of the handle, lgetxattr), read and write (pread, pwrite; it keeps the ranges
+   * written, taken at fsync and release) with no round trip into JS; create and open (open(2)) there too,
+   * JS only recording the handle; release calls JS, then closes the descriptor. File handles are the real
+   * descriptors.
    */
-  fastPaths?: boolean
+  fastPaths?: NativeTakeRanges
 }
 
 let warnedStock = false
@@ -767,7 +785,7 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
     opendir: (p, flags, cb) => pt.opendir(p, flags, cb),
     read: (p, fd, buf, len, pos, cb) => pt.read(p, fd, buf, len, pos, cb),
     write: (p, fd, buf, len, pos, cb) => pt.write(p, fd, buf, len, pos, cb),
-    release: (p, fd, cb) => pt.release(p, fd, cb, tuning.fastPaths !== true),
+    release: (p, fd, cb) => pt.release(p, fd, cb, tuning.fastPaths === undefined),
     releasedir: (p, fd, cb) => pt.releasedir(p, fd, cb),
     create: (p, mode, cb) => pt.create(p, mode, cb),
     unlink: (p, cb) => pt.unlink(p, cb),
@@ -789,7 +807,9 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
 
     constructor () {
       super(mountPoint, ops, { timeout: false })
-      this._syncmeshPassthrough = tuning.fastPaths === true ? pt.fastPathConfig : undefined
+      this._syncmeshPassthrough = tuning.fastPaths !== undefined ? pt.fastPathConfig : undefined
+      const take = tuning.fastPaths
+      if (take !== undefined) pt.useNativeWrites(take, () => this._thread)
       if (tuning.countOps === true) {
         this._handlers = this._handlers.map((h, op) => {
           if (typeof h !== 'function') return h
@@ -880,17 +900,6 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
     override _op_open (signal: Signal, p: string, flags: number, preFd?: number): void {
       if (typeof preFd === 'number') pt.openedFd(p, flags, preFd, (res, fd) => signal(res, fd))
       else pt.open(p, flags, (res, fd) => signal(res, fd))
-    }
-
-    /** written: the patched fuse-native wrote the data itself (fast paths); only the range is recorded */
-    override _op_write (signal: Signal, p: string, fd: number, buf: Buffer, len: number, posLow: number, posHigh: number, written?: number): void {
-      const pos = posLow + posHigh * TWO32
-      if (typeof written === 'number') {
-        pt.wrote(fd, pos, written)
-        signal(written, 0, buf.buffer)
-        return
-      }
-      pt.write(p, fd, buf, len, pos, n => signal(n, 0, buf.buffer))
     }
 
     override _op_getxattr (signal: Signal, p: string, name: string, valueBuf: Buffer, _position: number): void {
