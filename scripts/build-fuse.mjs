@@ -640,7 +640,7 @@ async function main () {
     return
   }
   fs.writeFileSync(stampFile, stamp)
-  say(`fuse-native: built with the syncmesh patch ${PATCH_LEVEL} (utimens with UTIME_OMIT/UTIME_NOW, ns times)${p.level === PATCH_LEVEL ? '' : ' (it loads once libfuse2 is installed: apt-get install -y libfuse2 fuse)'}`)
+  say(`fuse-native: built with the syncmesh patch ${PATCH_LEVEL} (utimens with UTIME_OMIT/UTIME_NOW, ns times, plain paths served in C)${p.level === PATCH_LEVEL ? '' : ' (it loads once libfuse2 is installed: apt-get install -y libfuse2 fuse)'}`)
 }
 
 try {

@@ -10,6 +10,9 @@
  *   a request with one time omitted (UTIME_OMIT, e.g. `touch -m`, `tar x`) never reaches the callback — it
  *   succeeds without changing anything — times are whole ms, and the stock addon hands the callback atime
  *   twice: the real mtime is read from its native per-thread buffer (see passthrough.ts).
+ * - With that addon (level 4) plain paths are mostly served in its FUSE threads (getattr, fgetattr,
+ *   getxattr, read, write; the open(2) of create/open, the close(2) after release): see FuseTuning.fastPaths
+ *   and scripts/build-fuse.mjs. SYNCMESH_FUSE_FASTPATHS=0 keeps everything in JS.
  * - Files unlinked while open: libfuse2 renames them to .fuse_hiddenXXXX; they are moved into
  *   <dataDir>/<reservedName>/fuse-hidden instead, so the data folder only shows the removal.
  * - Extended attributes and mknod of fifos/devices go through a python3 helper (Node has no API for them).
