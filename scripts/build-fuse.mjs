@@ -262,6 +262,8 @@ static int syncmesh_pre_clear (fuse_thread_locals_t *l, int res) {
 /* open(2) flags passed on to the real file, as passthrough.ts does (the kernel handled O_CREAT/O_EXCL/O_TRUNC) */
 #define SYNCMESH_KEPT_OPEN_FLAGS (O_ACCMODE | O_APPEND | O_SYNC | O_DSYNC | O_NOATIME)
 
+static void syncmesh_set_quiet (fuse_thread_t *ft, int fd);
+
 /* create: open(2) here (O_CREAT without O_EXCL: the kernel calls create after a lookup found nothing), then
    JS records the handle and reports the creation. */
 static int syncmesh_create (const char *path, mode_t mode, struct fuse_file_info *info) {
@@ -285,7 +287,10 @@ static int syncmesh_open (const char *path, struct fuse_file_info *info) {
   int fd = open(real, (info->flags & SYNCMESH_KEPT_OPEN_FLAGS) | O_CLOEXEC);
   if (fd < 0) return -errno;
   info->fh = fd;
-  if ((info->flags & O_ACCMODE) == O_RDONLY) return 0;
+  if ((info->flags & O_ACCMODE) == O_RDONLY) {
+    syncmesh_set_quiet((fuse_thread_t *) fuse_get_context()->private_data, fd);
+    return 0;
+  }
   fuse_thread_locals_t *l = syncmesh_pre_set(fd);
   int res = syncmesh_pre_clear(l, fuse_native_open(path, info));
   if (res != 0) close(fd);
@@ -297,6 +302,7 @@ struct syncmesh_ranges {
   int64_t *v; /* [start, end) pairs in the order written; a write that starts inside the last one extends it */
   size_t n, cap; /* pairs */
   int unknown; /* a range could not be kept: the whole file counts as written */
+  int quiet; /* opened read-only here (syncmesh_open): JS does not know this descriptor */
 };
 
 #define SYNCMESH_MAX_PAIRS ((size_t) 1 << 20)
@@ -353,6 +359,21 @@ static void syncmesh_move_ranges (fuse_thread_t *ft, int fd, struct syncmesh_ran
   uv_mutex_unlock(&ft->syncmesh_ranges_mut);
 }
 
+/* Marks fd as opened read-only here: its release does not go to JS (which never heard of it). If the table
+   cannot grow, JS simply hears of the release. */
+static void syncmesh_set_quiet (fuse_thread_t *ft, int fd) {
+  uv_mutex_lock(&ft->syncmesh_ranges_mut);
+  if (syncmesh_slot(ft, fd) == 0) ft->syncmesh_ranges[fd].quiet = 1;
+  uv_mutex_unlock(&ft->syncmesh_ranges_mut);
+}
+
+static int syncmesh_is_quiet (fuse_thread_t *ft, int fd) {
+  uv_mutex_lock(&ft->syncmesh_ranges_mut);
+  int quiet = fd >= 0 && (size_t) fd < ft->syncmesh_ranges_len && ft->syncmesh_ranges[fd].quiet;
+  uv_mutex_unlock(&ft->syncmesh_ranges_mut);
+  return quiet;
+}
+
 /* write: pwrite(2) to the handle, the range kept for JS (syncmesh_take_ranges); JS is not called. */
 static int syncmesh_write (const char *path, const char *buf, size_t len, off_t offset, struct fuse_file_info *info) {
   if (info == NULL || info->fh == 0) return fuse_native_write(path, buf, len, offset, info);
@@ -390,7 +411,7 @@ NAPI_METHOD(syncmesh_take_ranges) {
     void *data;
     if (napi_create_arraybuffer(env, r.n * 2 * sizeof(double), &data, &ab) == napi_ok) {
       for (size_t i = 0; i < r.n * 2; i++) ((double *) data)[i] = (double) r.v[i];
-      napi_create_typedarray(env, napi_float64_array, r.n * 2, ab, 0, &out);
+      if (napi_create_typedarray(env, napi_float64_array, r.n * 2, ab, 0, &out) != napi_ok) napi_get_null(env, &out);
     } else {
       napi_get_null(env, &out);
     }
@@ -407,15 +428,17 @@ static int syncmesh_read (const char *path, char *buf, size_t len, off_t offset,
 }
 
 /* release: JS first (it forgets the handle, takes the ranges and reports the writes), then close(2) here.
-   JS keeps nothing for a read-only descriptor: it does not hear of its release. */
+   A descriptor opened read-only here never reached JS, nor does its release. (Not decided by the release's
+   flags: a file created with O_RDONLY|O_CREAT has a handle in JS.) */
 static int syncmesh_release (const char *path, struct fuse_file_info *info) {
-  int res = info != NULL && info->fh != 0 && (info->flags & O_ACCMODE) == O_RDONLY ? 0 : fuse_native_release(path, info);
-  if (info != NULL && info->fh != 0) {
-    struct syncmesh_ranges left;
-    syncmesh_move_ranges((fuse_thread_t *) fuse_get_context()->private_data, (int) info->fh, &left);
-    free(left.v); /* nothing stays behind for the next file to get this descriptor */
-    close((int) info->fh);
-  }
+  if (info == NULL || info->fh == 0) return fuse_native_release(path, info);
+  fuse_thread_t *ft = (fuse_thread_t *) fuse_get_context()->private_data;
+  int fd = (int) info->fh;
+  int res = syncmesh_is_quiet(ft, fd) ? 0 : fuse_native_release(path, info);
+  struct syncmesh_ranges left;
+  syncmesh_move_ranges(ft, fd, &left);
+  free(left.v); /* nothing stays behind for the next file to get this descriptor */
+  close(fd);
   return res;
 }
 /* ---- end of ${MARK} fast paths ---- */

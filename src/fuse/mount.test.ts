@@ -736,13 +736,16 @@ describe('metadata: chmod, chown, utimens, xattr', { timeout: TIMEOUT }, () => {
     await fsp.unlink(p) // open: libfuse hides it (.fuse_hidden*): getattr of that name goes to JS
     expect((await fh.stat()).size).toBe(5)
     await fh.close()
+    // created read-only (O_RDONLY|O_CREAT): JS records a handle at create, so it must hear of the release
+    expect((await py('import os,sys; os.close(os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT, 0o644))', path.join(f.mnt, 'ro'))).stderr).toBe('')
+    await f.server!.waitFor(changed('ro', 'create'), 'create of ro')
     await expectCode(fsp.stat(path.join(f.mnt, '.syncmesh')), 'ENOENT')
     await expectCode(fsp.stat(path.join(f.mnt, '.syncmesh/fuse-hidden')), 'ENOENT')
     await f.server!.stop()
     const counts = new Map((/requests: (.*)/.exec(f.server!.stderr)?.[1] ?? '').split(' ').map(kv => kv.split('=')).map(([k, v]) => [k, Number(v)]))
-    expect(counts.get('create')).toBe(1)
+    expect(counts.get('create')).toBe(2)
     expect(counts.get('open')).toBe(1) // for writing: JS records the handle (the read-only open never reached it)
-    expect(counts.get('release')).toBe(2) // not the read-only one
+    expect(counts.get('release')).toBe(3) // not the read-only open's
     expect(counts.get('write')).toBeUndefined()
     expect(counts.get('read')).toBeUndefined()
     expect(counts.get('getxattr')).toBeUndefined()
