@@ -4,10 +4,13 @@
  * process; this process only writes), and through `bindfs -o big_writes` when bindfs is installed.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/fuse-bench.js [--mib 1024] [--files 10000] [--runs 2]
- *     [--only direct,mount,mount-uring,bindfs] [--serve-env KEY=VALUE ...]
+ *     [--only direct,mount,mount-uring,mount-nofast,bindfs] [--serve-env KEY=VALUE ...]
  *
+ * The targets run in the order --only names them, a target named twice runs twice (to interleave them on
+ * a noisy machine); direct also runs once more at the end.
  * 'mount-uring' serves with UV_USE_IO_URING=1 (libuv submits the server's file I/O through io_uring instead
- * of its thread pool; Node leaves that off by default).
+ * of its thread pool; Node leaves that off by default). 'mount-nofast' serves with
+ * SYNCMESH_FUSE_FASTPATHS=0: getattr, fgetattr and getxattr go to JS even with the patched fuse-native.
  *
  * Needs root (or fuse for the user), /dev/fuse, libfuse2 + fuse; bindfs is optional (apt-get install -y bindfs).
  * Every small-file run writes into a fresh folder (this disk slows down for minutes after mass deletes).
@@ -131,7 +134,7 @@ async function main (): Promise<void> {
   const mib = Number(arg('--mib', '1024'))
   const files = Number(arg('--files', '10000'))
   const runs = Math.max(1, Number(arg('--runs', '2')))
-  const only = arg('--only', 'direct,mount,mount-uring,bindfs').split(',')
+  const only = arg('--only', 'direct,mount,mount-uring,bindfs').split(',').filter(Boolean)
   const serveEnv: NodeJS.ProcessEnv = { ...process.env }
   for (const kv of args('--serve-env')) {
     const eq = kv.indexOf('=')
@@ -148,43 +151,51 @@ async function main (): Promise<void> {
     await fsp.mkdir(warm)
     await writeBig(warm, mib)
     await run('sync', [])
-    if (only.includes('direct')) {
-      const dir = path.join(root, 'direct')
-      await fsp.mkdir(dir)
-      results.push(await measure('direct', dir, mib, files, stamp, runs))
-    }
-    const mountRuns: Array<[string, string, NodeJS.ProcessEnv]> = [
-      ['mount', 'syncmesh mount', serveEnv],
-      ['mount-uring', 'syncmesh, io_uring', { ...serveEnv, UV_USE_IO_URING: '1' }]
-    ]
-    for (const [key, label, env] of mountRuns) {
-      if (!only.includes(key)) continue
-      const data = path.join(root, `data-${key}`)
-      const mnt = path.join(root, `mnt-${key}`)
-      await fsp.mkdir(data)
-      await fsp.mkdir(mnt)
-      mounts.push(mnt)
-      const served = await startServe(data, mnt, env)
-      child = served.child
-      results.push(await measure(label, mnt, mib, files, stamp, runs))
-      console.log(`  (${served.events()} events reported by the mount)`)
-      await stopChild(child)
-      child = undefined
-    }
-    if (only.includes('bindfs')) {
-      if (await which('bindfs')) {
-        const src = path.join(root, 'bindsrc')
-        const mnt = path.join(root, 'bindmnt')
-        await fsp.mkdir(src)
-        await fsp.mkdir(mnt)
-        const r = await run('bindfs', ['-o', 'big_writes', src, mnt])
-        if (!r.ok) throw new Error(`bindfs failed: ${r.out}`)
-        mounts.push(mnt)
-        results.push(await measure('bindfs -o big_writes', mnt, mib, files, stamp, runs))
-        await run('fusermount', ['-u', mnt])
-      } else {
-        console.log('bindfs not installed (apt-get install -y bindfs): skipped')
+    const mountRuns = new Map<string, [string, NodeJS.ProcessEnv]>([
+      ['mount', ['syncmesh mount', serveEnv]],
+      ['mount-uring', ['syncmesh, io_uring', { ...serveEnv, UV_USE_IO_URING: '1' }]],
+      ['mount-nofast', ['syncmesh, no C paths', { ...serveEnv, SYNCMESH_FUSE_FASTPATHS: '0' }]]
+    ])
+    for (const [i, key] of only.entries()) {
+      if (key === 'direct') {
+        const dir = path.join(root, `direct-${i}`)
+        await fsp.mkdir(dir)
+        results.push(await measure('direct', dir, mib, files, stamp, runs))
+        continue
       }
+      const mountRun = mountRuns.get(key)
+      if (mountRun !== undefined) {
+        const [label, env] = mountRun
+        const data = path.join(root, `data-${key}-${i}`)
+        const mnt = path.join(root, `mnt-${key}-${i}`)
+        await fsp.mkdir(data)
+        await fsp.mkdir(mnt)
+        mounts.push(mnt)
+        const served = await startServe(data, mnt, env)
+        child = served.child
+        results.push(await measure(label, mnt, mib, files, stamp, runs))
+        console.log(`  (${served.events()} events reported by the mount)`)
+        await stopChild(child)
+        child = undefined
+        continue
+      }
+      if (key === 'bindfs') {
+        if (await which('bindfs')) {
+          const src = path.join(root, `bindsrc-${i}`)
+          const mnt = path.join(root, `bindmnt-${i}`)
+          await fsp.mkdir(src)
+          await fsp.mkdir(mnt)
+          const r = await run('bindfs', ['-o', 'big_writes', src, mnt])
+          if (!r.ok) throw new Error(`bindfs failed: ${r.out}`)
+          mounts.push(mnt)
+          results.push(await measure('bindfs -o big_writes', mnt, mib, files, stamp, runs))
+          await run('fusermount', ['-u', mnt])
+        } else {
+          console.log('bindfs not installed (apt-get install -y bindfs): skipped')
+        }
+        continue
+      }
+      throw new Error(`unknown target ${key} (--only direct,mount,mount-uring,mount-nofast,bindfs)`)
     }
     if (only.includes('direct')) {
       // again at the end: this shared disk's speed drifts; ratios use the mean of both direct runs

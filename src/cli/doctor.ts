@@ -89,8 +89,10 @@ export async function doctor (home: string, opts: DoctorOptions = {}): Promise<C
       : `cannot open ${devFuse} (${code ?? String(err)}): --mount cannot work`)
   }
   try {
-    await loadFuseNative()
+    const { binding } = await loadFuseNative()
     add('ok', 'libfuse', 'libfuse.so.2 loads (fuse-native)')
+    if (binding.patch > 0) add('ok', 'fuse-addon', `built with the syncmesh patch ${binding.patch} (utimens with UTIME_OMIT, ns times, plain paths served in C)`)
+    else add('warn', 'fuse-addon', 'stock prebuild: through the mount touch -m/-a and tar x leave times unchanged, times are whole ms (build it: node scripts/build-fuse.mjs)')
   } catch (err) {
     add('fail', 'libfuse', `${(err as Error).message}; --mount cannot work`)
   }

@@ -5,6 +5,8 @@ declare module 'fuse-native' {
     readonly mnt: string
     readonly opts: Fuse.FuseOptions
     readonly ops: Fuse.FuseOps
+    /** the native fuse_thread_t of the mount (set when mounting) */
+    _thread: Buffer | null
     /** handler per opcode, handed to the native side at mount time */
     _handlers: Fuse.NativeHandler[]
     /** the '-o...' option string handed to libfuse */
@@ -12,7 +14,10 @@ declare module 'fuse-native' {
     _op_getattr (signal: Fuse.Signal, path: string): void
     _op_fgetattr (signal: Fuse.Signal, path: string, fd: number): void
     _op_readdir (signal: Fuse.Signal, path: string): void
+    /** stock: (atime ms low/high, atime ms again); with Syncmesh's patch: (atime sec, atime nsec, mtime sec, mtime nsec) */
     _op_utimens (signal: Fuse.Signal, path: string, atimeLow: number, atimeHigh: number, mtimeLow: number, mtimeHigh: number): void
+    _op_create (signal: Fuse.Signal, path: string, mode: number, preFd?: number): void
+    _op_open (signal: Fuse.Signal, path: string, flags: number, preFd?: number): void
     _op_setxattr (signal: Fuse.Signal, path: string, name: string, value: Buffer, position: number, flags: number): void
     _op_getxattr (signal: Fuse.Signal, path: string, name: string, valueBuf: Buffer, position: number): void
     _op_listxattr (signal: Fuse.Signal, path: string, listBuf: Buffer): void

@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process'
 import { constants } from 'node:fs'
 import fsp from 'node:fs/promises'
+import { createRequire } from 'node:module'
 import path from 'node:path'
 import type Fuse from 'fuse-native'
 
@@ -165,16 +166,67 @@ export async function prepareMountPoint (mountPoint: string, log: (msg: string) 
   throw new MountError(`mount point ${mountPoint} stays stale after repeated lazy unmounts`)
 }
 
-/** Loads fuse-native, turning a missing libfuse.so.2 into a MountError. */
-export async function loadFuseNative (): Promise<typeof Fuse> {
+/** utimensat(2) of Syncmesh's fuse-native patch: AT_SYMLINK_NOFOLLOW, on the thread pool; cb(0 or -errno). */
+export type NativeUtimensat = (path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, cb: (res: number) => void) => void
+
+/**
+ * The byte ranges the patched fuse-native wrote to descriptor `fd` of the mount whose fuse_thread_t is
+ * `thread` since the last take: [start, end) pairs; null when not all could be kept (count the whole file);
+ * undefined when none.
+ */
+export type NativeTakeRanges = (thread: Buffer, fd: number) => Float64Array | null | undefined
+
+/** The addon fuse-native loaded, and what Syncmesh's patch (scripts/build-fuse.mjs) added to it. */
+export interface FuseBinding {
+  /** the addon file (build/Release/fuse.node when built with the patch, else fuse-native's prebuild) */
+  file: string
+  /** the patch level it reports (`syncmesh_patch`), 0 for a stock build */
+  patch: number
+  /** present from patch level 1 on */
+  utimensat: NativeUtimensat | undefined
+  /** present from patch level 4 on */
+  takeRanges: NativeTakeRanges | undefined
+}
+
+export interface LoadedFuse {
+  Fuse: typeof Fuse
+  binding: FuseBinding
+}
+
+type NodeGypBuild = ((dir: string) => unknown) & { path: (dir: string) => string }
+
+let loaded: LoadedFuse | undefined
+
+/**
+ * Loads fuse-native, turning a missing libfuse.so.2 into a MountError, and looks at the addon it loaded
+ * (the same file: node-gyp-build resolves fuse-native's folder the same way, and require caches it).
+ */
+export async function loadFuseNative (): Promise<LoadedFuse> {
+  if (loaded !== undefined) return loaded
+  let FuseClass: typeof Fuse
   try {
     const mod = await import('fuse-native')
-    return mod.default
+    FuseClass = mod.default
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err)
     if (/libfuse\.so/.test(msg)) throw new MountError('libfuse.so.2 is missing: apt-get install -y libfuse2 fuse')
     throw new MountError(`cannot load fuse-native: ${msg.split('\n')[0]}`)
   }
+  let binding: FuseBinding
+  try {
+    const main = createRequire(import.meta.url).resolve('fuse-native')
+    const dir = path.dirname(main)
+    const ngb = createRequire(main)('node-gyp-build') as NodeGypBuild
+    const raw = ngb(dir) as { syncmesh_patch?: unknown, syncmesh_utimensat?: unknown, syncmesh_take_ranges?: unknown }
+    const patch = typeof raw.syncmesh_patch === 'number' ? raw.syncmesh_patch : 0
+    const utimensat = patch >= 1 && typeof raw.syncmesh_utimensat === 'function' ? raw.syncmesh_utimensat as NativeUtimensat : undefined
+    const takeRanges = patch >= 4 && typeof raw.syncmesh_take_ranges === 'function' ? raw.syncmesh_take_ranges as NativeTakeRanges : undefined
+    binding = { file: ngb.path(dir), patch, utimensat, takeRanges }
+  } catch (err) {
+    throw new MountError(`cannot inspect fuse-native's addon: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`)
+  }
+  loaded = { Fuse: FuseClass, binding }
+  return loaded
 }
 
 /** Throws MountError when fusermount (Debian package fuse) is missing: it is needed to unmount. */

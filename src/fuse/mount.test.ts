@@ -23,7 +23,7 @@ const NODE = process.execPath
 const TIMEOUT = 30000
 
 type Ev =
-  | { op: 'ready' }
+  | { op: 'ready', fusePatch: number, fuseAddon: string }
   | { op: 'error', name: string, message: string }
   | { op: 'changed', path: string, kind: string, ranges?: Array<[number, number]> }
   | { op: 'removed', path: string, isDir: boolean }
@@ -162,14 +162,14 @@ interface Fixture {
 
 const fixtures: Fixture[] = []
 
-async function fixture (opts: { serve?: boolean } = {}): Promise<Fixture> {
+async function fixture (opts: { serve?: boolean, env?: NodeJS.ProcessEnv } = {}): Promise<Fixture> {
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'syncmesh-fuse-test-'))
   const f: Fixture = { root, data: path.join(root, 'data'), mnt: path.join(root, 'mnt'), server: undefined, servers: [], mounts: [], cleanups: [] }
   fixtures.push(f)
   await fsp.mkdir(f.data)
   await fsp.mkdir(f.mnt)
   if (opts.serve !== false) {
-    f.server = startServer(f.data, f.mnt)
+    f.server = startServer(f.data, f.mnt, opts.env)
     f.servers.push(f.server)
     await ready(f.server)
   }
@@ -624,7 +624,15 @@ describe('metadata: chmod, chown, utimens, xattr', { timeout: TIMEOUT }, () => {
     await expectCode(fsp.chown(path.join(f.mnt, 'nope'), 1, 1), 'ENOENT')
   })
 
-  it('utimens sets distinct atime and mtime (works around fuse-native passing atime twice) and UTIME_NOW', async () => {
+  it('the patched fuse-native addon is loaded (scripts/build-fuse.mjs ran at install)', async () => {
+    const f = await fixture()
+    const ready = f.server!.events.find(e => e.op === 'ready')
+    expect(ready).toMatchObject({ op: 'ready', fusePatch: 4 })
+    expect((ready as { fuseAddon: string }).fuseAddon).toMatch(/\/fuse-native\/build\/Release\/fuse\.node$/)
+    expect(f.server!.stderr).not.toMatch(/stock prebuild is loaded/)
+  })
+
+  it('utimens sets distinct atime and mtime, and UTIME_NOW for both (touch)', async () => {
     const f = await fixture()
     const p = path.join(f.mnt, 'f')
     await fsp.writeFile(p, '')
@@ -643,16 +651,125 @@ describe('metadata: chmod, chown, utimens, xattr', { timeout: TIMEOUT }, () => {
     await expectCode(fsp.utimes(path.join(f.mnt, 'nope'), 1, 1), 'ENOENT')
   })
 
-  it('utimens with one time omitted (UTIME_OMIT) never reaches the file system with libfuse2: both times are kept', async () => {
+  it('utimens with one time omitted (UTIME_OMIT): touch -m changes only mtime, touch -a only atime, each captured', async () => {
+    const f = await fixture()
+    const s = f.server!
+    const p = path.join(f.mnt, 'f')
+    const data = path.join(f.data, 'f')
+    await fsp.writeFile(p, 'x')
+    await fsp.utimes(p, 500000000, 600000000)
+    let mark = s.mark()
+    await sh('touch -m -d @700000000 f', f.mnt) // utimensat(atime UTIME_OMIT, mtime given)
+    let st = await fsp.stat(data, { bigint: true })
+    expect([st.atimeNs, st.mtimeNs]).toEqual([500000000000000000n, 700000000000000000n])
+    await s.waitFor(changed('f', 'utimens'), 'utimens of touch -m', mark)
+    mark = s.mark()
+    await sh('touch -a -d @800000000 f', f.mnt) // utimensat(atime given, mtime UTIME_OMIT)
+    st = await fsp.stat(data, { bigint: true })
+    expect([st.atimeNs, st.mtimeNs]).toEqual([800000000000000000n, 700000000000000000n])
+    await s.waitFor(changed('f', 'utimens'), 'utimens of touch -a', mark)
+    // the same through the mount
+    const m = await fsp.stat(p, { bigint: true })
+    expect([m.atimeNs, m.mtimeNs]).toEqual([800000000000000000n, 700000000000000000n])
+    // on a symlink itself (touch -h: lutimes semantics), its target untouched
+    await fsp.symlink('f', path.join(f.mnt, 'link'))
+    await sh('touch -h -m -d @100000000 link', f.mnt)
+    expect((await fsp.lstat(path.join(f.data, 'link'), { bigint: true })).mtimeNs).toBe(100000000000000000n)
+    expect((await fsp.stat(data, { bigint: true })).mtimeNs).toBe(700000000000000000n)
+    await expectCode(fsp.utimes(path.join(f.mnt, 'nope'), 1, 1), 'ENOENT')
+  })
+
+  it('UTIME_NOW with the other time omitted: touch -m / touch -a set only that time to now', async () => {
     const f = await fixture()
     const p = path.join(f.mnt, 'f')
+    const data = path.join(f.data, 'f')
+    await fsp.writeFile(p, 'x')
+    await sh('touch -d @500000000.25 f', f.mnt)
+    const before = BigInt(Date.now() - 2000) * 1000000n
+    await sh('touch -m f', f.mnt)
+    let st = await fsp.stat(data, { bigint: true })
+    expect(st.atimeNs).toBe(500000000250000000n)
+    expect(st.mtimeNs).toBeGreaterThanOrEqual(before)
+    const mtime = st.mtimeNs
+    await sh('touch -a f', f.mnt)
+    st = await fsp.stat(data, { bigint: true })
+    expect(st.atimeNs).toBeGreaterThanOrEqual(before)
+    expect(st.mtimeNs).toBe(mtime)
+  })
+
+  it('times keep their nanoseconds: set through the mount, in the data folder and as the mount reports them', async () => {
+    const f = await fixture()
+    const p = path.join(f.mnt, 'f')
+    await fsp.writeFile(p, 'x')
+    await sh("touch -d '@1500000000.123456789' f", f.mnt)
+    const d = await fsp.stat(path.join(f.data, 'f'), { bigint: true })
+    expect([d.atimeNs, d.mtimeNs]).toEqual([1500000000123456789n, 1500000000123456789n])
+    const m = await fsp.stat(p, { bigint: true })
+    expect([m.atimeNs, m.mtimeNs]).toEqual([1500000000123456789n, 1500000000123456789n])
+    expect(m.ctimeNs).toBe(d.ctimeNs)
+    expect((await sh('stat -c %.9Y f', f.mnt)).trim()).toBe('1500000000.123456789')
+    // one time omitted keeps the other's nanoseconds exactly
+    await sh("touch -m -d '@1600000000.987654321' f", f.mnt)
+    const d2 = await fsp.stat(path.join(f.data, 'f'), { bigint: true })
+    expect([d2.atimeNs, d2.mtimeNs]).toEqual([1500000000123456789n, 1600000000987654321n])
+    // a written file's own (kernel) mtime is reported to the nanosecond too
+    await fsp.writeFile(path.join(f.mnt, 'g'), 'y')
+    expect((await fsp.stat(path.join(f.mnt, 'g'), { bigint: true })).mtimeNs).toBe((await fsp.stat(path.join(f.data, 'g'), { bigint: true })).mtimeNs)
+    // times before 1970: set exactly, and reported exactly (getattr is answered in C from lstat(2))
+    await sh("touch -m -d '@-1.5' f", f.mnt)
+    expect((await fsp.stat(path.join(f.data, 'f'), { bigint: true })).mtimeNs).toBe(-1500000000n)
+    expect((await fsp.stat(p, { bigint: true })).mtimeNs).toBe(-1500000000n)
+  })
+
+  it('getattr, fgetattr, getxattr, read and write are answered in C (writes still captured); the reserved folder and hidden files still go to JS', async () => {
+    const f = await fixture({ env: { ...process.env, SYNCMESH_FUSE_STATS: '1' } })
+    const p = path.join(f.mnt, 'f')
+    await fsp.writeFile(p, 'abc') // lookup, create, fgetattr, getxattr(security.capability), write, release
+    expect(await f.server!.waitFor(changed('f', 'write'), 'write')).toMatchObject({ ranges: [[0, 3]] })
+    expect(await fsp.readFile(p, 'utf8')).toBe('abc')
+    const fh = await fsp.open(p, 'r+')
+    expect((await fh.stat()).size).toBe(3)
+    await fh.write('d', 3)
+    await fh.datasync() // reports the range written so far
+    expect(await f.server!.waitFor(e => changed('f', 'write')(e) && JSON.stringify((e as { ranges: unknown }).ranges) === '[[3,4]]', 'fdatasync range')).toBeDefined()
+    await fh.write('e', 4)
+    await fsp.unlink(p) // open: libfuse hides it (.fuse_hidden*): getattr of that name goes to JS
+    expect((await fh.stat()).size).toBe(5)
+    await fh.close()
+    // created read-only (O_RDONLY|O_CREAT): JS records a handle at create, so it must hear of the release
+    expect((await py('import os,sys; os.close(os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT, 0o644))', path.join(f.mnt, 'ro'))).stderr).toBe('')
+    await f.server!.waitFor(changed('ro', 'create'), 'create of ro')
+    await expectCode(fsp.stat(path.join(f.mnt, '.syncmesh')), 'ENOENT')
+    await expectCode(fsp.stat(path.join(f.mnt, '.syncmesh/fuse-hidden')), 'ENOENT')
+    await f.server!.stop()
+    const counts = new Map((/requests: (.*)/.exec(f.server!.stderr)?.[1] ?? '').split(' ').map(kv => kv.split('=')).map(([k, v]) => [k, Number(v)]))
+    expect(counts.get('create')).toBe(2)
+    expect(counts.get('open')).toBe(1) // for writing: JS records the handle (the read-only open never reached it)
+    expect(counts.get('release')).toBe(3) // not the read-only open's
+    expect(counts.get('write')).toBeUndefined()
+    expect(counts.get('read')).toBeUndefined()
+    expect(counts.get('getxattr')).toBeUndefined()
+    expect(counts.get('fgetattr')).toBeUndefined() // by the open file's descriptor, hidden or not
+    // JS saw only the two lookups of the reserved folder and libfuse's look for a free hidden name
+    expect(counts.get('getattr') ?? 0).toBeGreaterThanOrEqual(2)
+    expect(counts.get('getattr') ?? 0).toBeLessThanOrEqual(4)
+  })
+
+  it('with fuse-native\'s stock prebuild (no compiler at install): explicit times still work in ms, UTIME_OMIT changes nothing, a warning is logged once', async () => {
+    const f = await fixture({ env: { ...process.env, PREBUILDS_ONLY: '1' } }) // node-gyp-build then skips build/
+    const ready = f.server!.events.find(e => e.op === 'ready')
+    expect(ready).toMatchObject({ op: 'ready', fusePatch: 0 })
+    expect((ready as { fuseAddon: string }).fuseAddon).toMatch(/\/prebuilds\//)
+    expect(f.server!.stderr.match(/stock prebuild is loaded: utimens with one time omitted/g)).toHaveLength(1)
+    const p = path.join(f.mnt, 'f')
     await fsp.writeFile(p, '')
-    await fsp.utimes(p, 500000000, 600000000)
-    const mark = f.server!.mark()
-    await sh('touch -m -d @700000000 f && touch -a -d @800000000 f', f.mnt) // utimensat with UTIME_OMIT
+    await fsp.utimes(p, 500000000.125, 600000000.5) // distinct times: the stock addon's atime-twice bug is worked around
     const st = await fsp.stat(path.join(f.data, 'f'))
-    expect(st.atimeMs).toBe(500000000000)
-    expect(st.mtimeMs).toBe(600000000000)
+    expect([st.atimeMs, st.mtimeMs]).toEqual([500000000125, 600000000500])
+    const mark = f.server!.mark()
+    await sh('touch -m -d @700000000 f && touch -a -d @800000000 f', f.mnt) // libfuse2 never calls utimens
+    const after = await fsp.stat(path.join(f.data, 'f'))
+    expect([after.atimeMs, after.mtimeMs]).toEqual([500000000125, 600000000500])
     expect(f.server!.since(mark).filter(changed('f', 'utimens'))).toEqual([])
   })
 
@@ -782,7 +899,7 @@ describe('events reported for each mutating operation', { timeout: TIMEOUT }, ()
 })
 
 describe('real programs in the mount', { timeout: 120000 }, () => {
-  /** A source tree outside the mount: files, nested dirs, symlinks, a hard link, an executable, old mtimes. */
+  /** A source tree outside the mount: files, nested dirs, symlinks, a hard link, an executable, old mtimes (one with nanoseconds). */
   async function makeTree (dir: string): Promise<void> {
     await fsp.mkdir(path.join(dir, 'sub/deeper'), { recursive: true })
     await fsp.writeFile(path.join(dir, 'readme.txt'), 'hello tree\n')
@@ -793,11 +910,13 @@ describe('real programs in the mount', { timeout: 120000 }, () => {
     await fsp.symlink('../readme.txt', path.join(dir, 'sub/link'))
     await fsp.link(path.join(dir, 'readme.txt'), path.join(dir, 'hardlink.txt'))
     for (const p of ['readme.txt', 'sub/data.bin', 'sub/deeper/run.sh', 'sub/empty']) await fsp.utimes(path.join(dir, p), 1500000000, 1500000000 + p.length)
+    await fsp.writeFile(path.join(dir, 'sub/ns.txt'), 'nanoseconds\n')
+    await sh("touch -d '@1450000000.123456789' sub/ns.txt", dir)
     await fsp.utimes(path.join(dir, 'sub/deeper'), 1400000000, 1400000000)
     await fsp.utimes(path.join(dir, 'sub'), 1300000000, 1300000000)
   }
 
-  /** Compares two trees: names, types, contents, modes, link targets, and (when asked) mtimes to the ms. */
+  /** Compares two trees: names, types, contents, modes, link targets, and (when asked) the mtimes of files and directories to the ns. */
   async function expectSameTree (a: string, b: string, opts: { mtimes: boolean }): Promise<void> {
     const walk = async (dir: string, rel = ''): Promise<string[]> => {
       const out: string[] = []
@@ -816,7 +935,10 @@ describe('real programs in the mount', { timeout: 120000 }, () => {
       expect(sb.mode, r).toBe(sa.mode)
       if (sa.isFile()) expect((await fsp.readFile(path.join(b, r))).equals(await fsp.readFile(path.join(a, r))), r).toBe(true)
       if (sa.isSymbolicLink()) expect(await fsp.readlink(path.join(b, r)), r).toBe(await fsp.readlink(path.join(a, r)))
-      if (opts.mtimes && !sa.isSymbolicLink()) expect(Math.floor(sb.mtimeMs), r).toBe(Math.floor(sa.mtimeMs))
+      if (opts.mtimes && !sa.isSymbolicLink()) {
+        const [na, nb] = [await fsp.lstat(path.join(a, r), { bigint: true }), await fsp.lstat(path.join(b, r), { bigint: true })]
+        expect(nb.mtimeNs, r).toBe(na.mtimeNs)
+      }
     }
   }
 
@@ -847,14 +969,15 @@ describe('real programs in the mount', { timeout: 120000 }, () => {
     expect(again.stdout).toBe('')
   })
 
-  it('tar x extracts contents and modes (mtimes: see UTIME_OMIT)', async () => {
+  it('tar x extracts contents, modes and mtimes (tar sets mtime with atime omitted; pax keeps nanoseconds)', async () => {
     const f = await fixture()
     const src = path.join(f.root, 'src')
     await makeTree(src)
-    await sh(`tar cf ${path.join(f.root, 't.tar')} -C ${src} .`)
+    await sh(`tar --format=posix -cf ${path.join(f.root, 't.tar')} -C ${src} .`)
     await fsp.mkdir(path.join(f.mnt, 'x'))
     await sh(`tar xf ${path.join(f.root, 't.tar')} -C ${path.join(f.mnt, 'x')}`)
-    await expectSameTree(src, path.join(f.data, 'x'), { mtimes: false })
+    await expectSameTree(src, path.join(f.data, 'x'), { mtimes: true })
+    await expectSameTree(src, path.join(f.mnt, 'x'), { mtimes: true })
   })
 
   it('git init, add, commit, status and fsck inside the mount', async () => {

@@ -3,11 +3,16 @@
  * (fuse-native over libfuse2) and reports every mutation made through it to a ChangeSink.
  *
  * Notes on libfuse2 / fuse-native behaviour this relies on or works around:
- * - utimens: fuse-native 2.2.6 hands the callback atime twice; the real mtime is read from its native
- *   per-thread buffer (see passthrough.ts). libfuse2 only calls utimens when BOTH times are set: a request
- *   with one time omitted (UTIME_OMIT, e.g. `touch -m`, `tar x`) never reaches the callback — it succeeds
- *   without changing anything, because fuse-native cannot set flag_utime_omit_ok. UTIME_NOW arrives as the
- *   current time.
+ * - utimens: with the addon built by scripts/build-fuse.mjs (Syncmesh's patch of fuse-native, loaded
+ *   when `binding.patch` >= 1) libfuse2 calls utimens also when one time is omitted (flag_utime_omit_ok)
+ *   and hands both timespecs through unrounded, UTIME_OMIT/UTIME_NOW included; they are set with one
+ *   utimensat(2). getattr carries nanoseconds too. With fuse-native's stock prebuild (no compiler at install)
+ *   a request with one time omitted (UTIME_OMIT, e.g. `touch -m`, `tar x`) never reaches the callback — it
+ *   succeeds without changing anything — times are whole ms, and the stock addon hands the callback atime
+ *   twice: the real mtime is read from its native per-thread buffer (see passthrough.ts).
+ * - With that addon (level 4) plain paths are mostly served in its FUSE threads (getattr, fgetattr,
+ *   getxattr, read, write; the open(2) of create/open, the close(2) after release): see FuseTuning.fastPaths
+ *   and scripts/build-fuse.mjs. SYNCMESH_FUSE_FASTPATHS=0 keeps everything in JS.
  * - Files unlinked while open: libfuse2 renames them to .fuse_hiddenXXXX; they are moved into
  *   <dataDir>/<reservedName>/fuse-hidden instead, so the data folder only shows the removal.
  * - Extended attributes and mknod of fifos/devices go through a python3 helper (Node has no API for them).
@@ -19,6 +24,7 @@ import {
   MountError, canonicalMountPoint, checkFuseAvailable, checkFusermount, lazyUnmount, loadFuseNative, mountsAt,
   prepareMountPoint
 } from './hygiene.js'
+import type { FuseBinding } from './hygiene.js'
 import { Passthrough, createFuse, type SyncFuseInstance } from './passthrough.js'
 import type { ChangeSink, SyncMountComponents, SyncMountInit } from './types.js'
 
@@ -43,6 +49,7 @@ export class SyncMount {
   private fuse: SyncFuseInstance | undefined
   private pt: Passthrough | undefined
   private helper: NativeHelper | undefined
+  private fuseBinding: FuseBinding | undefined
   private mountedAt: string | undefined
   private hiddenDir: string | undefined
   private starting: Promise<void> | undefined
@@ -67,6 +74,11 @@ export class SyncMount {
   /** Whether a program has `rel` (relative to the data folder) open for writing through the mount. */
   isOpenForWrite (rel: string): boolean {
     return this.pt?.isOpenForWrite(rel) ?? false
+  }
+
+  /** The fuse-native addon in use (known once started): its file and Syncmesh patch level (0: stock prebuild). */
+  get binding (): { file: string, patch: number } | undefined {
+    return this.fuseBinding === undefined ? undefined : { file: this.fuseBinding.file, patch: this.fuseBinding.patch }
   }
 
   /** True while mounted. */
@@ -118,7 +130,7 @@ export class SyncMount {
       throw new MountError(`mount point ${mountPoint} must be outside the data folder ${dataDir} (and not contain it)`)
     }
     await checkFuseAvailable()
-    const FuseBase = await loadFuseNative()
+    const { Fuse: FuseBase, binding } = await loadFuseNative()
     await checkFusermount()
     await prepareMountPoint(mountPoint, this.log)
 
@@ -128,12 +140,13 @@ export class SyncMount {
 
     const helper = new NativeHelper(this.log)
     await helper.init()
-    const pt = new Passthrough({ dataDir, reservedName, hiddenDir, sink: this.sink, log: this.log, helper })
+    const pt = new Passthrough({ dataDir, reservedName, hiddenDir, sink: this.sink, log: this.log, helper, utimensat: binding.utimensat })
     const fuse = createFuse(FuseBase, pt, mountPoint, {
       attrTimeout: this.init.attrTimeout,
       entryTimeout: this.init.entryTimeout,
       log: this.log,
-      countOps: process.env.SYNCMESH_FUSE_STATS === '1'
+      countOps: process.env.SYNCMESH_FUSE_STATS === '1',
+      fastPaths: process.env.SYNCMESH_FUSE_FASTPATHS !== '0' ? binding.takeRanges : undefined
     })
     await new Promise<void>((resolve, reject) => {
       fuse.mount(err => {
@@ -146,7 +159,8 @@ export class SyncMount {
     this.helper = helper
     this.hiddenDir = hiddenDir
     this.mountedAt = mountPoint
-    this.log(`mounted ${dataDir} at ${mountPoint}`)
+    this.fuseBinding = binding
+    this.log(`mounted ${dataDir} at ${mountPoint} (fuse-native ${binding.patch > 0 ? `with the syncmesh patch ${binding.patch}` : 'stock prebuild'}: ${binding.file})`)
   }
 
   private async doStop (): Promise<void> {

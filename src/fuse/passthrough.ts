@@ -5,12 +5,13 @@
  * Paths from FUSE are absolute inside the mount ("/a/b"); the sink gets them relative ("a/b").
  */
 import fs from 'node:fs'
-import type { Stats, Dirent } from 'node:fs'
+import type { BigIntStats, Dirent } from 'node:fs'
 import type Fuse from 'fuse-native'
 type FuseOps = Fuse.FuseOps
 type FuseStatfs = Fuse.FuseStatfs
 import { EINVAL, ENODATA, ENOENT, EPERM, ERANGE, ENOSYS, toErrno } from './errno.js'
 import type { NativeHelper } from './helper.js'
+import type { NativeTakeRanges, NativeUtimensat } from './hygiene.js'
 import { WrittenRanges } from './ranges.js'
 import type { ChangeKind, ChangeSink } from './types.js'
 
@@ -30,14 +31,19 @@ const TWO32 = 4294967296
 const HIDDEN_RE = /\.fuse_hidden[0-9a-f]{16}$/
 /** fuse-native's handler index for utimens (op_utimens in fuse-native.c). */
 const OP_UTIMENS = 12
-/** UTIME_NOW / UTIME_OMIT ((1 << 30) - 1 / - 2 ns, tv_sec 0) after fuse-native's conversion to ms. */
+/** UTIME_NOW / UTIME_OMIT ((1 << 30) - 1 / - 2 ns, tv_sec 0) after stock fuse-native's conversion to ms. */
 const UTIME_SPECIAL_MS = 1073
+/** tv_nsec values of utimensat(2) (Linux) that mean "the current time" and "leave this time as it is". */
+export const UTIME_NOW = 0x3fffffff
+export const UTIME_OMIT = 0x3ffffffe
 /** How long a "security.capability: no such attribute" answer is reused (the kernel asks before every write(2)). */
 const CAP_TTL_MS = 5000
 const CAP = 'security.capability'
 
 class Handle {
   readonly ranges = new WrittenRanges()
+  /** the patched fuse-native could not keep every range written: the whole file counts */
+  whole = false
   constructor (readonly fd: number, public path: string) {}
 }
 
@@ -49,6 +55,14 @@ export interface PassthroughOptions {
   sink: ChangeSink
   log: (msg: string) => void
   helper: NativeHelper
+  /** utimensat(2) from Syncmesh's fuse-native patch; without it (stock prebuild) only utimens() in ms works */
+  utimensat?: NativeUtimensat
+}
+
+/** A time as libfuse hands it to utimens through the patched fuse-native; nsec may be UTIME_NOW or UTIME_OMIT. */
+export interface TimeSpec {
+  sec: number
+  nsec: number
 }
 
 function setU64 (a: Uint32Array, i: number, n: number): void {
@@ -58,22 +72,35 @@ function setU64 (a: Uint32Array, i: number, n: number): void {
   a[i + 1] = Math.floor(n / TWO32)
 }
 
-/** fuse-native's stat layout (getStatArray), built from the ms fields without creating Date objects. */
-export function statArray (st: Stats): Uint32Array {
-  const a = new Uint32Array(18)
-  a[0] = st.mode
-  a[1] = st.uid
-  a[2] = st.gid
-  setU64(a, 3, st.size)
-  a[5] = st.dev
-  a[6] = st.nlink
-  a[7] = st.ino
-  a[8] = st.rdev
-  a[9] = st.blksize
-  setU64(a, 10, st.blocks)
-  setU64(a, 12, st.atimeMs)
-  setU64(a, 14, st.mtimeMs)
-  setU64(a, 16, st.ctimeMs)
+const NS_PER_MS = 1000000n
+
+/** A time in ns as whole ms at a[i], a[i + 1] (fuse-native's layout) and the ns below the ms at a[j] (read by the patched fuse-native only). */
+function setTime (a: Uint32Array, i: number, j: number, ns: bigint): void {
+  if (ns <= 0n) return // zero-filled already; negative times are not representable in fuse-native's format
+  setU64(a, i, Number(ns / NS_PER_MS))
+  a[j] = Number(ns % NS_PER_MS)
+}
+
+/**
+ * fuse-native's stat layout (getStatArray: 18 uint32s, times in whole ms) plus, in entries 18-20, the
+ * nanoseconds below the millisecond of atime, mtime and ctime, which the patched fuse-native adds back
+ * (the stock build reads the first 18 only). Built without Date objects.
+ */
+export function statArray (st: BigIntStats): Uint32Array {
+  const a = new Uint32Array(21)
+  a[0] = Number(st.mode)
+  a[1] = Number(st.uid)
+  a[2] = Number(st.gid)
+  setU64(a, 3, Number(st.size))
+  a[5] = Number(st.dev & 0xffffffffn)
+  a[6] = Number(st.nlink)
+  a[7] = Number(st.ino & 0xffffffffn)
+  a[8] = Number(st.rdev & 0xffffffffn)
+  a[9] = Number(st.blksize)
+  setU64(a, 10, Number(st.blocks))
+  setTime(a, 12, 18, st.atimeNs)
+  setTime(a, 14, 19, st.mtimeNs)
+  setTime(a, 16, 20, st.ctimeNs)
   return a
 }
 
@@ -111,6 +138,7 @@ export class Passthrough {
   private readonly sink: ChangeSink
   private readonly log: (msg: string) => void
   private readonly helper: NativeHelper
+  private readonly utimensat: NativeUtimensat | undefined
   /** basename of a libfuse hidden file -> its real path inside hiddenDir */
   private readonly hidden = new Map<string, string>()
   private hiddenSeq = 0
@@ -127,6 +155,7 @@ export class Passthrough {
     this.sink = opts.sink
     this.log = opts.log
     this.helper = opts.helper
+    this.utimensat = opts.utimensat
     this.umask = process.umask()
   }
 
@@ -175,7 +204,29 @@ export class Passthrough {
     }
   }
 
+  /** With the fast paths the patched fuse-native writes, and keeps the ranges written: where to take them. */
+  private nativeRanges: ((fd: number) => Float64Array | null | undefined) | undefined
+
+  /** Writes are made (and their ranges kept) by the patched fuse-native of the mount whose fuse_thread_t is thread(). */
+  useNativeWrites (take: NativeTakeRanges, thread: () => Buffer | null): void {
+    this.nativeRanges = fd => {
+      const t = thread()
+      return t === null ? undefined : take(t, fd)
+    }
+  }
+
   private reportWrites (p: string, h: Handle): void {
+    if (this.nativeRanges !== undefined) {
+      const r = this.nativeRanges(h.fd)
+      if (r === null) h.whole = true
+      else if (r !== undefined) for (let i = 0; i < r.length; i += 2) h.ranges.add(r[i], r[i + 1])
+    }
+    if (h.whole) {
+      h.whole = false
+      h.ranges.take()
+      if (!this.isHidden(p)) this.changed(p, 'write')
+      return
+    }
     if (h.ranges.empty) return
     const ranges = h.ranges.take()
     if (!this.isHidden(p)) this.changed(p, 'write', ranges)
@@ -191,7 +242,7 @@ export class Passthrough {
   getattr (p: string, signal: Signal): void {
     const r = this.real(p)
     if (r === null) { signal(ENOENT); return }
-    fs.lstat(r, (err, st) => {
+    fs.lstat(r, { bigint: true }, (err, st) => {
       if (err !== null) signal(toErrno(err))
       else signal(0, statArray(st))
     })
@@ -199,7 +250,7 @@ export class Passthrough {
 
   fgetattr (p: string, fd: number, signal: Signal): void {
     if (fd === 0) { this.getattr(p, signal); return } // no file handle (fuse-native passes 0): by path
-    fs.fstat(fd, (err, st) => {
+    fs.fstat(fd, { bigint: true }, (err, st) => {
       if (err !== null) this.getattr(p, signal)
       else signal(0, statArray(st))
     })
@@ -252,7 +303,38 @@ export class Passthrough {
     })
   }
 
-  /** atime/mtime in ms since the epoch. UTIME_NOW/UTIME_OMIT never reach us with libfuse2 (see README in mount.ts); if a special value does arrive, the existing time is kept. */
+  /** What the patched fuse-native (level 3) needs to serve plain paths itself (see FuseTuning.fastPaths). */
+  get fastPathConfig (): FastPathConfig {
+    return { dataDir: this.dataDir, reservedName: this.reservedName, umask: this.umask }
+  }
+
+  /** Whether utimensNs can be used (the patched fuse-native is loaded). */
+  get nsTimes (): boolean {
+    return this.utimensat !== undefined
+  }
+
+  /**
+   * utimens through the patched fuse-native: both times to the nanosecond, either of them UTIME_OMIT (kept
+   * as it is) or UTIME_NOW (the current time), set with one utimensat(2) on the real path, not following
+   * a final symlink (lutimes semantics): no lstat first, no rounding through a double.
+   */
+  utimensNs (p: string, atime: TimeSpec, mtime: TimeSpec, cb: ResultCb): void {
+    const r = this.real(p)
+    if (r === null) { cb(ENOENT); return }
+    const utimensat = this.utimensat
+    if (utimensat === undefined) { cb(ENOSYS); return }
+    utimensat(r, atime.sec, atime.nsec, mtime.sec, mtime.nsec, res => {
+      if (res < 0) { cb(res); return }
+      if ((atime.nsec !== UTIME_OMIT || mtime.nsec !== UTIME_OMIT) && !this.isHidden(p)) this.changed(p, 'utimens')
+      cb(0)
+    })
+  }
+
+  /**
+   * utimens through the stock fuse-native prebuild: atime/mtime in ms since the epoch. UTIME_NOW/UTIME_OMIT
+   * never reach us then (libfuse2 without flag_utime_omit_ok, see mount.ts); if a special value does
+   * arrive, the existing time is kept.
+   */
   utimens (p: string, atime: number, mtime: number, cb: ResultCb): void {
     const r = this.real(p)
     if (r === null) { cb(ENOENT); return }
@@ -290,6 +372,7 @@ export class Passthrough {
 
   // ---- files ------------------------------------------------------------------------------------
 
+  /** The file handle is the real file's descriptor (the patched fuse-native's fgetattr fstat()s it). */
   open (p: string, flags: number, cb: (res: number, fd?: number) => void): void {
     const r = this.real(p)
     if (r === null) { cb(ENOENT); return }
@@ -298,6 +381,20 @@ export class Passthrough {
       if ((flags & O_ACCMODE) !== O_RDONLY) this.addHandle(fd, p)
       cb(0, fd)
     })
+  }
+
+  /** create() done in the FUSE thread (patched fuse-native): the file is open as `fd`; record it. */
+  createdFd (p: string, fd: number, cb: (res: number, fd?: number) => void): void {
+    this.addHandle(fd, p)
+    this.capAbsent.set(p, Date.now() + CAP_TTL_MS)
+    this.changed(p, 'create')
+    cb(0, fd)
+  }
+
+  /** open() for writing done in the FUSE thread (patched fuse-native): record the handle. */
+  openedFd (p: string, flags: number, fd: number, cb: (res: number, fd?: number) => void): void {
+    if ((flags & O_ACCMODE) !== O_RDONLY) this.addHandle(fd, p)
+    cb(0, fd)
   }
 
   /** libfuse2 gives create() no open flags: the real file is opened read-write (O_CREAT, no O_EXCL: the kernel only calls create after a lookup found nothing). */
@@ -364,13 +461,19 @@ export class Passthrough {
     return this.writers.has(rel)
   }
 
-  release (p: string, fd: number, cb: ResultCb): void {
+  /** `close` false: the patched fuse-native closes the descriptor itself once this answers. */
+  release (p: string, fd: number, cb: ResultCb, close = true): void {
     const h = this.handles.get(fd)
     this.handles.delete(fd)
     if (h !== undefined) {
       const n = (this.writers.get(h.path) ?? 0) - 1
       if (n > 0) this.writers.set(h.path, n)
       else this.writers.delete(h.path)
+    }
+    if (!close) {
+      if (h !== undefined) this.reportWrites(p, h)
+      cb(0)
+      return
     }
     fs.close(fd, err => {
       if (h !== undefined) this.reportWrites(p, h)
@@ -608,13 +711,31 @@ export class Passthrough {
   }
 }
 
+/** Read by the patched fuse-native at mount time (`_syncmeshPassthrough`). */
+export interface FastPathConfig {
+  dataDir: string
+  reservedName: string
+  /** our process umask: bits it took from a create's mode are given back with fchmod */
+  umask: number
+}
+
 export interface FuseTuning {
   attrTimeout: number
   entryTimeout: number
   log: (msg: string) => void
-  /** count requests per operation (diagnostics: SYNCMESH_FUSE_STATS=1) */
+  /** count requests per operation (diagnostics: SYNCMESH_FUSE_STATS=1; not those answered in C, see fastPaths) */
   countOps?: boolean
+  /**
+   * let the patched fuse-native (level 4) serve plain paths in its FUSE threads: getattr, fgetattr and
+   * getxattr (lstat, fstat of the handle, lgetxattr), read and write (pread, pwrite; it keeps the ranges
+   * written, taken at fsync and release) with no round trip into JS; create and open (open(2)) there too,
+   * JS only recording the handle; release calls JS, then closes the descriptor. File handles are the real
+   * descriptors.
+   */
+  fastPaths?: NativeTakeRanges
 }
+
+let warnedStock = false
 
 /** fuse-native's opcode numbers (fuse-native.c), for diagnostics. */
 export const OP_NAMES = ['init', 'error', 'access', 'statfs', 'fgetattr', 'getattr', 'flush', 'fsync', 'fsyncdir', 'readdir',
@@ -630,8 +751,10 @@ export interface SyncFuseInstance extends Fuse {
 /**
  * Builds fuse-native's Fuse subclass for a Passthrough:
  * - mount options fuse-native cannot express (big_writes, max_write, use_ino, zero timeouts, ...)
- * - fixes for fuse-native 2.2.6 bugs: fgetattr ignoring the file handle, utimens passing atime as mtime,
- *   getxattr/listxattr not answering ERANGE / exact sizes
+ * - fixes for fuse-native 2.2.6 bugs: fgetattr ignoring the file handle, getxattr/listxattr not answering
+ *   ERANGE / exact sizes
+ * - utimens: with Syncmesh's patched fuse-native (pt.nsTimes) both timespecs as they came, UTIME_OMIT and
+ *   UTIME_NOW included; with the stock prebuild, ms times with its atime-twice bug worked around
  * - getattr/readdir stat arrays built without Date objects
  */
 export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string, tuning: FuseTuning): SyncFuseInstance {
@@ -662,7 +785,7 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
     opendir: (p, flags, cb) => pt.opendir(p, flags, cb),
     read: (p, fd, buf, len, pos, cb) => pt.read(p, fd, buf, len, pos, cb),
     write: (p, fd, buf, len, pos, cb) => pt.write(p, fd, buf, len, pos, cb),
-    release: (p, fd, cb) => pt.release(p, fd, cb),
+    release: (p, fd, cb) => pt.release(p, fd, cb, tuning.fastPaths === undefined),
     releasedir: (p, fd, cb) => pt.releasedir(p, fd, cb),
     create: (p, mode, cb) => pt.create(p, mode, cb),
     unlink: (p, cb) => pt.unlink(p, cb),
@@ -679,8 +802,14 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
     private warnedLayout = false
     readonly opCounts = new Map<string, number>()
 
+    /** read by the patched fuse-native at mount time (fuse_native_mount: syncmesh_setup) */
+    readonly _syncmeshPassthrough: FastPathConfig | undefined
+
     constructor () {
       super(mountPoint, ops, { timeout: false })
+      this._syncmeshPassthrough = tuning.fastPaths !== undefined ? pt.fastPathConfig : undefined
+      const take = tuning.fastPaths
+      if (take !== undefined) pt.useNativeWrites(take, () => this._thread)
       if (tuning.countOps === true) {
         this._handlers = this._handlers.map((h, op) => {
           if (typeof h !== 'function') return h
@@ -692,7 +821,11 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
         })
       }
       const orig = this._handlers[OP_UTIMENS]
-      if (typeof orig === 'function') {
+      if (!pt.nsTimes && !warnedStock) {
+        warnedStock = true
+        tuning.log('fuse-native\'s stock prebuild is loaded: utimens with one time omitted (UTIME_OMIT: touch -m, touch -a, tar x) changes nothing and times have ms precision through the mount; build the patched addon with `node scripts/build-fuse.mjs`')
+      }
+      if (!pt.nsTimes && typeof orig === 'function') {
         this._handlers[OP_UTIMENS] = (nh: Buffer, opCode: number, ...args: unknown[]) => {
           this.pendingMtime = opCode === OP_UTIMENS ? this.realMtime(nh, args) : undefined
           orig(nh, opCode, ...args)
@@ -746,10 +879,27 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
       pt.readdir(p, signal)
     }
 
+    /** patched fuse-native: (atime sec, atime nsec, mtime sec, mtime nsec); stock: (atime ms low, high, atime ms again, see realMtime) */
     override _op_utimens (signal: Signal, p: string, aLow: number, aHigh: number, mLow: number, mHigh: number): void {
+      if (pt.nsTimes) {
+        pt.utimensNs(p, { sec: aLow, nsec: aHigh }, { sec: mLow, nsec: mHigh }, res => signal(res))
+        return
+      }
       const mtime = this.pendingMtime ?? (mLow + mHigh * TWO32)
       this.pendingMtime = undefined
       pt.utimens(p, aLow + aHigh * TWO32, mtime, res => signal(res))
+    }
+
+    /** preFd: the patched fuse-native created the file itself (fast paths) */
+    override _op_create (signal: Signal, p: string, mode: number, preFd?: number): void {
+      if (typeof preFd === 'number') pt.createdFd(p, preFd, (res, fd) => signal(res, fd))
+      else pt.create(p, mode, (res, fd) => signal(res, fd))
+    }
+
+    /** preFd: the patched fuse-native opened the file itself (fast paths; it only asks JS about opens for writing) */
+    override _op_open (signal: Signal, p: string, flags: number, preFd?: number): void {
+      if (typeof preFd === 'number') pt.openedFd(p, flags, preFd, (res, fd) => signal(res, fd))
+      else pt.open(p, flags, (res, fd) => signal(res, fd))
     }
 
     override _op_getxattr (signal: Signal, p: string, name: string, valueBuf: Buffer, _position: number): void {

@@ -4,7 +4,7 @@
  *   node dist/src/fuse/serve.js DATADIR MOUNTPOINT
  *
  * Mounts DATADIR at MOUNTPOINT and writes one JSON line per event to stdout:
- *   {"op":"ready"}                                   once mounted
+ *   {"op":"ready","fusePatch":1,"fuseAddon":"..."}    once mounted (the fuse-native addon in use: Syncmesh patch level, 0 = stock)
  *   {"op":"changed","path":"a/b","kind":"write","ranges":[[0,5]]}
  *   {"op":"removed","path":"a","isDir":false}
  *   {"op":"renamed","from":"a","to":"b"}
@@ -102,7 +102,7 @@ process.on('SIGINT', () => { void shutdown('SIGINT') })
 
 try {
   await mount.start()
-  out.push({ op: 'ready' })
+  out.push({ op: 'ready', fusePatch: mount.binding?.patch ?? 0, fuseAddon: mount.binding?.file ?? '' })
 } catch (err) {
   const e = err instanceof Error ? err : new Error(String(err))
   out.push({ op: 'error', name: e.name, message: e.message })

@@ -85,6 +85,8 @@ describe.skipIf(!canMount)('two nodes with mounts', () => {
     await chmod(join(a.mnt, 'script.sh'), 0o750)
     await symlink('hello.txt', join(a.mnt, 'link'))
     await utimes(join(a.mnt, 'hello.txt'), new Date('2020-01-02T03:04:05Z'), new Date('2020-01-02T03:04:05Z'))
+    await writeFile(join(a.mnt, 'stamped.txt'), 'stamped')
+    await sh('touch', ['-m', '-d', '@1600000000.987654321', join(a.mnt, 'stamped.txt')]) // atime UTIME_OMIT, mtime to the ns
     // real programs through the mount
     await sh('cp', ['-a', join(import.meta.dirname, '..', '..', 'src', 'store'), join(a.mnt, 'copied')])
     await sh('git', ['init', '-q', join(a.mnt, 'repo')])
@@ -92,6 +94,9 @@ describe.skipIf(!canMount)('two nodes with mounts', () => {
     await sh('git', ['-C', join(a.mnt, 'repo'), 'add', 'README'])
     await sh('git', ['-C', join(a.mnt, 'repo'), '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'first'])
     await waitFor(async () => await sameTrees(a.mnt, b.mnt), 60_000, 'the mounts agree')
+    // touch -m through the mount was captured; the mesh carries the mtime in whole milliseconds
+    expect((await stat(join(a.home, 'data', 'stamped.txt'), { bigint: true })).mtimeNs).toBe(1600000000987654321n)
+    expect(Math.abs((await stat(join(b.mnt, 'stamped.txt'))).mtimeMs - 1600000000987)).toBeLessThan(0.001)
     // and back: an editor-style save in b (temp file renamed over the original), a directory moved
     await writeFile(join(b.mnt, 'hello.txt.swp'), 'hello, edited in b')
     await rename(join(b.mnt, 'hello.txt.swp'), join(b.mnt, 'hello.txt'))

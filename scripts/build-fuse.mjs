@@ -1,0 +1,674 @@
+#!/usr/bin/env node
+/**
+ * Builds fuse-native's addon from its installed npm source with Syncmesh's patch (run by `postinstall`;
+ * by hand: `node scripts/build-fuse.mjs`, `--force` to rebuild).
+ *
+ * The patch (level PATCH_LEVEL, exported by the addon as `syncmesh_patch`):
+ * - sets libfuse2's flag_utime_omit_ok, so utimens is called when only one of atime/mtime is set
+ *   (touch -m, touch -a, tar x), with UTIME_OMIT / UTIME_NOW in tv_nsec;
+ * - hands utimens both timespecs unchanged (seconds as a JS number, nanoseconds as a uint32; stock
+ *   fuse-native passes atime twice, rounded to the millisecond);
+ * - `syncmesh_utimensat(path, aSec, aNsec, mSec, mNsec, cb)`: utimensat(2) without following a final
+ *   symlink, on the libuv thread pool, cb(0 or -errno) (Node's fs.utimes takes seconds as a double and
+ *   knows no UTIME_OMIT);
+ * - getattr/fgetattr read the nanoseconds below the millisecond from stat array entries 18-20 when the
+ *   array has them (stock fuse-native reads whole milliseconds only);
+ * - fast paths, when the JS Fuse object has `_syncmeshPassthrough = { dataDir, reservedName, umask }` at
+ *   mount time (passthrough.ts; file handles there are the real descriptors). For plain paths (not the
+ *   reserved folder, not libfuse's .fuse_hidden files, which stay in JS) the FUSE thread serves from
+ *   DATADIR + path itself: getattr (lstat), fgetattr (fstat of the handle), getxattr (lgetxattr), read
+ *   (pread) and write (pwrite) never reach JS; the ranges written are kept per descriptor and JS takes
+ *   them at fsync and release with `syncmesh_take_ranges(thread, fd)` (a Float64Array of [start, end)
+ *   pairs; null when they could not all be kept: the whole file counts as written). create (open(2)
+ *   O_CREAT, fchmod when our umask took bits) and open for writing make the system call here and then
+ *   call JS with the new descriptor as one more argument, for it to record the handle and report the
+ *   creation; a read-only open and its release do not reach JS; release of a handle calls JS (which
+ *   takes the ranges and reports the writes), then close(2)s it here. Nothing that changes a file is
+ *   hidden from capture: creations are reported by JS, writes at fsync/release as before.
+ *
+ * Nothing of fuse-native's source is kept in this repository: the installed fuse-native.c is edited at
+ * a few small anchors (the pristine file is kept beside it as fuse-native.c.orig, so a later run patches
+ * from it again), then `node-gyp rebuild` builds build/Release/fuse.node, which node-gyp-build prefers to
+ * the prebuild. Idempotent: nothing is rebuilt when build/syncmesh-patch.json matches the patched source.
+ *
+ * Never fails the install: without a compiler (or when anything else goes wrong) it prints one warning
+ * line and leaves fuse-native's stock prebuild in use (the mount then cannot honour UTIME_OMIT).
+ * SYNCMESH_SKIP_FUSE_BUILD=1 skips it.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import fs from 'node:fs'
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const PATCH_LEVEL = 4
+const MARK = 'syncmesh patch'
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const force = process.argv.includes('--force')
+
+const say = msg => process.stderr.write(`syncmesh: ${msg}\n`)
+const fallback = why => say(`warning: ${why}; using fuse-native's stock prebuild (through the mount, touch -m/-a and tar x leave times unchanged, and times have ms precision)`)
+
+// ---- the patch ------------------------------------------------------------------------------------
+
+/** Our code, inserted before fuse-native's "// Methods" section. */
+const HELPERS = `
+/* ---- ${MARK} ${PATCH_LEVEL} (Syncmesh scripts/build-fuse.mjs) ---- */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+static const uint32_t syncmesh_patch = ${PATCH_LEVEL};
+
+/* Stat arrays of at least 21 uint32s carry the nanoseconds below the millisecond of atime, mtime and
+   ctime in entries 18, 19 and 20 (entries 12-17 keep fuse-native's whole milliseconds). */
+static void syncmesh_stat_ns (const uint32_t *ints, size_t len, struct stat *st) {
+  if (len < 21 * sizeof(uint32_t)) return;
+  st->st_atim.tv_nsec += ints[18] % 1000000;
+  st->st_mtim.tv_nsec += ints[19] % 1000000;
+  st->st_ctim.tv_nsec += ints[20] % 1000000;
+}
+
+/* The result the FUSE thread got before calling JS (fd or byte count), or undefined. */
+static void syncmesh_pre_arg (napi_env env, fuse_thread_locals_t *l, napi_value *out) {
+  if (l->syncmesh_pre_valid) napi_create_int64(env, l->syncmesh_pre, out);
+  else napi_get_undefined(env, out);
+}
+
+typedef struct {
+  napi_async_work work;
+  napi_ref cb;
+  char *path;
+  struct timespec ts[2];
+  int res;
+} syncmesh_utimens_t;
+
+static void syncmesh_utimens_run (napi_env env, void *data) {
+  syncmesh_utimens_t *r = (syncmesh_utimens_t *) data;
+  r->res = utimensat(AT_FDCWD, r->path, r->ts, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+}
+
+static void syncmesh_utimens_done (napi_env env, napi_status status, void *data) {
+  syncmesh_utimens_t *r = (syncmesh_utimens_t *) data;
+  napi_value cb, recv, res;
+  napi_get_reference_value(env, r->cb, &cb);
+  napi_get_undefined(env, &recv);
+  napi_create_int32(env, status == napi_ok ? r->res : -ECANCELED, &res);
+  napi_delete_reference(env, r->cb);
+  napi_delete_async_work(env, r->work);
+  free(r->path);
+  free(r);
+  napi_call_function(env, recv, cb, 1, &res, NULL);
+}
+
+/* syncmesh_utimensat(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec, cb): utimensat(2) with
+   AT_SYMLINK_NOFOLLOW on the thread pool, then cb(0 or -errno). A nanosecond field may be UTIME_NOW or
+   UTIME_OMIT. */
+NAPI_METHOD(syncmesh_utimensat) {
+  NAPI_ARGV(6)
+  int64_t sec[2];
+  uint32_t nsec[2];
+  size_t len;
+  napi_valuetype cbType;
+  NAPI_STATUS_THROWS(napi_get_value_string_utf8(env, argv[0], NULL, 0, &len))
+  NAPI_STATUS_THROWS(napi_get_value_int64(env, argv[1], &sec[0]))
+  NAPI_STATUS_THROWS(napi_get_value_uint32(env, argv[2], &nsec[0]))
+  NAPI_STATUS_THROWS(napi_get_value_int64(env, argv[3], &sec[1]))
+  NAPI_STATUS_THROWS(napi_get_value_uint32(env, argv[4], &nsec[1]))
+  NAPI_STATUS_THROWS(napi_typeof(env, argv[5], &cbType))
+  if (cbType != napi_function) {
+    napi_throw_type_error(env, NULL, "syncmesh_utimensat: callback must be a function");
+    return NULL;
+  }
+  syncmesh_utimens_t *r = (syncmesh_utimens_t *) calloc(1, sizeof(syncmesh_utimens_t));
+  char *p = (char *) malloc(len + 1);
+  if (r == NULL || p == NULL) {
+    free(r);
+    free(p);
+    napi_throw_error(env, NULL, "syncmesh_utimensat: out of memory");
+    return NULL;
+  }
+  napi_get_value_string_utf8(env, argv[0], p, len + 1, &len);
+  if (strlen(p) != len) {
+    free(r);
+    free(p);
+    napi_throw_type_error(env, NULL, "syncmesh_utimensat: path contains a NUL byte");
+    return NULL;
+  }
+  r->path = p;
+  for (int i = 0; i < 2; i++) {
+    r->ts[i].tv_sec = (time_t) sec[i];
+    r->ts[i].tv_nsec = (long) nsec[i];
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "syncmesh_utimensat", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[5], 1, &r->cb);
+  if (napi_create_async_work(env, NULL, name, syncmesh_utimens_run, syncmesh_utimens_done, r, &r->work) != napi_ok ||
+      napi_queue_async_work(env, r->work) != napi_ok) {
+    napi_delete_reference(env, r->cb);
+    free(r->path);
+    free(r);
+    napi_throw_error(env, NULL, "syncmesh_utimensat: cannot queue");
+    return NULL;
+  }
+  return NULL;
+}
+/* ---- end of ${MARK} helpers ---- */
+
+`
+
+/** Fields of fuse_thread_locals_t (per FUSE thread): a result the FUSE thread got before calling JS. */
+const LOCALS_FIELDS = `  int syncmesh_pre_valid; /* ${MARK}: syncmesh_pre is set for the request being dispatched */
+  int64_t syncmesh_pre;
+`
+
+/** Fields of fuse_thread_t (per mount) for the fast paths. */
+const THREAD_FIELDS = `  /* ${MARK}: fast paths (syncmesh_setup); syncmesh_data_len 0 = off */
+  char syncmesh_data[4096];
+  size_t syncmesh_data_len;
+  char syncmesh_reserved[260];
+  size_t syncmesh_reserved_len;
+  mode_t syncmesh_umask;
+  uv_mutex_t syncmesh_ranges_mut; /* guards the table below */
+  struct syncmesh_ranges *syncmesh_ranges; /* ranges written, by descriptor */
+  size_t syncmesh_ranges_len;
+`
+
+/** Our fast paths, inserted before fuse-native's "// Top-level dispatcher" (after its FUSE methods). */
+const FAST_PATHS = `
+/* ---- ${MARK} ${PATCH_LEVEL}: getattr, fgetattr and getxattr answered in the FUSE thread ---- */
+#include <limits.h>
+#include <sys/xattr.h>
+
+/* Reads the JS object's _syncmeshPassthrough = { dataDir, reservedName } at mount time. */
+static void syncmesh_setup (napi_env env, napi_value self, fuse_thread_t *ft) {
+  napi_value cfg, v;
+  napi_valuetype t;
+  size_t len, rlen;
+  char name[sizeof(ft->syncmesh_reserved) - 1];
+  uint32_t mask;
+  ft->syncmesh_data_len = 0;
+  if (napi_get_named_property(env, self, "_syncmeshPassthrough", &cfg) != napi_ok) return;
+  if (napi_typeof(env, cfg, &t) != napi_ok || t != napi_object) return;
+  if (napi_get_named_property(env, cfg, "dataDir", &v) != napi_ok) return;
+  if (napi_get_value_string_utf8(env, v, ft->syncmesh_data, sizeof(ft->syncmesh_data), &len) != napi_ok) return;
+  if (len == 0 || len >= sizeof(ft->syncmesh_data) - 1 || strlen(ft->syncmesh_data) != len || ft->syncmesh_data[0] != '/') return;
+  if (napi_get_named_property(env, cfg, "reservedName", &v) != napi_ok) return;
+  if (napi_get_value_string_utf8(env, v, name, sizeof(name), &rlen) != napi_ok) return;
+  if (rlen == 0 || rlen >= sizeof(name) - 1 || strlen(name) != rlen || strchr(name, '/') != NULL) return;
+  if (napi_get_named_property(env, cfg, "umask", &v) != napi_ok || napi_get_value_uint32(env, v, &mask) != napi_ok) return;
+  ft->syncmesh_umask = (mode_t) (mask & 07777);
+  if (uv_mutex_init(&ft->syncmesh_ranges_mut) != 0) return;
+  ft->syncmesh_ranges = NULL;
+  ft->syncmesh_ranges_len = 0;
+  ft->syncmesh_reserved[0] = '/';
+  memcpy(ft->syncmesh_reserved + 1, name, rlen + 1);
+  ft->syncmesh_reserved_len = rlen + 1;
+  ft->syncmesh_data_len = len;
+}
+
+/* DATADIR + path for a plain path; 0 for the reserved folder, libfuse's hidden files, or when off. */
+static int syncmesh_real (const char *path, char *out) {
+  fuse_thread_t *ft = (fuse_thread_t *) fuse_get_context()->private_data;
+  if (ft == NULL || ft->syncmesh_data_len == 0 || path == NULL || path[0] != '/') return 0;
+  size_t rl = ft->syncmesh_reserved_len;
+  if (strncmp(path, ft->syncmesh_reserved, rl) == 0 && (path[rl] == '\\0' || path[rl] == '/')) return 0;
+  if (strstr(path, ".fuse_hidden") != NULL) return 0;
+  size_t pl = strlen(path);
+  if (ft->syncmesh_data_len + pl + 1 > PATH_MAX) return 0;
+  memcpy(out, ft->syncmesh_data, ft->syncmesh_data_len);
+  memcpy(out + ft->syncmesh_data_len, path, pl + 1);
+  return 1;
+}
+
+static int syncmesh_getattr (const char *path, struct stat *st) {
+  char real[PATH_MAX];
+  if (!syncmesh_real(path, real)) return fuse_native_getattr(path, st);
+  return lstat(real, st) == 0 ? 0 : -errno;
+}
+
+/* The file handle is the real file's descriptor (passthrough.ts open/create). */
+static int syncmesh_fgetattr (const char *path, struct stat *st, struct fuse_file_info *info) {
+  char real[PATH_MAX];
+  if (info != NULL && info->fh != 0 && fstat((int) info->fh, st) == 0) return 0;
+  if (!syncmesh_real(path, real)) return fuse_native_fgetattr(path, st, info);
+  return lstat(real, st) == 0 ? 0 : -errno;
+}
+
+static int syncmesh_getxattr (const char *path, const char *name, char *value, size_t size) {
+  char real[PATH_MAX];
+  if (!syncmesh_real(path, real)) return fuse_native_getxattr(path, name, value, size);
+  ssize_t n = lgetxattr(real, name, value, size);
+  return n < 0 ? -errno : (int) n;
+}
+
+/* Around a call into JS: the result the FUSE thread already has goes along as one more argument. */
+static fuse_thread_locals_t *syncmesh_pre_set (int64_t value) {
+  fuse_thread_locals_t *l = get_thread_locals();
+  l->syncmesh_pre = value;
+  l->syncmesh_pre_valid = 1;
+  return l;
+}
+
+static int syncmesh_pre_clear (fuse_thread_locals_t *l, int res) {
+  l->syncmesh_pre_valid = 0;
+  return res;
+}
+
+#ifndef O_NOATIME
+#define O_NOATIME 01000000 /* Linux's value; fcntl.h has it only with _GNU_SOURCE */
+#endif
+/* open(2) flags passed on to the real file, as passthrough.ts does (the kernel handled O_CREAT/O_EXCL/O_TRUNC) */
+#define SYNCMESH_KEPT_OPEN_FLAGS (O_ACCMODE | O_APPEND | O_SYNC | O_DSYNC | O_NOATIME)
+
+static void syncmesh_set_quiet (fuse_thread_t *ft, int fd);
+
+/* create: open(2) here (O_CREAT without O_EXCL: the kernel calls create after a lookup found nothing), then
+   JS records the handle and reports the creation. */
+static int syncmesh_create (const char *path, mode_t mode, struct fuse_file_info *info) {
+  char real[PATH_MAX];
+  if (!syncmesh_real(path, real)) return fuse_native_create(path, mode, info);
+  fuse_thread_t *ft = (fuse_thread_t *) fuse_get_context()->private_data;
+  int fd = open(real, O_CREAT | O_RDWR | O_CLOEXEC, mode & 07777);
+  if (fd < 0) return -errno;
+  if ((mode & ft->syncmesh_umask & 07777) != 0) fchmod(fd, mode & 07777);
+  info->fh = fd;
+  fuse_thread_locals_t *l = syncmesh_pre_set(fd);
+  int res = syncmesh_pre_clear(l, fuse_native_create(path, mode, info));
+  if (res != 0) close(fd);
+  return res;
+}
+
+/* open: open(2) here; JS hears only of opens for writing (it records the handle). */
+static int syncmesh_open (const char *path, struct fuse_file_info *info) {
+  char real[PATH_MAX];
+  if (!syncmesh_real(path, real)) return fuse_native_open(path, info);
+  int fd = open(real, (info->flags & SYNCMESH_KEPT_OPEN_FLAGS) | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  info->fh = fd;
+  if ((info->flags & O_ACCMODE) == O_RDONLY) {
+    syncmesh_set_quiet((fuse_thread_t *) fuse_get_context()->private_data, fd);
+    return 0;
+  }
+  fuse_thread_locals_t *l = syncmesh_pre_set(fd);
+  int res = syncmesh_pre_clear(l, fuse_native_open(path, info));
+  if (res != 0) close(fd);
+  return res;
+}
+
+/* Ranges written to one descriptor since JS last took them. */
+struct syncmesh_ranges {
+  int64_t *v; /* [start, end) pairs in the order written; a write that starts inside the last one extends it */
+  size_t n, cap; /* pairs */
+  int unknown; /* a range could not be kept: the whole file counts as written */
+  int quiet; /* opened read-only here (syncmesh_open): JS does not know this descriptor */
+};
+
+#define SYNCMESH_MAX_PAIRS ((size_t) 1 << 20)
+
+/* Makes sure the table has a slot for fd (it never shrinks). With the mutex held. */
+static int syncmesh_slot (fuse_thread_t *ft, int fd) {
+  if (fd < 0) return -EBADF;
+  if ((size_t) fd < ft->syncmesh_ranges_len) return 0;
+  size_t len = ft->syncmesh_ranges_len == 0 ? 64 : ft->syncmesh_ranges_len;
+  while (len <= (size_t) fd) len *= 2;
+  struct syncmesh_ranges *t = (struct syncmesh_ranges *) realloc(ft->syncmesh_ranges, len * sizeof(struct syncmesh_ranges));
+  if (t == NULL) return -ENOMEM;
+  memset(t + ft->syncmesh_ranges_len, 0, (len - ft->syncmesh_ranges_len) * sizeof(struct syncmesh_ranges));
+  ft->syncmesh_ranges = t;
+  ft->syncmesh_ranges_len = len;
+  return 0;
+}
+
+/* With the mutex held. */
+static void syncmesh_add_range (struct syncmesh_ranges *r, int64_t start, int64_t end) {
+  if (r->unknown) return;
+  if (r->n > 0) {
+    int64_t *last = r->v + 2 * (r->n - 1);
+    if (start >= last[0] && start <= last[1]) {
+      if (end > last[1]) last[1] = end;
+      return;
+    }
+  }
+  if (r->n == r->cap) {
+    size_t cap = r->cap == 0 ? 4 : r->cap * 2;
+    int64_t *v = cap > SYNCMESH_MAX_PAIRS ? NULL : (int64_t *) realloc(r->v, cap * 2 * sizeof(int64_t));
+    if (v == NULL) {
+      free(r->v);
+      memset(r, 0, sizeof(struct syncmesh_ranges));
+      r->unknown = 1;
+      return;
+    }
+    r->v = v;
+    r->cap = cap;
+  }
+  r->v[2 * r->n] = start;
+  r->v[2 * r->n + 1] = end;
+  r->n++;
+}
+
+/* Moves fd's ranges out of the table (into *out, which the caller frees). */
+static void syncmesh_move_ranges (fuse_thread_t *ft, int fd, struct syncmesh_ranges *out) {
+  memset(out, 0, sizeof(struct syncmesh_ranges));
+  uv_mutex_lock(&ft->syncmesh_ranges_mut);
+  if (fd >= 0 && (size_t) fd < ft->syncmesh_ranges_len) {
+    *out = ft->syncmesh_ranges[fd];
+    memset(&ft->syncmesh_ranges[fd], 0, sizeof(struct syncmesh_ranges));
+  }
+  uv_mutex_unlock(&ft->syncmesh_ranges_mut);
+}
+
+/* Marks fd as opened read-only here: its release does not go to JS (which never heard of it). If the table
+   cannot grow, JS simply hears of the release. */
+static void syncmesh_set_quiet (fuse_thread_t *ft, int fd) {
+  uv_mutex_lock(&ft->syncmesh_ranges_mut);
+  if (syncmesh_slot(ft, fd) == 0) ft->syncmesh_ranges[fd].quiet = 1;
+  uv_mutex_unlock(&ft->syncmesh_ranges_mut);
+}
+
+static int syncmesh_is_quiet (fuse_thread_t *ft, int fd) {
+  uv_mutex_lock(&ft->syncmesh_ranges_mut);
+  int quiet = fd >= 0 && (size_t) fd < ft->syncmesh_ranges_len && ft->syncmesh_ranges[fd].quiet;
+  uv_mutex_unlock(&ft->syncmesh_ranges_mut);
+  return quiet;
+}
+
+/* write: pwrite(2) to the handle, the range kept for JS (syncmesh_take_ranges); JS is not called. */
+static int syncmesh_write (const char *path, const char *buf, size_t len, off_t offset, struct fuse_file_info *info) {
+  if (info == NULL || info->fh == 0) return fuse_native_write(path, buf, len, offset, info);
+  fuse_thread_t *ft = (fuse_thread_t *) fuse_get_context()->private_data;
+  int fd = (int) info->fh;
+  uv_mutex_lock(&ft->syncmesh_ranges_mut);
+  int err = syncmesh_slot(ft, fd);
+  uv_mutex_unlock(&ft->syncmesh_ranges_mut);
+  if (err != 0) return err;
+  ssize_t n = pwrite(fd, buf, len, offset);
+  if (n < 0) return -errno;
+  if (n > 0) {
+    uv_mutex_lock(&ft->syncmesh_ranges_mut);
+    syncmesh_add_range(&ft->syncmesh_ranges[fd], (int64_t) offset, (int64_t) offset + n);
+    uv_mutex_unlock(&ft->syncmesh_ranges_mut);
+  }
+  return (int) n;
+}
+
+/* syncmesh_take_ranges(thread, fd): the ranges written to fd since the last take, as a Float64Array of
+   [start, end) pairs; null when they could not all be kept (the whole file counts); undefined if none. */
+NAPI_METHOD(syncmesh_take_ranges) {
+  NAPI_ARGV(2)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0)
+  NAPI_ARGV_INT32(fd, 1)
+  napi_value out;
+  napi_get_undefined(env, &out);
+  if (ft_len < sizeof(fuse_thread_t) || ft->syncmesh_data_len == 0) return out;
+  struct syncmesh_ranges r;
+  syncmesh_move_ranges(ft, fd, &r);
+  if (r.unknown) {
+    napi_get_null(env, &out);
+  } else if (r.n > 0) {
+    napi_value ab;
+    void *data;
+    if (napi_create_arraybuffer(env, r.n * 2 * sizeof(double), &data, &ab) == napi_ok) {
+      for (size_t i = 0; i < r.n * 2; i++) ((double *) data)[i] = (double) r.v[i];
+      if (napi_create_typedarray(env, napi_float64_array, r.n * 2, ab, 0, &out) != napi_ok) napi_get_null(env, &out);
+    } else {
+      napi_get_null(env, &out);
+    }
+  }
+  free(r.v);
+  return out;
+}
+
+/* read: pread(2) from the handle; nothing for JS. */
+static int syncmesh_read (const char *path, char *buf, size_t len, off_t offset, struct fuse_file_info *info) {
+  if (info == NULL || info->fh == 0) return fuse_native_read(path, buf, len, offset, info);
+  ssize_t n = pread((int) info->fh, buf, len, offset);
+  return n < 0 ? -errno : (int) n;
+}
+
+/* release: JS first (it forgets the handle, takes the ranges and reports the writes), then close(2) here.
+   A descriptor opened read-only here never reached JS, nor does its release. (Not decided by the release's
+   flags: a file created with O_RDONLY|O_CREAT has a handle in JS.) */
+static int syncmesh_release (const char *path, struct fuse_file_info *info) {
+  if (info == NULL || info->fh == 0) return fuse_native_release(path, info);
+  fuse_thread_t *ft = (fuse_thread_t *) fuse_get_context()->private_data;
+  int fd = (int) info->fh;
+  int res = syncmesh_is_quiet(ft, fd) ? 0 : fuse_native_release(path, info);
+  struct syncmesh_ranges left;
+  syncmesh_move_ranges(ft, fd, &left);
+  free(left.v); /* nothing stays behind for the next file to get this descriptor */
+  close(fd);
+  return res;
+}
+/* ---- end of ${MARK} fast paths ---- */
+
+`
+
+/** Adds JS argument `argIndex` (syncmesh_pre_arg) to a FUSE method's callback: `callbackArgs` goes up by one. */
+function addPreArg (s, name, argIndex, afterLine) {
+  const head = `FUSE_METHOD(${name}, `
+  const start = s.indexOf(head)
+  if (start === -1 || s.indexOf(head, start + 1) !== -1) throw new PatchError(`${name} method not found once`)
+  const end = s.indexOf('\n})\n', start)
+  let block = s.slice(start, end)
+  const m = /^FUSE_METHOD\((\w+), (\d+), /.exec(block)
+  if (m === null || Number(m[2]) + 1 !== argIndex - 1) throw new PatchError(`${name} method has an unexpected argument count`)
+  block = block.replace(m[0], `FUSE_METHOD(${name}, ${Number(m[2]) + 1}, `)
+  block = edit(block, afterLine, a => `${a}  syncmesh_pre_arg(env, l, &(argv[${argIndex}])); /* ${MARK} */\n`)
+  return s.slice(0, start) + block + s.slice(end)
+}
+
+/** utimens as patched: both timespecs as they came (seconds: a JS number; nanoseconds: uint32, maybe UTIME_NOW/UTIME_OMIT). */
+const UTIMENS = `FUSE_METHOD_VOID(utimens, 5, 0, (const char *path, const struct timespec tv[2]), {
+  /* ${MARK}: both timespecs as they came */
+  l->path = path;
+  l->syncmesh_times[0] = tv[0];
+  l->syncmesh_times[1] = tv[1];
+}, {
+  napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));
+  napi_create_int64(env, (int64_t) l->syncmesh_times[0].tv_sec, &(argv[3]));
+  napi_create_uint32(env, (uint32_t) l->syncmesh_times[0].tv_nsec, &(argv[4]));
+  napi_create_int64(env, (int64_t) l->syncmesh_times[1].tv_sec, &(argv[5]));
+  napi_create_uint32(env, (uint32_t) l->syncmesh_times[1].tv_nsec, &(argv[6]));
+})`
+
+class PatchError extends Error {}
+
+/** Replaces the single occurrence of `anchor` (exactly `count` occurrences when given) with `replace(anchor)`. */
+function edit (src, anchor, replace, count = 1) {
+  const parts = src.split(anchor)
+  if (parts.length - 1 !== count) throw new PatchError(`anchor ${JSON.stringify(anchor.slice(0, 60))} found ${parts.length - 1} times, expected ${count}`)
+  return parts.join(replace(anchor))
+}
+
+/** The patched fuse-native.c from the pristine one; throws PatchError when fuse-native's source does not have the expected shape. */
+function patchSource (orig) {
+  let s = orig
+  // 1. a place in the per-thread locals for the two timespecs
+  s = edit(s, '} fuse_thread_locals_t;', a => `  struct timespec syncmesh_times[2]; /* ${MARK} */\n${a}`)
+  // 2. our helpers, before the FUSE methods
+  s = edit(s, '\n// Methods\n', a => `\n${HELPERS}${a.slice(1)}`)
+  // 3. getattr and fgetattr take sub-millisecond times
+  s = edit(s, '  populate_stat(ints, l->stat);\n', a => `${a}  syncmesh_stat_ns(ints, ints_len, l->stat); /* ${MARK} */\n`, 2)
+  // 4. utimens: replace fuse-native's method (from its head to the end of its macro call)
+  const head = 'FUSE_METHOD_VOID(utimens,'
+  const start = s.indexOf(head)
+  if (start === -1 || s.indexOf(head, start + 1) !== -1) throw new PatchError('utimens method not found once')
+  const end = s.indexOf('\n})\n', start)
+  if (end === -1 || !s.slice(start, end).includes('timespec_to_uint64')) throw new PatchError('utimens method has an unexpected shape')
+  s = s.slice(0, start) + UTIMENS + s.slice(end + 3)
+  // 5. libfuse2 may call utimens with one time omitted
+  s = edit(s, 'if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;', a => `${a}\n  ops.flag_utime_omit_ok = 1; /* ${MARK} */`)
+  // 6. fast paths: per-mount fields, the functions, and fuse_native_mount using them when asked to
+  s = edit(s, '} fuse_thread_t;', a => `${THREAD_FIELDS}${a}`)
+  s = edit(s, '\n// Top-level dispatcher\n', a => `\n${FAST_PATHS}${a.slice(1)}`)
+  s = edit(s, '  if (implemented[op_init]) ops.init = fuse_native_init;\n', a => `${a}  syncmesh_setup(env, argv[3], ft); /* ${MARK} */\n  if (ft->syncmesh_data_len > 0) {\n    ops.getattr = syncmesh_getattr;\n    if (ops.fgetattr) ops.fgetattr = syncmesh_fgetattr;\n    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n  }\n`)
+  // 7. create and open tell JS the descriptor the FUSE thread opened; write, read, release use the fast paths
+  s = edit(s, '} fuse_thread_locals_t;', a => `${LOCALS_FIELDS}${a}`)
+  s = addPreArg(s, 'create', 4, '  napi_create_uint32(env, l->mode, &(argv[3]));\n')
+  s = addPreArg(s, 'open', 4, '    napi_create_uint32(env, 0, &(argv[3]));\n  }\n')
+  s = edit(s, '    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n', a => `${a}    if (ops.create) ops.create = syncmesh_create;\n    if (ops.open) ops.open = syncmesh_open;\n    if (ops.write) ops.write = syncmesh_write;\n    if (ops.read) ops.read = syncmesh_read;\n    if (ops.release) ops.release = syncmesh_release;\n`)
+  // 8. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
+  s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_ranges)\n`)
+  return s
+}
+
+// ---- finding the tools ------------------------------------------------------------------------------
+
+function onPath (name) {
+  for (const d of (process.env.PATH ?? '').split(':')) {
+    if (d === '') continue
+    const p = path.join(d, name)
+    try {
+      fs.accessSync(p, fs.constants.X_OK)
+      return p
+    } catch {}
+  }
+  return null
+}
+
+/** node-gyp's entry script: npm's (npm_config_node_gyp in npm scripts, else beside the npm on PATH), else a node-gyp on PATH. */
+function findNodeGyp () {
+  const env = process.env.npm_config_node_gyp
+  if (env !== undefined && env !== '' && fs.existsSync(env)) return { cmd: process.execPath, args: [env] }
+  const npm = onPath('npm')
+  if (npm !== null) {
+    try {
+      const cli = fs.realpathSync(npm) // .../npm/bin/npm-cli.js
+      const gyp = path.join(path.dirname(path.dirname(cli)), 'node_modules/node-gyp/bin/node-gyp.js')
+      if (fs.existsSync(gyp)) return { cmd: process.execPath, args: [gyp] }
+    } catch {}
+  }
+  const bin = onPath('node-gyp')
+  return bin === null ? null : { cmd: bin, args: [] }
+}
+
+/** Node headers to build against: npm's nodedir, else a node installation that has include/node (N-API: any version does). */
+function findNodeDir () {
+  const candidates = [process.env.npm_config_nodedir, path.resolve(path.dirname(process.execPath), '..'), '/usr', '/usr/local']
+  for (const d of candidates) {
+    if (d !== undefined && d !== '' && fs.existsSync(path.join(d, 'include/node/node_api.h'))) return d
+  }
+  return null
+}
+
+function missingTools () {
+  const need = [
+    ['make', 'make'],
+    [process.env.CC ?? 'cc', 'a C compiler'],
+    [process.env.CXX ?? 'g++', 'a C++ compiler (the linker node-gyp uses)'],
+    ['python3', 'python3']
+  ]
+  return need.filter(([cmd]) => onPath(cmd.split(' ')[0]) === null).map(([cmd, what]) => `${what} (${cmd})`)
+}
+
+// ---- build ----------------------------------------------------------------------------------------
+
+function run (cmd, args, cwd, logFile, timeoutMs) {
+  return new Promise(resolve => {
+    const log = fs.openSync(logFile, 'a')
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', log, log], env: process.env })
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('error', err => { clearTimeout(timer); fs.closeSync(log); resolve({ ok: false, why: err.message }) })
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer)
+      fs.closeSync(log)
+      resolve({ ok: code === 0, why: signal !== null ? `killed by ${signal}` : `exit code ${code}` })
+    })
+  })
+}
+
+/** Loads the built addon in a child process: its patch level, or why it does not load. */
+function probe (addon) {
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(require(process.argv[1]).syncmesh_patch))', addon], { encoding: 'utf8', timeout: 30000 })
+  if (r.status === 0) return { level: Number(r.stdout) }
+  return { error: (r.stderr || r.error?.message || 'no output').split('\n').find(l => /error/i.test(l)) ?? r.stderr.split('\n')[0] }
+}
+
+/** First compiler or gyp error line of a build log. */
+function firstError (logFile) {
+  try {
+    const lines = fs.readFileSync(logFile, 'utf8').split('\n')
+    return lines.find(l => /error:|not found|No such file/i.test(l) && !/^gyp info/.test(l))?.trim() ?? lines.filter(Boolean).slice(-1)[0]?.trim()
+  } catch {
+    return undefined
+  }
+}
+
+async function main () {
+  if (process.env.SYNCMESH_SKIP_FUSE_BUILD === '1') { fallback('SYNCMESH_SKIP_FUSE_BUILD=1: patched fuse-native not built'); return }
+  if (process.platform !== 'linux') { say(`fuse-native patch is for Linux only (${process.platform}): stock build kept`); return }
+  let fuseDir
+  try {
+    fuseDir = path.dirname(createRequire(path.join(ROOT, 'package.json')).resolve('fuse-native/package.json'))
+  } catch {
+    say('fuse-native is not installed: nothing to build')
+    return
+  }
+  const srcFile = path.join(fuseDir, 'fuse-native.c')
+  const origFile = srcFile + '.orig'
+  const buildDir = path.join(fuseDir, 'build')
+  const addon = path.join(buildDir, 'Release/fuse.node')
+  const stampFile = path.join(buildDir, 'syncmesh-patch.json')
+  const logFile = path.join(fuseDir, 'syncmesh-build.log')
+
+  /** Removes our build so that node-gyp-build loads the prebuild. */
+  const dropBuild = () => fs.rmSync(buildDir, { recursive: true, force: true })
+
+  // the pristine source: kept once as .orig, patched from there on every run
+  let orig
+  if (fs.existsSync(origFile)) orig = fs.readFileSync(origFile, 'utf8')
+  else {
+    orig = fs.readFileSync(srcFile, 'utf8')
+    if (orig.includes(MARK)) { dropBuild(); fallback(`${srcFile} is patched but ${origFile} is missing (reinstall fuse-native)`); return }
+  }
+  let patched
+  try {
+    patched = patchSource(orig)
+  } catch (err) {
+    if (!(err instanceof PatchError)) throw err
+    dropBuild()
+    fallback(`fuse-native's source does not take the patch (${err.message}; version ${JSON.parse(fs.readFileSync(path.join(fuseDir, 'package.json'), 'utf8')).version})`)
+    return
+  }
+  const nodeDir = findNodeDir()
+  const stamp = JSON.stringify({ level: PATCH_LEVEL, source: createHash('sha256').update(patched).digest('hex'), nodeDir })
+
+  if (!force && fs.existsSync(addon) && fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8') === stamp && fs.readFileSync(srcFile, 'utf8') === patched) {
+    const p = probe(addon)
+    if (p.level === PATCH_LEVEL || /libfuse\.so/.test(p.error ?? '')) { say(`fuse-native: patched build (syncmesh patch ${PATCH_LEVEL}) is up to date`); return }
+  }
+
+  const missing = missingTools()
+  if (missing.length > 0) { dropBuild(); fallback(`cannot build the patched fuse-native: missing ${missing.join(', ')}`); return }
+  const gyp = findNodeGyp()
+  if (gyp === null) { dropBuild(); fallback('cannot build the patched fuse-native: node-gyp not found (npm bundles one)'); return }
+
+  if (!fs.existsSync(origFile)) fs.writeFileSync(origFile, orig)
+  fs.writeFileSync(srcFile, patched)
+  fs.writeFileSync(logFile, '')
+  const args = [...gyp.args, 'rebuild', ...(nodeDir !== null ? [`--nodedir=${nodeDir}`] : [])]
+  const r = await run(gyp.cmd, args, fuseDir, logFile, 10 * 60 * 1000)
+  if (!r.ok) {
+    dropBuild()
+    const e = firstError(logFile)
+    fallback(`building the patched fuse-native failed (${r.why}${e !== undefined ? `: ${e}` : ''}; log: ${logFile})`)
+    return
+  }
+  const p = probe(addon)
+  if (p.level !== PATCH_LEVEL && !/libfuse\.so/.test(p.error ?? '')) {
+    dropBuild()
+    fallback(`the patched fuse-native does not load (${p.error ?? `patch level ${String(p.level)}`}; log: ${logFile})`)
+    return
+  }
+  fs.writeFileSync(stampFile, stamp)
+  say(`fuse-native: built with the syncmesh patch ${PATCH_LEVEL} (utimens with UTIME_OMIT/UTIME_NOW, ns times, plain paths served in C)${p.level === PATCH_LEVEL ? '' : ' (it loads once libfuse2 is installed: apt-get install -y libfuse2 fuse)'}`)
+}
+
+try {
+  await main()
+} catch (err) {
+  // never fail the install
+  fallback(`building the patched fuse-native failed: ${err instanceof Error ? err.message : String(err)}`)
+}
