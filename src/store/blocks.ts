@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { closeSync, openSync, readSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 
 export const MIN_BLOCK_SIZE = 128 * 1024
@@ -75,6 +76,34 @@ export async function hashFile (path: string, expectedSize?: number, buffer?: Bu
     return { size, blockSize, blocks, hash: contentId(blocks) }
   } finally {
     await fh.close()
+  }
+}
+
+/** Files up to this size are hashed with synchronous calls (one block, read in one go). */
+export const SMALL_HASH = MIN_BLOCK_SIZE
+
+/**
+ * hashFile for a small file, with synchronous calls: open, read, close cost less than
+ * three round trips through the thread pool, and a burst of new small files is bound by
+ * those. Null when the file is (now) larger than SMALL_HASH: hash it with hashFile.
+ */
+export function hashSmallFileSync (path: string, expectedSize: number): HashedContent | null {
+  if (expectedSize > SMALL_HASH) return null
+  const fd = openSync(path, 'r')
+  try {
+    // one byte more than expected: a file that grew is noticed
+    const buf = Buffer.allocUnsafe(expectedSize + 1)
+    let size = 0
+    for (;;) {
+      const n = readSync(fd, buf, size, buf.byteLength - size, size)
+      if (n === 0) break
+      size += n
+      if (size === buf.byteLength) return null
+    }
+    const blocks = size === 0 ? [] : [sha256Hex(buf.subarray(0, size))]
+    return { size, blockSize: chooseBlockSize(size), blocks, hash: contentId(blocks) }
+  } finally {
+    closeSync(fd)
   }
 }
 

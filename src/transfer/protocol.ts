@@ -24,6 +24,8 @@ const MAX_FRAME = 17 * 1024 * 1024
 const MAX_BUFFER = 64 * 1024 * 1024
 /** Batch requests of one stream answered at once (each reads one block ahead). */
 const BATCHES_AT_ONCE = 4
+/** Frames of one answer written together up to this many bytes. */
+const COALESCE = 256 * 1024
 /** Blocks up to this size are read with synchronous calls (no thread-pool round trips). */
 const SMALL_READ = 256 * 1024
 
@@ -223,9 +225,10 @@ export class BlockServer {
     let active = 0
     let wake: (() => void) | null = null
     let writing: Promise<unknown> = Promise.resolve()
-    // frames of concurrent answers go out one after the other, whole
-    const send = async (frame: Uint8ArrayList): Promise<void> => {
-      const p = writing.then(async () => { await lp.write(frame) })
+    // frames of concurrent answers go out one after the other, whole; several frames
+    // written together are one send (one muxer frame, one cipher call per layer)
+    const send = async (frames: Uint8ArrayList[]): Promise<void> => {
+      const p = writing.then(async () => { await lp.writeV(frames) })
       writing = p.catch(() => {})
       await p
     }
@@ -257,9 +260,24 @@ export class BlockServer {
     }
   }
 
-  private async answerBatch (req: BatchRequest, peer: string, send: (frame: Uint8ArrayList) => Promise<void>): Promise<void> {
+  private async answerBatch (req: BatchRequest, peer: string, send: (frames: Uint8ArrayList[]) => Promise<void>): Promise<void> {
     const admitted = this.admit(peer, req.wants.length)
     let sent: Promise<void> = Promise.resolve()
+    // frames gathered until COALESCE bytes (small blocks: many per send), then written
+    // while the next blocks are read (at most one send of this answer waits)
+    let out: Uint8ArrayList[] = []
+    let outBytes = 0
+    let outData = 0
+    const flush = async (): Promise<void> => {
+      if (out.length === 0) return
+      const frames = out
+      const n = outData
+      out = []
+      outBytes = 0
+      outData = 0
+      await sent
+      sent = send(frames).then(() => { if (n > 0) this.traffic?.sent(peer, n) })
+    }
     for (let index = 0; index < req.wants.length; index++) {
       let data: Uint8Array | null = null
       let status: BlockStatus = 'busy'
@@ -276,11 +294,12 @@ export class BlockServer {
         }
       }
       const frame = encodeBlockFrame({ id: req.id, index, status, message }, data)
-      // one frame of this answer waits to be written at most: read ahead by one block
-      await sent
-      const n = data?.byteLength ?? 0
-      sent = send(frame).then(() => { if (n > 0) this.traffic?.sent(peer, n) })
+      out.push(frame)
+      outBytes += frame.byteLength
+      outData += data?.byteLength ?? 0
+      if (outBytes >= COALESCE) await flush()
     }
+    await flush()
     await sent
   }
 
