@@ -368,6 +368,7 @@ export class Store extends EventEmitter<StoreEvents> {
     if (incoming.length === 0) return []
     return await this.exclusive(async () => {
       const tx = new Tx(this)
+      await tx.prefetch(incoming.map((r) => r.path))
       for (const rec of incoming) {
         this.clock.observe(rec.version.hlc)
         const cur = await tx.get(rec.path)
@@ -398,6 +399,7 @@ export class Store extends EventEmitter<StoreEvents> {
       bases.add(isConflictPath(r.path) ? conflictBase(r.path) : r.path)
     }
     const tx = new Tx(this)
+    await tx.prefetch([...bases])
     for (const path of bases) {
       const base = await tx.get(path)
       if (base == null || base.deleted || base.type !== 'file' || base.version.node !== this.nodeId) continue
