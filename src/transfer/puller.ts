@@ -20,7 +20,8 @@ import { dirname, join } from 'node:path'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { blockLength, readAt } from '../store/blocks.js'
 import { isErrno, observedFromStat, sameObserved, type DataFolder, type Observed } from '../store/datafolder.js'
-import { closeSync, fchmodSync, futimesSync, lstatSync, openSync, renameSync, rmdirSync, rmSync, unlinkSync, writevSync } from 'node:fs'
+import { closeSync, fchmodSync, futimesSync, lstatSync, open as openCb, renameSync, rmdirSync, rmSync, unlinkSync, writevSync } from 'node:fs'
+import { promisify } from 'node:util'
 import type { Scanner } from '../store/scanner.js'
 import type { Store } from '../store/store.js'
 import type { StoredRecord } from '../store/types.js'
@@ -332,17 +333,12 @@ export class Puller {
       const todo = items.filter((_it, i) => ready[i])
       const installs: Array<Promise<void>> = []
       const install = (rec: StoredRecord, observed: Observed | null, data: Uint8ArrayList | Uint8Array): void => {
-        let tmp: string
-        try {
-          tmp = writeSmallSync(this.data.partialPath(rec.hash, rec.path), data, rec)
-        } catch (err) {
-          this.failed(rec.path, err as Error)
-          return
-        }
-        installs.push(this.installTmp(tmp, rec, observed).then(() => {
-          this.stats.filesInstalled++
-          this.attempts.delete(rec.path)
-        }, (err: Error) => { this.failed(rec.path, err) }))
+        installs.push(writeSmall(this.data.partialPath(rec.hash, rec.path), data, rec)
+          .then(async (tmp) => { await this.installTmp(tmp, rec, observed) })
+          .then(() => {
+            this.stats.filesInstalled++
+            this.attempts.delete(rec.path)
+          }, (err: Error) => { this.failed(rec.path, err) }))
       }
       const jobs: FetchJob[] = []
       await Promise.all(todo.map(async ({ rec, observed }) => {
@@ -601,7 +597,7 @@ export class Puller {
         data = got.data
       }
     }
-    return writeSmallSync(tmp, data, rec)
+    return await writeSmall(tmp, data, rec)
   }
 
   /**
@@ -741,13 +737,17 @@ function skipBytes (bufs: Uint8Array[], n: number): Uint8Array[] {
   return out
 }
 
+const openFd = promisify(openCb)
+
 /**
- * Write a small file's temp file whole with synchronous calls (create, write, mode, times,
- * close: five system calls, against as many round trips through the thread pool; a burst
- * of small files is bound by those). Returns its path; nothing is left behind on failure.
+ * Write a small file's temp file whole: the file is created in the thread pool (creating
+ * a file can cost the kernel a quarter of a millisecond here, which would stall the event
+ * loop), then written, given its mode and times and closed with synchronous calls (four
+ * system calls, against as many round trips through the thread pool; a burst of small
+ * files is bound by those). Returns its path; nothing is left behind on failure.
  */
-function writeSmallSync (tmp: string, data: Uint8Array | Uint8ArrayList, rec: StoredRecord): string {
-  const fd = openSync(tmp, 'w', rec.mode)
+async function writeSmall (tmp: string, data: Uint8Array | Uint8ArrayList, rec: StoredRecord): Promise<string> {
+  const fd = await openFd(tmp, 'w', rec.mode)
   try {
     let bufs = chunksOf(data).filter((b) => b.byteLength > 0)
     let pos = 0
