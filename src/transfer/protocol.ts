@@ -481,7 +481,7 @@ export class PeerBlockClient {
     await this.stream().catch(() => {})
     if (this.version === 2) {
       const got: { result: BlockResult } = { result: { error: new PeerGoneError('no answer') } }
-      await this.requestMany([{ hash, size, pathHint, offsetHint }], (_i, r) => { got.result = r })
+      await this.batch([{ hash, size, pathHint, offsetHint }], (_i, r) => { got.result = r })
       if (got.result.error != null) throw got.result.error
       return got.result.data.subarray()
     }
@@ -513,6 +513,10 @@ export class PeerBlockClient {
    * wants must fit TRANSFER_LIMITS (at most maxWants, maxBatchBytes together).
    */
   async requestMany (wants: Want[], onBlock: (index: number, result: BlockResult) => void): Promise<void> {
+    await this.batch(wants, onBlock)
+  }
+
+  private async batch (wants: Want[], onBlock: (index: number, result: BlockResult) => void): Promise<void> {
     if (wants.length === 0) return
     try {
       await this.stream()
