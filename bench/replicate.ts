@@ -27,7 +27,7 @@ import { parseArgs } from 'node:util'
 import { chooseBlockSize, contentId } from '../src/store/blocks.js'
 import { DataFolder } from '../src/store/datafolder.js'
 import {
-  CLI, cleanupAll, installSignalHandlers, machine, now, onCleanup, percentile, run, runRsync, sha256File, sleep,
+  CLI, cleanupAll, cpuSeconds, installSignalHandlers, machine, now, onCleanup, percentile, run, runRsync, sha256File, sleep,
   startNode, startRsyncDaemon, status, trackTempDir, waitFor, waitIdle, which, type Machine, type NodeProc
 } from './lib.js'
 
@@ -107,6 +107,8 @@ interface BigResult {
   /** mtime (ms) A's file had after the write, A's and B's now: all three should be equal */
   mtimes: { writtenA: number, nowA: number, nowB: number }
   writeSeconds: number
+  /** CPU seconds (user + system, all threads) each node used from the end of the write to completion */
+  cpu: { A: number | null, B: number | null }
   nodeStats: Record<string, unknown>
 }
 
@@ -122,6 +124,8 @@ interface SmallResult {
   latencyMs: { p50: number, p99: number, max: number }
   /** files the watcher did not report, found by the final sweep (their time is the sweep's) */
   foundBySweep: number
+  /** CPU seconds (user + system, all threads) each node used from the first write to completion */
+  cpu: { A: number | null, B: number | null }
   nodeStats: Record<string, unknown>
 }
 
@@ -208,6 +212,7 @@ async function benchBig (opts: Options, a: NodeProc, b: NodeProc): Promise<BigRe
   }
   await fh.close()
   const t0 = now()
+  const cpu0 = [cpuSeconds(a.proc.pid), cpuSeconds(b.proc.pid)]
   const writeSeconds = (t0 - tw) / 1000
   const st = await stat(srcPath)
   const partial = new DataFolder(b.data).partialPath(contentId(hasher.finish()), rel)
@@ -254,6 +259,7 @@ async function benchBig (opts: Options, a: NodeProc, b: NodeProc): Promise<BigRe
     await sleep(5)
   }
   await pollA
+  const cpu = cpuUsed(cpu0, a, b)
   const sb = await status(b.home, 10_000).catch(() => null)
   const sa = await status(a.home, 10_000).catch(() => null)
   const complete = doneAt != null && statusIdle != null
@@ -286,8 +292,15 @@ async function benchBig (opts: Options, a: NodeProc, b: NodeProc): Promise<BigRe
     versionsPulled: partsSeen.size,
     mtimes,
     writeSeconds: r3(writeSeconds),
+    cpu,
     nodeStats: { A: pickStats(sa), B: pickStats(sb) }
   }
+}
+
+function cpuUsed (before: Array<number | null>, a: NodeProc, b: NodeProc): { A: number | null, B: number | null } {
+  const after = [cpuSeconds(a.proc.pid), cpuSeconds(b.proc.pid)]
+  const d = (i: number): number | null => before[i] == null || after[i] == null ? null : r1(after[i]! - before[i]!)
+  return { A: d(0), B: d(1) }
 }
 
 async function benchSmall (opts: Options, a: NodeProc, b: NodeProc, dirRel: string): Promise<SmallResult> {
@@ -323,6 +336,7 @@ async function benchSmall (opts: Options, a: NodeProc, b: NodeProc, dirRel: stri
 
   progress(`case 2: writing ${n} files of ${SMALL_SIZE} bytes into A/${dirRel}`)
   const closed = new Array<number>(n)
+  const cpu0 = [cpuSeconds(a.proc.pid), cpuSeconds(b.proc.pid)]
   const tFirst = now()
   for (let i = 0; i < n; i++) {
     await writeFile(join(srcDir, names[i]), contents[i])
@@ -350,6 +364,7 @@ async function benchSmall (opts: Options, a: NodeProc, b: NodeProc, dirRel: stri
     if (s != null && s.size === SMALL_SIZE) { appeared.set(name, tSweep); foundBySweep++ }
   }
   watcher.close()
+  const cpu = cpuUsed(cpu0, a, b)
   const complete = appeared.size >= n
   if (complete) {
     await waitFor('B to report nothing pending', async () => (await status(b.home)).pending.files === 0, 60_000, 100)
@@ -389,6 +404,7 @@ async function benchSmall (opts: Options, a: NodeProc, b: NodeProc, dirRel: stri
     writeSeconds: r3(writeSeconds),
     latencyMs: { p50: r1(percentile(lat, 50)), p99: r1(percentile(lat, 99)), max: r1(lat[lat.length - 1] ?? NaN) },
     foundBySweep,
+    cpu,
     nodeStats: { A: pickStats(sa), B: pickStats(sb) }
   }
 }
@@ -443,6 +459,7 @@ function table (opts: Options, m: Machine, big: BigResult | null, small: SmallRe
     rows.push(['  close -> recorded at A (s)', fmt(big.recordedAtA, 2), '', ''])
     rows.push(['  close -> B starts (s)', fmt(big.startAtB, 2), '', ''])
     rows.push(['  B start -> complete (s)', fmt(big.transfer, 2), '', ''])
+    rows.push(['  CPU s, A / B', `${fmt(big.cpu.A)} / ${fmt(big.cpu.B)}`, '', ''])
   }
   if (small != null) {
     const label = `${opts.files} x 4 KiB`
@@ -450,6 +467,7 @@ function table (opts: Options, m: Machine, big: BigResult | null, small: SmallRe
     rows.push([`${label}: seconds`, fmt(small.seconds, 2), fmt(rs.small?.seconds, 2), small.complete ? ratio(small.seconds, rs.small?.seconds) : '-'])
     rows.push(['  latency p50 (ms)', fmt(small.latencyMs.p50), '', ''])
     rows.push(['  latency p99 (ms)', fmt(small.latencyMs.p99), '', ''])
+    rows.push(['  CPU s, A / B', `${fmt(small.cpu.A)} / ${fmt(small.cpu.B)}`, '', ''])
   }
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)))
   const lines = rows.map((r) => r.map((cell, c) => c === 0 ? cell.padEnd(w[c]) : cell.padStart(w[c])).join('   '))

@@ -10,6 +10,7 @@ import type { SetView } from '../relay/sets.js'
 import { watchStatus } from './watch.js'
 import { parseMetricsAddress } from '../node/metrics.js'
 import { doctor } from './doctor.js'
+import { tuneGc } from '../node/gc.js'
 
 const USAGE = `usage: syncmesh <command> [options]
 
@@ -118,6 +119,8 @@ async function cmdStart (args: string[]): Promise<void> {
     try { parseMetricsAddress(metrics) } catch (err) { throw new UsageError((err as Error).message) }
   }
   const log = loggerFn(createLogger({ level }))
+  // a node process: fewer full collections during transfers (src/node/gc.ts)
+  tuneGc()
   const node = await SyncNode.open({ home, listen: values.listen as string[] | undefined, join: values.join as string[] | undefined, mount: values.mount as string | undefined, metrics, api: values.api as string | undefined, relay: values.relay === true ? values.backend as string : undefined, log })
   const ctl = new ControlServer(home, async (c, a) => {
     switch (c) {

@@ -12,6 +12,7 @@ import { initHome } from './home.js'
 import { SyncNode } from './node.js'
 import { parseMetricsAddress as parseHostPort } from './metrics.js'
 import { waitFor } from '../../test/sim/harness.js'
+import { BLOCK_PROTOCOL_V2 } from '../transfer/protocol.js'
 
 const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -87,11 +88,11 @@ describe('metrics', () => {
     expect(sample(ma, 'syncmesh_blocks_fetched_total')).toBe(0)
 
     // libp2p's own metrics, per node: each registry counts its node's block bytes
-    const sentA = sample(ma, 'libp2p_data_transfer_bytes_total', { protocol: '/syncmesh/blocks/1.0.0 sent' }) ?? 0
-    const recvB = sample(mb, 'libp2p_data_transfer_bytes_total', { protocol: '/syncmesh/blocks/1.0.0 received' }) ?? 0
+    const sentA = sample(ma, 'libp2p_data_transfer_bytes_total', { protocol: `${BLOCK_PROTOCOL_V2} sent` }) ?? 0
+    const recvB = sample(mb, 'libp2p_data_transfer_bytes_total', { protocol: `${BLOCK_PROTOCOL_V2} received` }) ?? 0
     expect(sentA).toBeGreaterThanOrEqual(content.byteLength)
     expect(recvB).toBeGreaterThanOrEqual(content.byteLength)
-    expect(sample(mb, 'libp2p_data_transfer_bytes_total', { protocol: '/syncmesh/blocks/1.0.0 sent' }) ?? 0).toBeLessThan(content.byteLength)
+    expect(sample(mb, 'libp2p_data_transfer_bytes_total', { protocol: `${BLOCK_PROTOCOL_V2} sent` }) ?? 0).toBeLessThan(content.byteLength)
 
     // hooks for the relay and the sets
     b.metrics.relayBytes.inc(1234)

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
+import { Uint8ArrayList } from 'uint8arraylist'
 import { noiseCrypto } from './noise-crypto.js'
 
 const flat = (x: Uint8Array | { subarray: () => Uint8Array }): Uint8Array => x instanceof Uint8Array ? x : x.subarray()
@@ -21,6 +22,32 @@ describe('noise crypto with cached key objects', () => {
         bad[bad.length - 1] ^= 1
         expect(() => noiseCrypto.chaCha20Poly1305Decrypt(bad, nonce, ad, k)).toThrow()
       }
+    }
+  })
+
+  it('ciphers frames given as lists of chunks like the same bytes in one buffer', () => {
+    const k = randomBytes(32)
+    const ad = randomBytes(32)
+    // the library types its lists with its own copy of uint8arraylist (the same class at run time)
+    type Frame = Parameters<typeof noiseCrypto.chaCha20Poly1305Decrypt>[0]
+    const split = (b: Uint8Array, cuts: number[]): Frame & Uint8ArrayList => {
+      const l = new Uint8ArrayList()
+      let at = 0
+      for (const c of [...cuts, b.byteLength]) { l.append(b.subarray(at, c)); at = c }
+      return l as unknown as Frame & Uint8ArrayList
+    }
+    for (const cuts of [[12], [12, 30_000], [100, 101, 102, 5000], [65_000]]) {
+      const nonce = randomBytes(12)
+      const pt = randomBytes(65_519)
+      const ct = flat(defaultCrypto.chaCha20Poly1305Encrypt(pt, nonce, ad, k))
+      expect(Buffer.from(flat(noiseCrypto.chaCha20Poly1305Encrypt(split(pt, cuts), nonce, ad, k)))).toEqual(Buffer.from(ct))
+      expect(Buffer.from(flat(noiseCrypto.chaCha20Poly1305Decrypt(split(ct, cuts), nonce, ad, k)))).toEqual(pt)
+      // the tag split over two chunks
+      expect(Buffer.from(flat(noiseCrypto.chaCha20Poly1305Decrypt(split(ct, [ct.byteLength - 7]), nonce, ad, k)))).toEqual(pt)
+      const bad = split(Buffer.from(ct), cuts)
+      const last = bad.get(bad.byteLength - 1)
+      bad.set(bad.byteLength - 1, last ^ 1)
+      expect(() => noiseCrypto.chaCha20Poly1305Decrypt(bad, nonce, ad, k)).toThrow()
     }
   })
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { closeSync, openSync, readSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 
 export const MIN_BLOCK_SIZE = 128 * 1024
@@ -51,6 +52,28 @@ export async function hashFile (path: string, expectedSize?: number, buffer?: Bu
     const size0 = expectedSize ?? (await fh.stat()).size
     const blockSize = chooseBlockSize(size0)
     const buf = buffer != null && buffer.byteLength >= blockSize ? buffer : Buffer.allocUnsafe(Math.min(blockSize, size0 + 1))
+    if (buf.byteLength >= blockSize) {
+      // whole blocks: the next block is read while this one is hashed
+      const bufs = [buf.subarray(0, blockSize), Buffer.allocUnsafe(blockSize)]
+      const blocks: string[] = []
+      let size = 0
+      let cur = 0
+      let reading = readFull(fh, bufs[0], 0)
+      for (;;) {
+        const filled = await reading
+        if (filled === 0) break
+        const b = bufs[cur]
+        if (filled === blockSize) {
+          cur ^= 1
+          reading = readFull(fh, bufs[cur], size + filled)
+        }
+        blocks.push(sha256Hex(b.subarray(0, filled)))
+        size += filled
+        if (filled < blockSize) break
+      }
+      if (chooseBlockSize(size) !== blockSize) return await hashFile(path, size)
+      return { size, blockSize, blocks, hash: contentId(blocks) }
+    }
     const blocks: string[] = []
     let size = 0
     for (;;) {
@@ -75,6 +98,45 @@ export async function hashFile (path: string, expectedSize?: number, buffer?: Bu
     return { size, blockSize, blocks, hash: contentId(blocks) }
   } finally {
     await fh.close()
+  }
+}
+
+/** Fill `buf` from `position` (short reads continued); the bytes read (fewer at the end of the file). */
+async function readFull (fh: FileHandle, buf: Buffer, position: number): Promise<number> {
+  let filled = 0
+  while (filled < buf.byteLength) {
+    const { bytesRead } = await fh.read(buf, filled, buf.byteLength - filled, position + filled)
+    if (bytesRead === 0) break
+    filled += bytesRead
+  }
+  return filled
+}
+
+/** Files up to this size are hashed with synchronous calls (one block, read in one go). */
+export const SMALL_HASH = MIN_BLOCK_SIZE
+
+/**
+ * hashFile for a small file, with synchronous calls: open, read, close cost less than
+ * three round trips through the thread pool, and a burst of new small files is bound by
+ * those. Null when the file is (now) larger than SMALL_HASH: hash it with hashFile.
+ */
+export function hashSmallFileSync (path: string, expectedSize: number): HashedContent | null {
+  if (expectedSize > SMALL_HASH) return null
+  const fd = openSync(path, 'r')
+  try {
+    // one byte more than expected: a file that grew is noticed
+    const buf = Buffer.allocUnsafe(expectedSize + 1)
+    let size = 0
+    for (;;) {
+      const n = readSync(fd, buf, size, buf.byteLength - size, size)
+      if (n === 0) break
+      size += n
+      if (size === buf.byteLength) return null
+    }
+    const blocks = size === 0 ? [] : [sha256Hex(buf.subarray(0, size))]
+    return { size, blockSize: chooseBlockSize(size), blocks, hash: contentId(blocks) }
+  } finally {
+    closeSync(fd)
   }
 }
 

@@ -1,7 +1,7 @@
 import { watch, type Dirent, type FSWatcher } from 'node:fs'
 import { readdir, readlink } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
-import { blockCount, blockLength, chooseBlockSize, contentId, sha256Hex, hashFile, type HashedContent } from './blocks.js'
+import { blockCount, blockLength, chooseBlockSize, contentId, sha256Hex, hashFile, hashSmallFileSync, type HashedContent } from './blocks.js'
 import { RESERVED, sameObserved, isErrno, type DataFolder, type Observed } from './datafolder.js'
 import { isValidPath } from './paths.js'
 import type { LocalObservation, Store } from './store.js'
@@ -271,12 +271,11 @@ export class Scanner {
       if (this.writes?.isOpenForWrite(path) === true) continue
       todo.push(path)
     }
-    // stat everything at once (a burst of thousands of new files must not be looked at
-    // one by one), then work through what changed in order
-    const [observations, records] = await Promise.all([
-      mapLimit(todo, 32, async (p) => await this.data.observe(p)),
-      this.store.getMany(todo)
-    ])
+    // the records in one read, and a look at every path (synchronous: a stat costs less
+    // than a round trip through the thread pool, and a burst of thousands of new files is
+    // bound by those), then work through what changed in order
+    const records = await this.store.getMany(todo)
+    const observations = todo.map((p) => this.data.observeSync(p))
     for (let i = 0; i < todo.length; i++) {
       const path = todo[i]
       const observed = observations[i]
@@ -390,9 +389,11 @@ export class Scanner {
     }
     try {
       if (observed.type === 'file') {
-        const h = (ranges != null ? await this.rehashRanges(path, observed, ranges) : null) ?? await hashFile(this.data.abs(path), observed.size)
+        const h = (ranges != null ? await this.rehashRanges(path, observed, ranges) : null) ??
+          hashSmallFileSync(this.data.abs(path), observed.size) ??
+          await hashFile(this.data.abs(path), observed.size)
         // still being written: record it once it settles (its next event, or a rescan)
-        if (!sameObserved(await this.data.observe(path), observed)) {
+        if (!sameObserved(this.data.observeSync(path), observed)) {
           this.written.set(path, null)
           this.touch(path)
           return null

@@ -322,11 +322,12 @@ export class Store extends EventEmitter<StoreEvents> {
   async recordLocal (observations: LocalObservation[]): Promise<StoredRecord[]> {
     return await this.exclusive(async () => {
       const tx = new Tx(this)
+      await tx.prefetch(observations.map((o) => o.path))
       for (const obs of observations) {
         const cur = await tx.get(obs.path)
         if (!obs.present) {
           if (cur == null || cur.disk == null) continue
-          if (await this.data.observe(obs.path) != null) continue
+          if (this.data.observeSync(obs.path) != null) continue
           const base = cur.have ? cur.version : cur.disk.version
           const version = this.newVersion(base, cur)
           const tomb: FileRecord = { ...toFileRecord(cur), size: 0, blockSize: 0, blocks: [], hash: '', target: '', mtimeMs: 0, deleted: true, version }
@@ -344,7 +345,7 @@ export class Store extends EventEmitter<StoreEvents> {
         }
         // the observation was made before we got the lock: if the puller installed a
         // version there meanwhile, it is stale (the watcher reports the new state anyway)
-        if (!sameObserved(await this.data.observe(obs.path), o)) continue
+        if (!sameObserved(this.data.observeSync(obs.path), o)) continue
         const base = cur == null ? null : cur.have ? cur.version : cur.disk?.version ?? null
         const version = this.newVersion(base, cur)
         const rec: FileRecord = {
@@ -409,6 +410,7 @@ export class Store extends EventEmitter<StoreEvents> {
     if (incoming.length === 0) return []
     return await this.exclusive(async () => {
       const tx = new Tx(this)
+      await tx.prefetch(incoming.map((r) => r.path))
       for (const rec of incoming) {
         this.clock.observe(rec.version.hlc)
         const cur = await tx.get(rec.path)
@@ -453,6 +455,7 @@ export class Store extends EventEmitter<StoreEvents> {
     }
     if (bases.size === 0) return []
     const tx = new Tx(this)
+    await tx.prefetch([...bases])
     for (const path of bases) {
       const base = await tx.get(path)
       if (base == null || base.deleted || base.type !== 'file' || !base.have || base.disk == null || !diskHolds(base.disk, base)) continue
@@ -616,6 +619,7 @@ export class Store extends EventEmitter<StoreEvents> {
   private async flushInstalls (): Promise<void> {
     const batch = this.installs.splice(0)
     const tx = new Tx(this)
+    await tx.prefetch(batch.map((i) => i.rec.path))
     const done: Array<[typeof batch[number], boolean]> = []
     for (const item of batch) {
       const cur = await tx.get(item.rec.path)
@@ -736,6 +740,14 @@ class Tx {
     return r
   }
 
+  /** Read the records of `paths` in one go (what get() would read one by one). */
+  async prefetch (paths: string[]): Promise<void> {
+    const todo = [...new Set(paths)].filter((p) => !this.pending.has(p) && !this.originals.has(p))
+    if (todo.length < 2) return
+    const recs = await this.store.getMany(todo)
+    todo.forEach((p, i) => { if (!this.pending.has(p) && !this.originals.has(p)) this.originals.set(p, recs[i]) })
+  }
+
   /**
    * Stage a record. `diskBlocks`: the content now on disk at this path, for the block
    * index (a FileRecord), null when the disk no longer holds indexed content, undefined
@@ -761,6 +773,13 @@ class Tx {
     const needed: StoredRecord[] = []
     const localRecs: StoredRecord[] = []
     const metaRecs: StoredRecord[] = []
+    // the block lists of every path whose disk content changed, in one read
+    const changedDisk = [...this.pending].filter(([, p]) => p.blocks !== undefined).map(([path]) => path)
+    const oldBlocks = new Map<string, string[] | undefined>()
+    if (changedDisk.length > 0) {
+      const lists = await diskBlocks.getMany(changedDisk)
+      changedDisk.forEach((p, i) => oldBlocks.set(p, lists[i]))
+    }
     for (const [path, { rec, blocks, bumpSeq }] of this.pending) {
       const orig = this.originals.get(path)
       if (bumpSeq) {
@@ -775,7 +794,7 @@ class Tx {
       else { batch.put(path, 1, { sublevel: needs }); needed.push(rec) }
       if (blocks !== undefined) {
         // the disk content changed: drop the old block locations, add the new ones
-        const old = await diskBlocks.get(path)
+        const old = oldBlocks.get(path)
         for (const h of new Set(old ?? [])) batch.del(`${h}/${path}`, { sublevel: blockIndex })
         if (blocks != null) {
           const seen = new Set<string>()

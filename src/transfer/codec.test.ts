@@ -1,17 +1,21 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { describe, expect, it } from 'vitest'
 import { WireError as GossipWireError } from '../gossip/codec.js'
 import {
   TRANSFER_LIMITS,
   WireError,
+  decodeBatchRequest,
+  decodeBlockFrame,
   decodeBlockRequest,
   decodeBlockResponse,
+  encodeBatchRequest,
+  encodeBlockFrame,
   encodeBlockRequest,
   encodeBlockResponse
 } from './codec.js'
 import * as pb from './pb/blocks.js'
-import type { BlockRequest, BlockResponse } from './codec.js'
+import type { BlockRequest, BlockResponse, Want } from './codec.js'
 
 const HASH = createHash('sha256').update('block').digest('hex')
 const MiB = 1024 * 1024
@@ -198,6 +202,72 @@ describe('random input', () => {
           expect(err).toBeInstanceOf(WireError)
         }
       }
+    }
+  })
+})
+
+describe('protocol 2: BatchRequest and block frames', () => {
+  const want = (patch: Partial<Want> = {}): Want => ({ hash: HASH, size: 128 * 1024, pathHint: 'a/b.bin', offsetHint: 128 * 1024, ...patch })
+
+  it('round trips a batch request', () => {
+    const r = { id: 9, wants: [want(), want({ pathHint: '', offsetHint: 0, size: 1 })] }
+    expect(decodeBatchRequest(encodeBatchRequest(r))).toEqual(r)
+    expect(decodeBatchRequest(new Uint8ArrayList(encodeBatchRequest(r)))).toEqual(r)
+  })
+
+  it('refuses empty, too many, too large and invalid batches', () => {
+    wireError(() => encodeBatchRequest({ id: 1, wants: [] }))
+    wireError(() => encodeBatchRequest({ id: 1, wants: Array.from({ length: TRANSFER_LIMITS.maxWants + 1 }, () => want({ size: 1 })) }))
+    wireError(() => encodeBatchRequest({ id: 1, wants: Array.from({ length: 5 }, () => want({ size: 16 * MiB })) }))
+    wireError(() => encodeBatchRequest({ id: 1, wants: [want({ pathHint: '../x' })] }))
+    wireError(() => encodeBatchRequest({ id: 1, wants: [want({ hash: 'zz' })] }))
+    // built by hand past the encoder's checks
+    const tooMany = pb.BatchRequest.encode({ id: 1, wants: Array.from({ length: TRANSFER_LIMITS.maxWants + 5 }, () => ({ hash: new Uint8Array(32), size: 1, pathHint: '', offsetHint: 0 })) })
+    wireError(() => decodeBatchRequest(tooMany))
+    wireError(() => decodeBatchRequest(pb.BatchRequest.encode({ id: 1, wants: [{ hash: new Uint8Array(31), size: 1, pathHint: '', offsetHint: 0 }] })))
+    wireError(() => decodeBatchRequest(pb.BatchRequest.encode({ id: 1, wants: [] })))
+  })
+
+  it('round trips a block frame without copying the data', () => {
+    const data = randomBytes(MiB)
+    const frame = encodeBlockFrame({ id: 3, index: 7, status: 'ok', message: '' }, data)
+    // the data is a part of the frame, not a copy
+    expect([...frame].some((c) => c === data)).toBe(true)
+    const joined = frame.subarray()
+    const { header, data: got } = decodeBlockFrame(joined)
+    expect(header).toEqual({ id: 3, index: 7, status: 'ok', size: MiB, message: '' })
+    expect(Buffer.from(got.subarray()).equals(data)).toBe(true)
+    // decoding a list keeps views into its chunks
+    const d2 = decodeBlockFrame(frame)
+    expect([...d2.data][0].buffer).toBe(data.buffer)
+  })
+
+  it('round trips a frame without data, and refuses data on a non-ok status', () => {
+    const { header, data } = decodeBlockFrame(encodeBlockFrame({ id: 1, index: 0, status: 'not-found', message: 'x\ny' }, null))
+    expect(header).toEqual({ id: 1, index: 0, status: 'not-found', size: 0, message: 'x y' })
+    expect(data.byteLength).toBe(0)
+    wireError(() => encodeBlockFrame({ id: 1, index: 0, status: 'busy', message: '' }, new Uint8Array(3)))
+  })
+
+  it('refuses frames whose header lies about the data or does not parse', () => {
+    const h = pb.BlockHeader.encode({ id: 1, index: 0, status: pb.Status.OK, size: 10, message: '' })
+    const frame = (header: Uint8Array, data: Uint8Array): Uint8Array => Buffer.concat([Buffer.from([header.byteLength]), header, data])
+    wireError(() => decodeBlockFrame(frame(h, new Uint8Array(9))))
+    wireError(() => decodeBlockFrame(frame(h, new Uint8Array(11))))
+    expect(decodeBlockFrame(frame(h, new Uint8Array(10))).data.byteLength).toBe(10)
+    wireError(() => decodeBlockFrame(new Uint8Array(0)))
+    wireError(() => decodeBlockFrame(Uint8Array.from([0x80, 0x80, 0x01])))
+    wireError(() => decodeBlockFrame(Uint8Array.from([50, 1, 2])))
+    wireError(() => decodeBlockFrame(frame(pb.BlockHeader.encode({ id: 1, index: TRANSFER_LIMITS.maxWants, status: pb.Status.OK, size: 0, message: '' }), new Uint8Array(0))))
+    wireError(() => decodeBlockFrame(frame(pb.BlockHeader.encode({ id: 1, index: 0, status: pb.Status.NOT_FOUND, size: 2, message: '' }), new Uint8Array(2))))
+  })
+
+  it('never throws anything but WireError on random frames', () => {
+    const rnd = mulberry32(42)
+    for (let i = 0; i < 2000; i++) {
+      const bytes = Uint8Array.from({ length: Math.floor(rnd() * 40) }, () => Math.floor(rnd() * 256))
+      try { decodeBlockFrame(bytes) } catch (err) { expect(err).toBeInstanceOf(WireError) }
+      try { decodeBatchRequest(bytes) } catch (err) { expect(err).toBeInstanceOf(WireError) }
     }
   })
 })

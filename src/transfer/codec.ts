@@ -10,7 +10,7 @@
 import { isWellFormed, quotePath, validatePath, PathError } from '../store/paths.js'
 import { WireError } from '../gossip/codec.js'
 import * as pb from './pb/blocks.js'
-import type { Uint8ArrayList } from 'uint8arraylist'
+import { Uint8ArrayList } from 'uint8arraylist'
 
 export { WireError }
 
@@ -28,7 +28,17 @@ export const TRANSFER_LIMITS = {
    * Largest encoded BlockResponse: a full block plus the other fields. Use it as the
    * length-prefix decoder's maxDataLength.
    */
-  maxResponseBytes: 16 * 1024 * 1024 + 2048
+  maxResponseBytes: 16 * 1024 * 1024 + 2048,
+  /** Most blocks one batch request (protocol 2) may ask for. */
+  maxWants: 1024,
+  /** Most bytes one batch request may ask for (the sum of its sizes), 64 MiB. */
+  maxBatchBytes: 64 * 1024 * 1024,
+  /** Largest encoded batch request: maxWants wants with 4096-byte path hints. */
+  maxBatchRequestBytes: 1024 * (4096 + 64) + 16,
+  /** Largest encoded block frame header (protocol 2). */
+  maxHeaderBytes: 2048,
+  /** Largest block frame (header, its length and a full block): the frame decoder's maxDataLength. */
+  maxFrameBytes: 16 * 1024 * 1024 + 2048 + 2
 } as const
 
 export type BlockStatus = 'ok' | 'not-found' | 'error' | 'busy'
@@ -200,5 +210,170 @@ export function decodeBlockResponse (bytes: Uint8Array | Uint8ArrayList): BlockR
     if (!Object.hasOwn(STATUS_FROM_PB, m.status)) fail(kind, 'status out of range')
     checkResponse(m, m.status, kind)
     return { id: m.id, status: STATUS_FROM_PB[m.status], data: m.data, message: m.message.replace(CONTROL, ' ') }
+  })
+}
+
+// ---------------------------------------------------------------------------------------
+// Protocol 2: batch requests, and one frame per block with the block's bytes outside the
+// protobuf header (no copy into or out of a message on either side).
+
+/** One block a batch request asks for. */
+export interface Want {
+  /** SHA-256 of the wanted block, lowercase hex. */
+  hash: string
+  /** Expected block length in bytes, 1 .. 16 MiB. */
+  size: number
+  /** A file that probably holds the block, '' if unknown. */
+  pathHint: string
+  /** Where the block probably starts in pathHint. */
+  offsetHint: number
+}
+
+export interface BatchRequest {
+  /** Chosen by the requester (uint32), echoed in every frame of the answer. */
+  id: number
+  /** 1 .. maxWants blocks, at most maxBatchBytes together. */
+  wants: Want[]
+}
+
+/** The header of one block frame: which block of which request, and how it went. */
+export interface BlockHeader {
+  id: number
+  /** Index of the block in the request's wants. */
+  index: number
+  status: BlockStatus
+  /** Block bytes following the header (0 unless status is 'ok'). */
+  size: number
+  message: string
+}
+
+/** A decoded block frame: `data` is a list of views into the frame (no copy). */
+export interface BlockFrame {
+  header: BlockHeader
+  data: Uint8ArrayList
+}
+
+function checkWants (wants: unknown, kind: string): void {
+  if (!Array.isArray(wants) || wants.length === 0) fail(kind, 'no wants')
+  if (wants.length > TRANSFER_LIMITS.maxWants) fail(kind, `${wants.length} wants, limit ${TRANSFER_LIMITS.maxWants}`)
+  let total = 0
+  for (const w of wants as Array<{ size: unknown, offsetHint: unknown, pathHint: unknown }>) {
+    checkRequest({ id: 0, ...w }, kind)
+    total += w.size as number
+  }
+  if (total > TRANSFER_LIMITS.maxBatchBytes) fail(kind, `asks for ${total} bytes, limit ${TRANSFER_LIMITS.maxBatchBytes}`)
+}
+
+/** Encodes a BatchRequest. Throws WireError when it breaks a rule. */
+export function encodeBatchRequest (r: BatchRequest): Uint8Array<ArrayBuffer> {
+  const kind = 'batch request'
+  return guard(kind, () => {
+    checkId(r.id, kind)
+    checkWants(r.wants, kind)
+    const wants = r.wants.map((w) => {
+      if (typeof w.hash !== 'string' || !HEX_HASH.test(w.hash)) fail(kind, 'hash is not 64 lowercase hex characters')
+      return { hash: new Uint8Array(Buffer.from(w.hash, 'hex')), size: w.size, pathHint: w.pathHint, offsetHint: w.offsetHint }
+    })
+    return pb.BatchRequest.encode({ id: r.id, wants })
+  })
+}
+
+/** Decodes and validates a BatchRequest. Throws WireError (only). */
+export function decodeBatchRequest (bytes: Uint8Array | Uint8ArrayList): BatchRequest {
+  const kind = 'batch request'
+  return guard(kind, () => {
+    const m = parse(kind, bytes, TRANSFER_LIMITS.maxBatchRequestBytes, () => pb.BatchRequest.decode(bytes, { limits: { wants: TRANSFER_LIMITS.maxWants + 1 } }))
+    checkId(m.id, kind)
+    checkWants(m.wants, kind)
+    const wants = m.wants.map((w): Want => {
+      if (w.hash.byteLength !== TRANSFER_LIMITS.hashBytes) fail(kind, `hash is not ${TRANSFER_LIMITS.hashBytes} bytes`)
+      const hash = Buffer.from(w.hash.buffer, w.hash.byteOffset, w.hash.byteLength).toString('hex')
+      return { hash, size: w.size, pathHint: w.pathHint, offsetHint: w.offsetHint }
+    })
+    return { id: m.id, wants }
+  })
+}
+
+function checkHeader (h: { id: unknown, index: unknown, size: unknown, message: unknown }, status: pb.Status, kind: string): void {
+  checkId(h.id, kind)
+  if (typeof h.index !== 'number' || !Number.isInteger(h.index) || h.index < 0 || h.index >= TRANSFER_LIMITS.maxWants) {
+    fail(kind, `index ${String(h.index)} is not in [0, ${TRANSFER_LIMITS.maxWants})`)
+  }
+  if (typeof h.size !== 'number' || !Number.isInteger(h.size) || h.size < 0 || h.size > TRANSFER_LIMITS.maxBlockBytes) {
+    fail(kind, `size ${String(h.size)} is not in [0, ${TRANSFER_LIMITS.maxBlockBytes}]`)
+  }
+  if (status !== pb.Status.OK && h.size !== 0) fail(kind, `status ${STATUS_FROM_PB[status]} carries data`)
+  if (typeof h.message !== 'string') fail(kind, 'message is not a string')
+  if (!isWellFormed(h.message)) fail(kind, 'message is not valid Unicode')
+  if (Buffer.byteLength(h.message, 'utf8') > TRANSFER_LIMITS.maxMessageBytes) {
+    fail(kind, `message ${quotePath(h.message)} is longer than ${TRANSFER_LIMITS.maxMessageBytes} bytes`)
+  }
+}
+
+function varint (n: number): Uint8Array {
+  const out: number[] = []
+  while (n >= 0x80) { out.push((n & 0x7f) | 0x80); n >>>= 7 }
+  out.push(n)
+  return Uint8Array.from(out)
+}
+
+/**
+ * Encodes one block frame (the payload of one length-prefixed message): the header's
+ * length as a varint, the header, then `data` as it is (not copied: the result is a list
+ * of the three parts). `data` must be empty unless the status is 'ok'. Throws WireError.
+ */
+export function encodeBlockFrame (h: Omit<BlockHeader, 'size'>, data: Uint8Array | null): Uint8ArrayList {
+  const kind = 'block frame'
+  return guard(kind, () => {
+    if (typeof h.status !== 'string' || !Object.hasOwn(STATUS_TO_PB, h.status)) {
+      fail(kind, `status ${JSON.stringify(String(h.status))} is not ok, not-found, error or busy`)
+    }
+    const status = STATUS_TO_PB[h.status]
+    const size = data?.byteLength ?? 0
+    checkHeader({ ...h, size }, status, kind)
+    const header = pb.BlockHeader.encode({ id: h.id, index: h.index, status, size, message: h.message })
+    const out = new Uint8ArrayList(varint(header.byteLength), header)
+    if (data != null && size > 0) out.append(data)
+    return out
+  })
+}
+
+/**
+ * Decodes and validates one block frame. `data` is a list of views into `bytes` (no
+ * copy). Throws WireError (only).
+ */
+export function decodeBlockFrame (bytes: Uint8Array | Uint8ArrayList): BlockFrame {
+  const kind = 'block frame'
+  return guard(kind, () => {
+    const frame = bytes instanceof Uint8Array ? new Uint8ArrayList(bytes) : bytes
+    if (frame == null || typeof frame.byteLength !== 'number') fail(kind, 'input is not bytes')
+    if (frame.byteLength > TRANSFER_LIMITS.maxFrameBytes) fail(kind, `frame is ${frame.byteLength} bytes, limit ${TRANSFER_LIMITS.maxFrameBytes}`)
+    // the header's length: a varint of at most 2 bytes (maxHeaderBytes < 2^14)
+    let hlen = 0
+    let pos = 0
+    for (;;) {
+      if (pos >= frame.byteLength) fail(kind, 'truncated header length')
+      if (pos >= 2) fail(kind, 'header length is too long')
+      const b = frame.get(pos)
+      hlen |= (b & 0x7f) << (7 * pos)
+      pos++
+      if ((b & 0x80) === 0) break
+    }
+    if (hlen > TRANSFER_LIMITS.maxHeaderBytes) fail(kind, `header is ${hlen} bytes, limit ${TRANSFER_LIMITS.maxHeaderBytes}`)
+    if (pos + hlen > frame.byteLength) fail(kind, 'truncated header')
+    const headerBytes = frame.subarray(pos, pos + hlen)
+    let m: pb.BlockHeader
+    try {
+      m = pb.BlockHeader.decode(headerBytes)
+    } catch (err) {
+      if (err instanceof Error && err.message === 'Invalid enum value') fail(kind, 'status out of range')
+      fail(kind, `protobuf does not parse: ${errorText(err)}`)
+    }
+    if (!Object.hasOwn(STATUS_FROM_PB, m.status)) fail(kind, 'status out of range')
+    checkHeader(m, m.status, kind)
+    const rest = frame.byteLength - pos - hlen
+    if (rest !== m.size) fail(kind, `header says ${m.size} data bytes, the frame has ${rest}`)
+    const header: BlockHeader = { id: m.id, index: m.index, status: STATUS_FROM_PB[m.status], size: m.size, message: m.message.replace(CONTROL, ' ') }
+    return { header, data: frame.sublist(pos + hlen) }
   })
 }

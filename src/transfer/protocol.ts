@@ -1,21 +1,39 @@
 import { createHash } from 'node:crypto'
+import { closeSync, openSync, readSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
-import { decodeBlockRequest, decodeBlockResponse, encodeBlockRequest, encodeBlockResponse, type BlockRequest, type BlockResponse } from './codec.js'
+import { Uint8ArrayList } from 'uint8arraylist'
+import {
+  TRANSFER_LIMITS, decodeBatchRequest, decodeBlockFrame, decodeBlockRequest, decodeBlockResponse, encodeBatchRequest, encodeBlockFrame,
+  encodeBlockRequest, encodeBlockResponse, type BatchRequest, type BlockRequest, type BlockResponse, type BlockStatus, type Want
+} from './codec.js'
 import type { Store } from '../store/store.js'
 import { RESERVED, type DataFolder } from '../store/datafolder.js'
 import { readAt } from '../store/blocks.js'
 
+/** One block per request, the block inside a protobuf response. */
 export const BLOCK_PROTOCOL = '/syncmesh/blocks/1.0.0'
+/**
+ * Batches: one request asks for many blocks (a run of one file's blocks, or the blocks of
+ * many small files); each block comes back as its own frame with the bytes outside the
+ * protobuf header. Preferred; a peer that only speaks 1.0.0 is asked block by block.
+ */
+export const BLOCK_PROTOCOL_V2 = '/syncmesh/blocks/2.0.0'
 const MAX_FRAME = 17 * 1024 * 1024
 const MAX_BUFFER = 64 * 1024 * 1024
+/** Batch requests of one stream answered at once (each reads one block ahead). */
+const BATCHES_AT_ONCE = 4
+/** Frames of one answer written together up to this many bytes. */
+const COALESCE = 256 * 1024
+/** Blocks up to this size are read with synchronous calls (no thread-pool round trips). */
+const SMALL_READ = 256 * 1024
 
 /** What the block protocol needs from the libp2p host (so tests can use any host). */
 export interface BlockHost {
   handle: (protocol: string, handler: (stream: Stream, connection: Connection) => void | Promise<void>, opts?: { maxInboundStreams?: number, maxOutboundStreams?: number }) => Promise<void>
   unhandle: (protocol: string) => Promise<void>
-  dialProtocol: (peer: PeerId, protocol: string, opts?: { signal?: AbortSignal }) => Promise<Stream>
+  dialProtocol: (peer: PeerId, protocol: string | string[], opts?: { signal?: AbortSignal }) => Promise<Stream>
 }
 
 export class BlockUnavailableError extends Error {
@@ -82,12 +100,14 @@ export class BlockServer {
 
   async start (): Promise<void> {
     await this.host.handle(BLOCK_PROTOCOL, (stream, connection) => { void this.serve(stream, connection.remotePeer.toString()) }, { maxInboundStreams: 64 })
+    await this.host.handle(BLOCK_PROTOCOL_V2, (stream, connection) => { void this.serveBatches(stream, connection.remotePeer.toString()) }, { maxInboundStreams: 64 })
   }
 
   async stop (): Promise<void> {
     for (const rel of [...this.handles.keys()]) this.dropHandle(rel)
     if (this.sweeper != null) { clearInterval(this.sweeper); this.sweeper = null }
     await this.host.unhandle(BLOCK_PROTOCOL)
+    await this.host.unhandle(BLOCK_PROTOCOL_V2)
     for (const s of this.streams) s.abort(new Error('node stopping'))
     this.streams.clear()
   }
@@ -98,14 +118,14 @@ export class BlockServer {
    */
   private readonly buckets = new Map<string, { tokens: number, at: number }>()
 
-  private admit (peer: string): boolean {
+  private admit (peer: string, blocks = 1): boolean {
     const now = Date.now()
     const b = this.buckets.get(peer) ?? { tokens: 2 * this.requestsPerSecond, at: now }
     b.tokens = Math.min(2 * this.requestsPerSecond, b.tokens + (now - b.at) * this.requestsPerSecond / 1000)
     b.at = now
     this.buckets.set(peer, b)
-    if (b.tokens < 1) return false
-    b.tokens--
+    if (b.tokens < blocks) return false
+    b.tokens -= blocks
     return true
   }
 
@@ -154,37 +174,138 @@ export class BlockServer {
   }
 
   private async answer (req: BlockRequest): Promise<BlockResponse> {
-    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs))
-    // the requester's path and offset usually hold the block here too: try them before
-    // the block index (every block is hashed before it is sent, so a wrong guess is safe)
-    if (req.pathHint !== '' && !isReserved(req.pathHint)) {
-      const data = await this.readVerified(req.pathHint, req.offsetHint, req.size, req.hash).catch(() => null)
-      if (data != null) return this.ok(req, data)
-    }
-    for (const src of await this.store.blockSources(req.hash, 8)) {
-      if (src.path === req.pathHint && src.offset === req.offsetHint) continue
-      const data = await this.readVerified(src.path, src.offset, req.size, req.hash).catch(() => null)
-      if (data != null) return this.ok(req, data)
-      // the index names a file that no longer holds this block: let the scanner look
-      this.onStale(src.path)
-    }
-    const pinned = this.pinSource?.(req.hash)
-    if (pinned != null) {
-      const data = await this.readVerified(pinned.rel, pinned.offset, req.size, req.hash).catch(() => null)
-      if (data != null) return this.ok(req, data)
-    }
-    this.stats.notFound++
-    return { id: req.id, status: 'not-found', data: new Uint8Array(0), message: '' }
+    const data = await this.find(req)
+    if (data == null) return { id: req.id, status: 'not-found', data: new Uint8Array(0), message: '' }
+    return { id: req.id, status: 'ok', data, message: '' }
   }
 
-  private ok (req: BlockRequest, data: Buffer): BlockResponse {
+  /**
+   * The block `w` asks for, read from a local file and verified against its hash (then
+   * counted and, under fault injection, corrupted), or null when no local file holds it.
+   */
+  private async find (w: Want): Promise<Uint8Array | null> {
+    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs))
+    let data: Buffer | null = null
+    // the requester's path and offset usually hold the block here too: try them before
+    // the block index (every block is hashed before it is sent, so a wrong guess is safe)
+    if (w.pathHint !== '' && !isReserved(w.pathHint)) {
+      data = await this.readVerified(w.pathHint, w.offsetHint, w.size, w.hash).catch(() => null)
+    }
+    if (data == null) {
+      for (const src of await this.store.blockSources(w.hash, 8)) {
+        if (src.path === w.pathHint && src.offset === w.offsetHint) continue
+        data = await this.readVerified(src.path, src.offset, w.size, w.hash).catch(() => null)
+        if (data != null) break
+        // the index names a file that no longer holds this block: let the scanner look
+        this.onStale(src.path)
+      }
+    }
+    if (data == null) {
+      const pinned = this.pinSource?.(w.hash)
+      if (pinned != null) data = await this.readVerified(pinned.rel, pinned.offset, w.size, w.hash).catch(() => null)
+    }
+    if (data == null) {
+      this.stats.notFound++
+      return null
+    }
     this.stats.blocksServed++
     this.stats.bytesServed += data.byteLength
-    return { id: req.id, status: 'ok', data: this.corrupt != null ? this.corrupt(data) : data, message: '' }
+    return this.corrupt != null ? this.corrupt(data) : data
+  }
+
+  /**
+   * Protocol 2: batch requests, each answered block by block in its order (one frame per
+   * block, written as soon as it is read; the next block is read meanwhile). Up to
+   * BATCHES_AT_ONCE requests of a stream are answered at once (the stream is not read
+   * further meanwhile, which bounds what one peer can queue).
+   */
+  private async serveBatches (stream: Stream, peer: string): Promise<void> {
+    this.streams.add(stream)
+    const lp = lpStream(stream, { maxDataLength: TRANSFER_LIMITS.maxBatchRequestBytes, maxBufferSize: MAX_BUFFER })
+    let active = 0
+    let wake: (() => void) | null = null
+    let writing: Promise<unknown> = Promise.resolve()
+    // frames of concurrent answers go out one after the other, whole; several frames
+    // written together are one send (one muxer frame, one cipher call per layer)
+    const send = async (frames: Uint8ArrayList[]): Promise<void> => {
+      const p = writing.then(async () => { await lp.writeV(frames) })
+      writing = p.catch(() => {})
+      await p
+    }
+    try {
+      for (;;) {
+        let frame
+        try {
+          frame = await lp.read()
+        } catch {
+          break
+        }
+        const req = decodeBatchRequest(frame)
+        while (active >= BATCHES_AT_ONCE) await new Promise<void>((resolve) => { wake = resolve })
+        active++
+        void this.answerBatch(req, peer, send).catch(() => {}).finally(() => {
+          active--
+          const w = wake
+          wake = null
+          w?.()
+        })
+      }
+      while (active > 0) await new Promise<void>((resolve) => { wake = resolve })
+      await writing
+      await stream.close().catch(() => {})
+    } catch (err) {
+      stream.abort(err as Error)
+    } finally {
+      this.streams.delete(stream)
+    }
+  }
+
+  private async answerBatch (req: BatchRequest, peer: string, send: (frames: Uint8ArrayList[]) => Promise<void>): Promise<void> {
+    const admitted = this.admit(peer, req.wants.length)
+    let sent: Promise<void> = Promise.resolve()
+    // frames gathered until COALESCE bytes (small blocks: many per send), then written
+    // while the next blocks are read (at most one send of this answer waits)
+    let out: Uint8ArrayList[] = []
+    let outBytes = 0
+    let outData = 0
+    const flush = async (): Promise<void> => {
+      if (out.length === 0) return
+      const frames = out
+      const n = outData
+      out = []
+      outBytes = 0
+      outData = 0
+      await sent
+      sent = send(frames).then(() => { if (n > 0) this.traffic?.sent(peer, n) })
+    }
+    for (let index = 0; index < req.wants.length; index++) {
+      let data: Uint8Array | null = null
+      let status: BlockStatus = 'busy'
+      let message = 'request rate limit'
+      if (admitted) {
+        // a read that fails (the store closing under a stop, a read error) is a miss
+        try {
+          data = await this.find(req.wants[index])
+          status = data == null ? 'not-found' : 'ok'
+          message = ''
+        } catch {
+          status = 'error'
+          message = 'unavailable'
+        }
+      }
+      const frame = encodeBlockFrame({ id: req.id, index, status, message }, data)
+      out.push(frame)
+      outBytes += frame.byteLength
+      outData += data?.byteLength ?? 0
+      if (outBytes >= COALESCE) await flush()
+    }
+    await flush()
+    await sent
   }
 
   /** `size` bytes of `rel` at `offset`, if they hash to `hash`; else null. */
   private async readVerified (rel: string, offset: number, size: number, hash: string): Promise<Buffer | null> {
+    if (size <= SMALL_READ && offset === 0 && !this.handles.has(rel)) return readSmallVerified(this.data.abs(rel), size, hash)
     const cached = this.handles.get(rel)
     if (cached != null) {
       const data = await readAt(cached.fh, offset, size).catch(() => null)
@@ -242,6 +363,34 @@ function sha256 (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
 }
 
+/**
+ * The first `size` bytes of a (small) file if they hash to `hash`, with synchronous
+ * calls: open, read and close of a small file cost less than three round trips through
+ * the thread pool (a burst of small files is served block after block).
+ */
+function readSmallVerified (abs: string, size: number, hash: string): Buffer | null {
+  let fd: number
+  try {
+    fd = openSync(abs, 'r')
+  } catch {
+    return null
+  }
+  try {
+    const data = Buffer.allocUnsafe(size)
+    let filled = 0
+    while (filled < size) {
+      const n = readSync(fd, data, filled, size - filled, filled)
+      if (n === 0) return null
+      filled += n
+    }
+    return sha256(data) === hash ? data : null
+  } catch {
+    return null
+  } finally {
+    closeSync(fd)
+  }
+}
+
 
 function isReserved (rel: string): boolean {
   const first = rel.split('/', 1)[0].toLowerCase()
@@ -254,9 +403,21 @@ interface Pending {
   size: number
 }
 
+/** The answer to one wanted block of a batch: its bytes (not verified yet), or why not. */
+export type BlockResult = { data: Uint8ArrayList, error?: undefined } | { data?: undefined, error: Error }
+
+interface PendingBatch {
+  wants: Want[]
+  answered: boolean[]
+  remaining: number
+  onBlock: (index: number, result: BlockResult) => void
+  done: () => void
+}
+
 /**
  * One pipelined request stream to one peer, with a bound on the bytes requested but not
  * yet received (yamux grants window as data arrives, so the requester must bound it).
+ * Speaks protocol 2 (batches) when the peer does, else 1.0.0 block by block.
  */
 export class PeerBlockClient {
   readonly peer: PeerId
@@ -264,11 +425,13 @@ export class PeerBlockClient {
   private readonly maxInFlight: number
   private lp: LengthPrefixedStream<Stream> | null = null
   private raw: Stream | null = null
+  private version: 1 | 2 = 2
   private opening: Promise<LengthPrefixedStream<Stream>> | null = null
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
+  private readonly batches = new Map<number, PendingBatch>()
   private inFlight = 0
-  private readonly waiters: Array<() => void> = []
+  private waiters: Array<() => void> = []
   private closed = false
   private readonly traffic: PeerTraffic | null
   bytesIn = 0
@@ -285,17 +448,47 @@ export class PeerBlockClient {
     return this.inFlight
   }
 
-  async request (hash: string, size: number, pathHint: string, offsetHint: number): Promise<Uint8Array> {
+  /** Most bytes one batch should ask for (a batch waits until that much is free). */
+  get window (): number {
+    return this.maxInFlight
+  }
+
+  private async reserve (size: number): Promise<void> {
     while (this.inFlight > 0 && this.inFlight + size > this.maxInFlight) {
       await new Promise<void>((resolve) => this.waiters.push(resolve))
       if (this.closed) throw new PeerGoneError('peer disconnected')
     }
     if (this.closed) throw new PeerGoneError('peer disconnected')
     this.inFlight += size
+  }
+
+  private unreserve (size: number): void {
+    this.inFlight -= size
+    // everyone waiting looks again (in the order they came)
+    const w = this.waiters
+    this.waiters = []
+    for (const fn of w) fn()
+  }
+
+  private nextRequestId (): number {
+    const id = this.nextId++
+    if (this.nextId > 0x7fffffff) this.nextId = 1
+    return id
+  }
+
+  /** One block (not verified: the caller checks it against its hash). */
+  async request (hash: string, size: number, pathHint: string, offsetHint: number): Promise<Uint8Array> {
+    await this.stream().catch(() => {})
+    if (this.version === 2) {
+      const got: { result: BlockResult } = { result: { error: new PeerGoneError('no answer') } }
+      await this.batch([{ hash, size, pathHint, offsetHint }], (_i, r) => { got.result = r })
+      if (got.result.error != null) throw got.result.error
+      return got.result.data.subarray()
+    }
+    await this.reserve(size)
     try {
       const lp = await this.stream()
-      const id = this.nextId++
-      if (this.nextId > 0x7fffffff) this.nextId = 1
+      const id = this.nextRequestId()
       const res = await new Promise<BlockResponse>((resolve, reject) => {
         this.pending.set(id, { resolve, reject, size })
         lp.write(encodeBlockRequest({ id, hash, size, pathHint, offsetHint })).catch((err: Error) => {
@@ -308,20 +501,90 @@ export class PeerBlockClient {
       this.traffic?.received(this.peer.toString(), res.data.byteLength)
       return res.data
     } finally {
-      this.inFlight -= size
-      this.waiters.shift()?.()
+      this.unreserve(size)
     }
+  }
+
+  /**
+   * Several blocks in one request (protocol 2; a 1.0.0 peer is asked block by block).
+   * `onBlock` is called exactly once per want, as its answer arrives, with the bytes (not
+   * verified: the caller checks them against the hash) or the reason there are none
+   * (BlockUnavailableError, PeerGoneError). Resolves once every want is answered. The
+   * wants must fit TRANSFER_LIMITS (at most maxWants, maxBatchBytes together).
+   */
+  async requestMany (wants: Want[], onBlock: (index: number, result: BlockResult) => void): Promise<void> {
+    await this.batch(wants, onBlock)
+  }
+
+  private async batch (wants: Want[], onBlock: (index: number, result: BlockResult) => void): Promise<void> {
+    if (wants.length === 0) return
+    try {
+      await this.stream()
+    } catch (err) {
+      const e = new PeerGoneError(`cannot open a block stream: ${(err as Error).message}`)
+      wants.forEach((_w, i) => { onBlock(i, { error: e }) })
+      return
+    }
+    if (this.version === 1) {
+      await Promise.all(wants.map(async (w, i) => {
+        try {
+          const data = await this.request(w.hash, w.size, w.pathHint, w.offsetHint)
+          onBlock(i, { data: new Uint8ArrayList(data) })
+        } catch (err) {
+          onBlock(i, { error: err as Error })
+        }
+      }))
+      return
+    }
+    const total = wants.reduce((n, w) => n + w.size, 0)
+    try {
+      await this.reserve(total)
+    } catch (err) {
+      wants.forEach((_w, i) => { onBlock(i, { error: err as Error }) })
+      return
+    }
+    const id = this.nextRequestId()
+    await new Promise<void>((resolve) => {
+      const batch: PendingBatch = { wants, answered: wants.map(() => false), remaining: wants.length, onBlock, done: resolve }
+      this.batches.set(id, batch)
+      const failAll = (err: Error): void => {
+        if (this.batches.get(id) !== batch) return
+        this.batches.delete(id)
+        this.abandon(batch, err)
+      }
+      let frame: Uint8Array
+      try {
+        frame = encodeBatchRequest({ id, wants })
+      } catch (err) {
+        failAll(err as Error)
+        return
+      }
+      this.stream().then(async (lp) => { await lp.write(frame) }).catch((err: Error) => { failAll(new PeerGoneError(`block stream to peer closed: ${err.message}`)) })
+    })
+  }
+
+  /** Every unanswered want of `batch` fails with `err`. */
+  private abandon (batch: PendingBatch, err: Error): void {
+    batch.wants.forEach((w, i) => {
+      if (batch.answered[i]) return
+      batch.answered[i] = true
+      this.unreserve(w.size)
+      try { batch.onBlock(i, { error: err }) } catch {}
+    })
+    batch.remaining = 0
+    batch.done()
   }
 
   private async stream (): Promise<LengthPrefixedStream<Stream>> {
     if (this.lp != null) return this.lp
     if (this.opening == null) {
       this.opening = (async () => {
-        const stream = await this.host.dialProtocol(this.peer, BLOCK_PROTOCOL)
+        const stream = await this.host.dialProtocol(this.peer, [BLOCK_PROTOCOL_V2, BLOCK_PROTOCOL])
         this.raw = stream
-        const lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_BUFFER })
+        this.version = stream.protocol === BLOCK_PROTOCOL ? 1 : 2
+        const lp = lpStream(stream, { maxDataLength: this.version === 2 ? TRANSFER_LIMITS.maxFrameBytes : MAX_FRAME, maxBufferSize: MAX_BUFFER })
         this.lp = lp
-        void this.readLoop(lp)
+        void (this.version === 2 ? this.readFrames(lp) : this.readLoop(lp))
         return lp
       })()
       this.opening.catch(() => { this.opening = null })
@@ -344,11 +607,41 @@ export class PeerBlockClient {
     }
   }
 
+  private async readFrames (lp: LengthPrefixedStream<Stream>): Promise<void> {
+    try {
+      for (;;) {
+        const { header, data } = decodeBlockFrame(await lp.read())
+        const b = this.batches.get(header.id)
+        // an answer to nothing asked (or asked and answered already) is ignored
+        if (b == null || header.index >= b.wants.length || b.answered[header.index]) continue
+        b.answered[header.index] = true
+        b.remaining--
+        if (b.remaining === 0) this.batches.delete(header.id)
+        this.unreserve(b.wants[header.index].size)
+        if (header.status === 'ok') {
+          this.bytesIn += data.byteLength
+          this.traffic?.received(this.peer.toString(), data.byteLength)
+        }
+        const result: BlockResult = header.status === 'ok'
+          ? { data }
+          : { error: new BlockUnavailableError(`peer has no block ${b.wants[header.index].hash.slice(0, 12)} (${header.status})`) }
+        // the caller's handler must not end the stream for everyone
+        try { b.onBlock(header.index, result) } catch {}
+        if (b.remaining === 0) b.done()
+      }
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)))
+    }
+  }
+
   private fail (err: Error): void {
     this.lp = null
     this.opening = null
     for (const p of this.pending.values()) p.reject(new PeerGoneError(`block stream to peer closed: ${err.message}`))
     this.pending.clear()
+    const batches = [...this.batches.values()]
+    this.batches.clear()
+    for (const b of batches) this.abandon(b, new PeerGoneError(`block stream to peer closed: ${err.message}`))
   }
 
   close (): void {

@@ -16,14 +16,40 @@
  */
 import { createHash } from 'node:crypto'
 import { chmod, mkdir, open, rm, symlink, utimes, type FileHandle } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import type { Uint8ArrayList } from 'uint8arraylist'
 import { blockLength, readAt } from '../store/blocks.js'
 import { isErrno, observedFromStat, sameObserved, type DataFolder, type Observed } from '../store/datafolder.js'
-import { lstatSync, renameSync, rmdirSync, unlinkSync } from 'node:fs'
+import { closeSync, fchmodSync, futimesSync, lstatSync, open as openCb, renameSync, rmdirSync, rmSync, unlinkSync, writevSync } from 'node:fs'
+import { promisify } from 'node:util'
 import type { Scanner } from '../store/scanner.js'
 import type { Store } from '../store/store.js'
 import type { StoredRecord } from '../store/types.js'
+import { TRANSFER_LIMITS, type Want } from './codec.js'
 import { BlockUnavailableError, type PeerBlockClient } from './protocol.js'
+
+/** A file of one block up to this size is a small file: pulled in groups, written in one go. */
+export const SMALL_FILE = 128 * 1024
+/** Small files pulled together (one job: one store read, one request, one install batch). */
+const GROUP = 256
+/** Bytes asked for in one batch request. */
+const BATCH_BYTES = 4 * 1024 * 1024
+/** Verified blocks waiting to be written, at most (the fetch waits beyond this). */
+const MAX_UNWRITTEN = 32 * 1024 * 1024
+
+/** One block to fetch from the peers, with what to do with it once verified. */
+interface FetchJob {
+  want: Want
+  /** The path it is for (for logs). */
+  path: string
+  tried: Set<string>
+  lastErr: Error
+  deliver: (data: Uint8ArrayList) => Promise<void> | void
+}
+
+function isSmallFile (r: StoredRecord): boolean {
+  return r.type === 'file' && !r.deleted && r.blocks.length <= 1 && r.size <= SMALL_FILE
+}
 
 export interface PullerInit {
   /**
@@ -86,6 +112,8 @@ export class Puller {
    * drained, so a rename's new path copies its blocks from the old file before it goes. */
   private readonly queue = new Set<string>()
   private readonly deletes = new Set<string>()
+  /** Queued paths whose record (when queued) was a small file: pulled in groups. */
+  private readonly smallHint = new Set<string>()
   private activeWrites = 0
   private readonly active = new Map<string, PullProgress>()
   private readonly retry = new Map<string, { timer: NodeJS.Timeout | null }>()
@@ -126,6 +154,7 @@ export class Puller {
     this.store.off('need', this.onNeed)
     this.queue.clear()
     this.deletes.clear()
+    this.smallHint.clear()
     for (const r of this.retry.values()) if (r.timer != null) clearTimeout(r.timer)
     this.retry.clear()
     this.attempts.clear()
@@ -157,6 +186,10 @@ export class Puller {
   }
 
   private enqueueRecords (recs: StoredRecord[]): void {
+    for (const r of recs) {
+      if (isSmallFile(r)) this.smallHint.add(r.path)
+      else this.smallHint.delete(r.path)
+    }
     const ordered = orderForInstall(recs)
     this.enqueue(ordered.filter((r) => !r.deleted).map((r) => r.path), false)
     this.enqueue(ordered.filter((r) => r.deleted).map((r) => r.path), true)
@@ -185,11 +218,24 @@ export class Puller {
       const job = this.next()
       if (job == null) return
       const { path, write } = job
+      // small files go in groups: the queued small files after this one come along
+      const paths = [path]
+      if (write && this.smallHint.has(path)) {
+        for (const p of this.queue) {
+          if (paths.length >= GROUP) break
+          if (!this.smallHint.has(p) || this.active.has(p)) continue
+          this.queue.delete(p)
+          paths.push(p)
+        }
+      }
       this.workers++
       if (write) this.activeWrites++
-      this.active.set(path, { path, size: 0, done: 0 })
-      void this.work(path).finally(() => {
-        this.active.delete(path)
+      for (const p of paths) {
+        this.smallHint.delete(p)
+        this.active.set(p, { path: p, size: 0, done: 0 })
+      }
+      void (paths.length > 1 ? this.materializeGroup(paths) : this.work(path)).finally(() => {
+        for (const p of paths) this.active.delete(p)
         this.workers--
         if (write) this.activeWrites--
         if (this.workers === 0) for (const w of this.idleWaiters.splice(0)) w()
@@ -203,22 +249,229 @@ export class Puller {
       await this.materialize(path)
       this.attempts.delete(path)
     } catch (err) {
-      if (!this.started || (err as Error).name === 'StoreClosedError') return
-      const msg = `${path}: ${(err as Error).message}`
-      this.lastError = msg
-      this.log(`pull failed: ${msg}`)
-      const attempts = (this.attempts.get(path) ?? 0) + 1
-      this.attempts.set(path, attempts)
-      const r: { timer: NodeJS.Timeout | null } = { timer: null }
-      const delay = Math.min(this.maxRetryDelayMs, 125 * 2 ** Math.min(attempts, 10))
-      r.timer = setTimeout(() => {
-        r.timer = null
-        this.retry.delete(path)
-        void this.store.get(path).then((rec) => { if (rec != null) this.enqueueRecords([rec]) }, () => {})
-      }, delay)
-      r.timer.unref()
-      this.retry.set(path, r)
+      this.failed(path, err as Error)
     }
+  }
+
+  /** A pull of `path` failed: log it and try again later (backing off). */
+  private failed (path: string, err: Error): void {
+    if (!this.started || err.name === 'StoreClosedError') return
+    const msg = `${path}: ${err.message}`
+    this.lastError = msg
+    this.log(`pull failed: ${msg}`)
+    const attempts = (this.attempts.get(path) ?? 0) + 1
+    this.attempts.set(path, attempts)
+    const r: { timer: NodeJS.Timeout | null } = { timer: null }
+    const delay = Math.min(this.maxRetryDelayMs, 125 * 2 ** Math.min(attempts, 10))
+    r.timer = setTimeout(() => {
+      r.timer = null
+      this.retry.delete(path)
+      void this.store.get(path).then((rec) => { if (rec != null) this.enqueueRecords([rec]) }, () => {})
+    }, delay)
+    r.timer.unref()
+    this.retry.set(path, r)
+  }
+
+  /**
+   * Small files, many at once, with the same checks as `materialize` gives each path:
+   * one store read for all, one look at each path (synchronous: a stat costs less than a
+   * round trip through the thread pool), each parent directory checked once, the blocks
+   * in batch requests, each file written in one go and renamed into place in the store's
+   * install batches. A path that needs more than that (its disk changed unrecorded, its
+   * record is no longer a small file, only its metadata changed) takes the one-path way.
+   */
+  private async materializeGroup (paths: string[]): Promise<void> {
+    let recs: Array<StoredRecord | undefined>
+    try {
+      recs = await this.store.getMany(paths)
+    } catch (err) {
+      for (const p of paths) this.failed(p, err as Error)
+      return
+    }
+    const items: Array<{ rec: StoredRecord, observed: Observed | null }> = []
+    const alone: string[] = []
+    for (let i = 0; i < paths.length; i++) {
+      const rec = recs[i]
+      if (rec == null || rec.have) continue
+      let observed: Observed | null
+      try {
+        observed = this.data.observeSync(rec.path)
+      } catch {
+        alone.push(rec.path)
+        continue
+      }
+      if (!isSmallFile(rec) || !sameDisk(observed, rec) || (observed?.type === 'file' && rec.disk?.hash === rec.hash)) {
+        alone.push(rec.path)
+        continue
+      }
+      items.push({ rec, observed })
+    }
+    await Promise.all([
+      Promise.all(alone.map(async (p) => { await this.work(p) })),
+      this.pullSmall(items)
+    ])
+  }
+
+  private async pullSmall (items: Array<{ rec: StoredRecord, observed: Observed | null }>): Promise<void> {
+    if (items.length === 0) return
+    for (const { rec } of items) this.scanner.hold(rec.path)
+    try {
+      // each parent directory once (checked: never through a symlink; made if missing)
+      const parents = new Map<string, Promise<void>>()
+      const ready = await Promise.all(items.map(async ({ rec }) => {
+        const dir = dirname(rec.path)
+        let p = parents.get(dir)
+        if (p == null) { p = this.data.ensureParent(rec.path); parents.set(dir, p) }
+        try {
+          await p
+          return true
+        } catch (err) {
+          this.failed(rec.path, err as Error)
+          return false
+        }
+      }))
+      const todo = items.filter((_it, i) => ready[i])
+      const installs: Array<Promise<void>> = []
+      const install = (rec: StoredRecord, observed: Observed | null, data: Uint8ArrayList | Uint8Array): void => {
+        installs.push(writeSmall(this.data.partialPath(rec.hash, rec.path), data, rec)
+          .then(async (tmp) => { await this.installTmp(tmp, rec, observed) })
+          .then(() => {
+            this.stats.filesInstalled++
+            this.attempts.delete(rec.path)
+          }, (err: Error) => { this.failed(rec.path, err) }))
+      }
+      const jobs: FetchJob[] = []
+      await Promise.all(todo.map(async ({ rec, observed }) => {
+        if (rec.blocks.length === 0) { install(rec, observed, new Uint8Array(0)); return }
+        const local = await this.localBlock(rec, 0, rec.size).catch(() => null)
+        if (local != null) { install(rec, observed, local); return }
+        jobs.push({
+          want: { hash: rec.blocks[0], size: rec.size, pathHint: rec.path, offsetHint: 0 },
+          path: rec.path,
+          tried: new Set(),
+          lastErr: new PullError('no connected peer has it'),
+          deliver: (data) => { install(rec, observed, data) }
+        })
+      }))
+      for (const [job, err] of await this.fetchJobs(jobs, 1)) this.failed(job.path, err)
+      await Promise.all(installs)
+    } finally {
+      for (const { rec } of items) this.scanner.release(rec.path)
+    }
+  }
+
+  /**
+   * Fetch every job's block from the peers in batch requests (up to `parallel` at once),
+   * each block verified against its hash before it is delivered: a block that is missing
+   * or corrupt is asked of the next peer (a peer that lies too often is skipped for a
+   * while). Returns the jobs no peer could serve, with the last reason.
+   */
+  private async fetchJobs (jobs: FetchJob[], parallel: number): Promise<Array<[FetchJob, Error]>> {
+    const queue = [...jobs]
+    const failed: Array<[FetchJob, Error]> = []
+    const writes = new Set<Promise<void>>()
+    let unwritten = 0
+    let asking = 0
+    let wake: Array<() => void> = []
+    const notify = (): void => { const w = wake; wake = []; for (const fn of w) fn() }
+    const runner = async (): Promise<void> => {
+      for (;;) {
+        while (unwritten > MAX_UNWRITTEN && writes.size > 0) await Promise.race(writes)
+        if (queue.length === 0) {
+          // answers still coming may put blocks back (asked of the next peer)
+          if (asking === 0) return
+          await new Promise<void>((resolve) => wake.push(resolve))
+          continue
+        }
+        if (!this.started) {
+          for (const j of queue.splice(0)) failed.push([j, new PullError('node stopping')])
+          continue
+        }
+        const first = queue[0]
+        const now = Date.now()
+        const candidates = this.peers().filter((p) => {
+          const id = p.peer.toString()
+          return !first.tried.has(id) && (this.banned.get(id) ?? 0) < now
+        })
+        if (candidates.length === 0) {
+          queue.shift()
+          failed.push([first, first.lastErr])
+          continue
+        }
+        // spread over the peers: the least loaded first
+        candidates.sort((a, b) => a.load - b.load)
+        const peer = candidates[0]
+        const id = peer.peer.toString()
+        const batch: FetchJob[] = []
+        let bytes = 0
+        const limit = Math.min(BATCH_BYTES, TRANSFER_LIMITS.maxBatchBytes, peer.window)
+        for (let k = 0; k < queue.length && k < 2 * TRANSFER_LIMITS.maxWants && batch.length < TRANSFER_LIMITS.maxWants;) {
+          const j = queue[k]
+          if (j.tried.has(id)) { k++; continue }
+          if (batch.length > 0 && bytes + j.want.size > limit) break
+          queue.splice(k, 1)
+          batch.push(j)
+          bytes += j.want.size
+        }
+        for (const j of batch) j.tried.add(id)
+        asking++
+        await peer.requestMany(batch.map((j) => j.want), (i, r) => {
+          const j = batch[i]
+          if (r.error != null) {
+            j.lastErr = r.error instanceof BlockUnavailableError ? r.error : new PullError(`peer ${id}: ${r.error.message}`)
+            queue.push(j)
+            notify()
+            return
+          }
+          if (r.data.byteLength !== j.want.size || sha256List(r.data) !== j.want.hash) {
+            this.strike(id, j.path)
+            j.lastErr = new PullError(`peer ${id} sent a corrupt block`)
+            queue.push(j)
+            notify()
+            return
+          }
+          this.stats.blocksFetched++
+          this.stats.bytesFetched += j.want.size
+          unwritten += j.want.size
+          const w: Promise<void> = Promise.resolve().then(() => j.deliver(r.data)).catch((err: Error) => { failed.push([j, err]) }).finally(() => {
+            unwritten -= j.want.size
+            writes.delete(w)
+          })
+          writes.add(w)
+        })
+        asking--
+        notify()
+      }
+    }
+    await Promise.all(Array.from({ length: Math.max(1, parallel) }, runner))
+    while (writes.size > 0) await Promise.all(writes)
+    return failed
+  }
+
+  /** A peer sent a block that does not match its hash: a strike, and a ban after too many. */
+  private strike (id: string, path: string): void {
+    this.stats.badBlocks++
+    const s = (this.strikes.get(id) ?? 0) + 1
+    this.strikes.set(id, s)
+    this.log(`peer ${id} sent a block of ${path} that does not match its hash (strike ${s})`)
+    if (s >= this.maxStrikes) {
+      this.banned.set(id, Date.now() + this.banMs)
+      this.strikes.delete(id)
+      this.log(`peer ${id} skipped for ${Math.round(this.banMs / 1000)} s: too many bad blocks`)
+    }
+  }
+
+  /** Block `i` of `rec` from a local file that holds it (verified), or null. */
+  private async localBlock (rec: StoredRecord, i: number, len: number): Promise<Buffer | null> {
+    const hash = rec.blocks[i]
+    for (const src of await this.store.blockSources(hash, 4)) {
+      const data = await readLocal(this.data.abs(src.path), src.offset, len).catch(() => null)
+      if (data != null && sha256(data) === hash) {
+        this.stats.blocksCopiedLocally++
+        return data
+      }
+    }
+    return null
   }
 
   /** Put the winning version of `path` on disk, unless a local write got there first. */
@@ -297,8 +550,14 @@ export class Puller {
 
   /** Rename a finished temp file or link over `rec.path`, if the target is unchanged. */
   private async replace (tmp: string, rec: StoredRecord, observed: Observed | null): Promise<void> {
+    await this.data.ensureParent(rec.path).catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
+    await this.installTmp(tmp, rec, observed)
+  }
+
+  /** Rename a finished temp file or link over `rec.path` (its parent is there), if the target is unchanged. */
+  private async installTmp (tmp: string, rec: StoredRecord, observed: Observed | null): Promise<void> {
     const abs = this.data.abs(rec.path)
-    const installed = await this.data.ensureParent(rec.path).then(async () => await this.store.install(rec, async () => {
+    const installed = await this.store.install(rec, async () => {
       const now = this.data.observeSync(rec.path)
       // written locally meanwhile: the store records it first (conflict rule), then we retry
       if (!sameObserved(now, observed)) throw new PullError('changed locally during the pull; recording it first')
@@ -307,33 +566,45 @@ export class Puller {
       if (now?.type === 'dir') rmdirSync(abs)
       renameSync(tmp, abs)
       return ready
-    })).catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
+    }).catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
     // superseded by a newer version meanwhile: that one is queued already
     if (!installed) await rm(tmp, { force: true })
   }
 
   /**
-   * A file of at most one block: fetched into memory and written to its temp file in one
-   * go, mode and times set on the open handle (a burst of small files is syscall-bound).
+   * A file of at most one block (one that did not come in a group): fetched into memory
+   * and written to its temp file in one go.
    */
   private async fetchSmall (rec: StoredRecord): Promise<string> {
     const tmp = this.data.partialPath(rec.hash, rec.path)
-    const data = rec.blocks.length === 0 ? new Uint8Array(0) : await this.obtainBlock(rec, 0, rec.size)
-    const fh = await open(tmp, 'w', rec.mode)
-    try {
-      await writeAll(fh, data, 0)
-      await fh.chmod(rec.mode)
-      await fh.utimes(rec.mtimeMs / 1000, rec.mtimeMs / 1000)
-    } catch (err) {
-      await fh.close().catch(() => {})
-      await rm(tmp, { force: true })
-      throw err
+    let data: Uint8Array | Uint8ArrayList = new Uint8Array(0)
+    if (rec.blocks.length > 0) {
+      const local = await this.localBlock(rec, 0, rec.size)
+      if (local != null) {
+        data = local
+      } else {
+        const got: { data: Uint8ArrayList | null } = { data: null }
+        const job: FetchJob = {
+          want: { hash: rec.blocks[0], size: rec.size, pathHint: rec.path, offsetHint: 0 },
+          path: rec.path,
+          tried: new Set(),
+          lastErr: new PullError('no connected peer has it'),
+          deliver: (d) => { got.data = d }
+        }
+        const [failure] = await this.fetchJobs([job], 1)
+        if (failure != null) throw failure[1]
+        if (got.data == null) throw new PullError('no connected peer has it')
+        data = got.data
+      }
     }
-    await fh.close()
-    return tmp
+    return await writeSmall(tmp, data, rec)
   }
 
-  /** Fill the partial file of `rec` until every block is there and verified. */
+  /**
+   * Fill the partial file of `rec` until every block is there and verified: blocks a local
+   * file holds are copied, the rest come from the peers in batch requests of consecutive
+   * blocks (several at once), each written where it belongs as soon as it is verified.
+   */
   private async fetchContent (rec: StoredRecord): Promise<string> {
     const partial = this.data.partialPath(rec.hash, rec.path)
     const progress = this.active.get(rec.path)
@@ -366,23 +637,37 @@ export class Puller {
       }
       if (st.size !== rec.size) await fh.truncate(rec.size)
       const failures: Error[] = []
-      let next = 0
-      const worker = async (): Promise<void> => {
-        while (next < missing.length) {
-          // stopping: keep the partial file as it is, the next start resumes it
-          if (!this.started) { failures.push(new PullError('node stopping')); return }
-          const i = missing[next++]
-          const len = blockLength(rec.size, rec.blockSize, i)
+      // blocks a local file holds (a rename, a copy, an edit of a file we have)
+      const jobs: FetchJob[] = []
+      const local = await mapLimit(missing, 8, async (i) => await this.localBlock(rec, i, blockLength(rec.size, rec.blockSize, i)).catch(() => null))
+      for (let k = 0; k < missing.length; k++) {
+        const i = missing[k]
+        const len = blockLength(rec.size, rec.blockSize, i)
+        const off = i * rec.blockSize
+        const data = local[k]
+        if (data != null) {
           try {
-            const data = await this.obtainBlock(rec, i, len)
-            await writeAll(fh, data, i * rec.blockSize)
+            await writeAll(fh, data, off)
             if (progress != null) progress.done += len
           } catch (err) {
             failures.push(err as Error)
           }
+          continue
         }
+        jobs.push({
+          want: { hash: rec.blocks[i], size: len, pathHint: rec.path, offsetHint: off },
+          path: rec.path,
+          tried: new Set(),
+          lastErr: new PullError('no connected peer has it'),
+          deliver: async (d) => {
+            await writevAll(fh, d, off)
+            if (progress != null) progress.done += len
+          }
+        })
       }
-      await Promise.all(Array.from({ length: Math.min(this.blocksPerFile, missing.length) }, worker))
+      // batches of consecutive blocks, a few at once (the bytes in flight per peer bound them too)
+      const parallel = Math.max(1, Math.min(4, Math.ceil(this.blocksPerFile * rec.blockSize / BATCH_BYTES)))
+      for (const [, err] of await this.fetchJobs(jobs, parallel)) failures.push(err)
       if (failures.length > 0) {
         const full = failures.find((e) => isErrno(e, 'ENOSPC', 'EDQUOT'))
         if (full != null) {
@@ -391,6 +676,7 @@ export class Puller {
           await fh.truncate(0).catch(() => {})
           throw new PullError(`no space left on the device for ${rec.path} (${rec.size} bytes); will retry`)
         }
+        if (!this.started) throw new PullError('node stopping')
         throw new PullError(`${failures.length} of ${n} blocks unavailable (${failures[0].message})`)
       }
       await fh.chmod(rec.mode)
@@ -399,54 +685,6 @@ export class Puller {
       await fh.close()
     }
     return partial
-  }
-
-  /** One block, from a local file if any holds it, else from the peers. */
-  private async obtainBlock (rec: StoredRecord, i: number, len: number): Promise<Uint8Array> {
-    const hash = rec.blocks[i]
-    for (const src of await this.store.blockSources(hash, 4)) {
-      const data = await readLocal(this.data.abs(src.path), src.offset, len).catch(() => null)
-      if (data != null && sha256(data) === hash) {
-        this.stats.blocksCopiedLocally++
-        return data
-      }
-    }
-    const tried = new Set<string>()
-    let lastErr: Error = new PullError('no connected peer has it')
-    for (;;) {
-      const now = Date.now()
-      const candidates = this.peers().filter((p) => {
-        const id = p.peer.toString()
-        return !tried.has(id) && (this.banned.get(id) ?? 0) < now
-      })
-      if (candidates.length === 0) throw lastErr
-      // spread over the peers: the least loaded first
-      candidates.sort((a, b) => a.load - b.load)
-      const peer = candidates[0]
-      const id = peer.peer.toString()
-      tried.add(id)
-      try {
-        const data = await peer.request(hash, len, rec.path, i * rec.blockSize)
-        if (data.byteLength !== len || sha256(data) !== hash) {
-          this.stats.badBlocks++
-          const s = (this.strikes.get(id) ?? 0) + 1
-          this.strikes.set(id, s)
-          this.log(`peer ${id} sent a block of ${rec.path} that does not match its hash (strike ${s})`)
-          if (s >= this.maxStrikes) {
-            this.banned.set(id, Date.now() + this.banMs)
-            this.strikes.delete(id)
-            this.log(`peer ${id} skipped for ${Math.round(this.banMs / 1000)} s: too many bad blocks`)
-          }
-          lastErr = new PullError(`peer ${id} sent a corrupt block`)
-          continue
-        }
-        this.stats.blocksFetched++
-        this.stats.bytesFetched += len
-        return data
-      } catch (err) {
-        lastErr = err instanceof BlockUnavailableError ? err : new PullError(`peer ${id}: ${(err as Error).message}`)
-      }
-    }
   }
 }
 
@@ -465,6 +703,81 @@ export function orderForInstall (recs: StoredRecord[]): StoredRecord[] {
 
 function sha256 (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
+}
+
+/** SHA-256 of a list of chunks, without joining them. */
+function sha256List (data: Uint8ArrayList): string {
+  const h = createHash('sha256')
+  for (const chunk of data) h.update(chunk)
+  return h.digest('hex')
+}
+
+function chunksOf (data: Uint8Array | Uint8ArrayList): Uint8Array[] {
+  return data instanceof Uint8Array ? [data] : [...data]
+}
+
+/** Write chunks at `position` (gathered: one call for all, short writes continued). */
+async function writevAll (fh: FileHandle, data: Uint8Array | Uint8ArrayList, position: number): Promise<void> {
+  let bufs = chunksOf(data)
+  let pos = position
+  while (bufs.length > 0) {
+    const { bytesWritten } = await fh.writev(bufs, pos)
+    pos += bytesWritten
+    bufs = skipBytes(bufs, bytesWritten)
+  }
+}
+
+function skipBytes (bufs: Uint8Array[], n: number): Uint8Array[] {
+  const out: Uint8Array[] = []
+  for (const b of bufs) {
+    if (n >= b.byteLength) { n -= b.byteLength; continue }
+    out.push(n > 0 ? b.subarray(n) : b)
+    n = 0
+  }
+  return out
+}
+
+const openFd = promisify(openCb)
+
+/**
+ * Write a small file's temp file whole: the file is created in the thread pool (creating
+ * a file can cost the kernel a quarter of a millisecond here, which would stall the event
+ * loop), then written, given its mode and times and closed with synchronous calls (four
+ * system calls, against as many round trips through the thread pool; a burst of small
+ * files is bound by those). Returns its path; nothing is left behind on failure.
+ */
+async function writeSmall (tmp: string, data: Uint8Array | Uint8ArrayList, rec: StoredRecord): Promise<string> {
+  const fd = await openFd(tmp, 'w', rec.mode)
+  try {
+    let bufs = chunksOf(data).filter((b) => b.byteLength > 0)
+    let pos = 0
+    while (bufs.length > 0) {
+      const n = writevSync(fd, bufs, pos)
+      pos += n
+      bufs = skipBytes(bufs, n)
+    }
+    fchmodSync(fd, rec.mode)
+    futimesSync(fd, rec.mtimeMs / 1000, rec.mtimeMs / 1000)
+  } catch (err) {
+    closeSync(fd)
+    rmSync(tmp, { force: true })
+    throw err
+  }
+  closeSync(fd)
+  return tmp
+}
+
+async function mapLimit<T, R> (items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++
+      out[i] = await fn(items[i])
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  return out
 }
 
 async function writeAll (fh: FileHandle, data: Uint8Array, position: number): Promise<void> {

@@ -17,7 +17,8 @@ import type { PeerId } from '@libp2p/interface'
 import { initHome } from '../../src/node/home.js'
 import { SyncNode, type NodeOptions, type LogFn } from '../../src/node/node.js'
 import { meshTopic } from '../../src/gossip/announcer.js'
-import { PeerBlockClient } from '../../src/transfer/protocol.js'
+import { PeerBlockClient, type BlockResult } from '../../src/transfer/protocol.js'
+import type { Want } from '../../src/transfer/codec.js'
 import { RESERVED } from '../../src/store/datafolder.js'
 import type { SimNetwork } from './network.js'
 import type { Rng } from './prng.js'
@@ -151,6 +152,21 @@ function installBlockHook (): void {
     const owner = blockOwners.get(host)
     if (owner != null && data.byteLength === size && createHash('sha256').update(data).digest('hex') === hash) owner.noteFetched(hash, size)
     return data
+  }
+  // batch requests (protocol 2): every verified block of the answer
+  const originalMany = proto.requestMany
+  proto.requestMany = async function (this: PeerBlockClient, wants: Want[], onBlock: (index: number, result: BlockResult) => void): Promise<void> {
+    const host = (this as unknown as { host: object }).host
+    await originalMany.call(this, wants, (i, r) => {
+      const owner = blockOwners.get(host)
+      const w = wants[i]
+      if (owner != null && r.data != null && r.data.byteLength === w.size) {
+        const h = createHash('sha256')
+        for (const c of r.data) h.update(c)
+        if (h.digest('hex') === w.hash) owner.noteFetched(w.hash, w.size)
+      }
+      onBlock(i, r)
+    })
   }
 }
 

@@ -157,4 +157,31 @@ describe('transfers', () => {
     await waitFor(async () => (await c.n.store.needCount()) === 0, 20_000, 'C got the file from an honest peer')
     expect(Buffer.compare(await readFile(c.path('payload.bin')), content)).toBe(0)
   })
+
+  it('pulls many small files in groups, and a lying peer\'s corrupt ones are never installed', async () => {
+    mesh = await Mesh.create()
+    const a = await mesh.add('a')
+    const liar = await mesh.add('liar')
+    const c = await mesh.add('c')
+    await a.start()
+    await liar.start({ join: [a.addr()] })
+    const files = Array.from({ length: 600 }, (_v, i) => ({ rel: `many/f${i}.dat`, content: randomBytes(1 + (i * 97) % 9000) }))
+    for (const f of files) await a.write(f.rel, f.content)
+    await mesh.waitConverged()
+    // every other block the liar serves is corrupt
+    let n = 0
+    liar.n.blockServer.corrupt = (d) => { if (n++ % 2 === 0) return d; const x = Buffer.from(d); x[0] ^= 0xff; return x }
+    await a.stop()
+    await c.start({ join: [liar.addr()] })
+    await waitFor(() => c.n.puller.stats.badBlocks >= 3, 15_000, 'C saw corrupt blocks')
+    // what C installed from the liar is what A wrote, nothing else
+    for (const f of files) {
+      const got = await c.read(f.rel)
+      if (got != null) expect(Buffer.compare(await readFile(c.path(f.rel)), f.content)).toBe(0)
+    }
+    await a.start()
+    await c.n.join(a.addr())
+    await waitFor(async () => (await c.n.store.needCount()) === 0, 30_000, 'C got every file')
+    for (const f of files) expect(Buffer.compare(await readFile(c.path(f.rel)), f.content)).toBe(0)
+  })
 })
