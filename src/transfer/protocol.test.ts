@@ -173,6 +173,36 @@ describe('block protocol 2 (batches)', () => {
     await bsrv.stop()
   })
 
+  it('a peer that goes away in the middle of a long answer of small blocks ends it quietly (no unhandled rejection)', async () => {
+    const files = Array.from({ length: 300 }, (_, i) => ({ rel: `many/s${i}.bin`, body: randomBytes(4 * KiB) }))
+    await mkdir(data.abs('many'))
+    for (const f of files) await writeFile(data.abs(f.rel), f.body)
+    const unhandled: unknown[] = []
+    const onUnhandled = (err: unknown): void => { unhandled.push(err) }
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      for (let round = 0; round < 3; round++) {
+        const { server, client, serverPeer } = await hostPair()
+        const bsrv = new BlockServer({ store: noIndex, data, host: server })
+        bsrv.delayMs = 1
+        await bsrv.start()
+        const c = new PeerBlockClient(client, serverPeer, 16 * 1024 * KiB)
+        let arrived = 0
+        const done = c.requestMany(files.map((f) => ({ hash: sha(f.body), size: f.body.length, pathHint: f.rel, offsetHint: 0 })), () => {
+          // gone after the first coalesced send: the server is still reading the rest
+          if (++arrived === 1) c.close()
+        })
+        await done
+        await bsrv.stop()
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        expect(arrived).toBeGreaterThan(0)
+      }
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
+
   it('asks a peer that only speaks 1.0.0 block by block', async () => {
     const { server, client, serverPeer, dials } = await hostPair()
     const bsrv = new BlockServer({ store: noIndex, data, host: server })

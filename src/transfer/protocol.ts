@@ -276,7 +276,11 @@ export class BlockServer {
       outBytes = 0
       outData = 0
       await sent
-      sent = send(frames).then(() => { if (n > 0) this.traffic?.sent(peer, n) })
+      const p = send(frames).then(() => { if (n > 0) this.traffic?.sent(peer, n) })
+      // awaited by the next flush or at the end; until then a closed stream's rejection
+      // must not count as unhandled (it would end the process)
+      p.catch(() => {})
+      sent = p
     }
     for (let index = 0; index < req.wants.length; index++) {
       let data: Uint8Array | null = null
