@@ -8,7 +8,11 @@
  *   2. many small files (default 10,000 x 4 KiB) in a fresh subfolder: files/s from the
  *      first write to the last file installed at B, and per-file latency (close at A ->
  *      appearance at B) p50 / p99, measured with a watcher on B's folder.
- *   3. the same two cases pushed with `rsync -a SRC/ rsync://127.0.0.1:P/mod/DST/`.
+ *   3. catch-up: B is stopped, A records another set of small files (same count and size)
+ *      in a fresh subfolder, then B starts again: files/s from B listening to the last file
+ *      at B. The files are on A's disk before B starts, as rsync's are: the pull pipeline
+ *      alone, without the writer's pace of case 2.
+ *   4. the large file and the small files pushed with `rsync -a SRC/ rsync://127.0.0.1:P/mod/DST/`.
  *
  * Options: --size-mb N (1024), --files N (10000), --skip-rsync, --json (last line: one JSON
  * object with every figure), --timeout S (per syncmesh case, 75: a case not done by then is
@@ -136,6 +140,20 @@ interface RsyncResult {
 }
 
 // ---------------------------------------------------------------------------------------
+
+interface CatchUpResult {
+  files: number
+  arrived: number
+  complete: boolean
+  verified: boolean
+  /** B listening -> last file at B */
+  seconds: number
+  filesPerS: number
+  /** A recording the files (write of the first -> all recorded), not timed in `seconds` */
+  recordSeconds: number
+  /** CPU seconds (user + system, all threads) each node used while B caught up */
+  cpu: { A: number | null, B: number | null }
+}
 
 /** Block hashes of a stream of chunks, as the scanner cuts them (for the content id). */
 class BlockHasher {
@@ -448,7 +466,55 @@ async function benchRsync (opts: Options, rsync: string, tmp: string, bigSrc: st
 
 // ---------------------------------------------------------------------------------------
 
-function table (opts: Options, m: Machine, big: BigResult | null, small: SmallResult | null, rs: RsyncResult): string {
+/**
+ * Case 3: B stopped, A records `opts.files` small files in a fresh folder, B starts again
+ * and pulls them (index catch-up, then the puller). Returns the restarted B.
+ */
+async function benchCatchUp (opts: Options, a: NodeProc, b: NodeProc, logs: string, dirRel: string): Promise<{ result: CatchUpResult, b: NodeProc }> {
+  const n = opts.files
+  const srcDir = join(a.data, dirRel)
+  const dstDir = join(b.data, dirRel)
+  const names = Array.from({ length: n }, (_, i) => `c${String(i).padStart(6, '0')}.dat`)
+  const contents = Array.from({ length: n }, () => randomBytes(SMALL_SIZE))
+  progress('case 3: stopping B')
+  await b.stop(10_000)
+  const before = (await status(a.home)).files
+  progress(`case 3: writing ${n} files of ${SMALL_SIZE} bytes into A/${dirRel} while B is down`)
+  const t0 = now()
+  await mkdir(srcDir)
+  for (let i = 0; i < n; i++) await writeFile(join(srcDir, names[i]), contents[i])
+  await waitFor(`A to record ${n} files`, async () => (await status(a.home)).files >= before + n, opts.timeoutS * 1000, 100)
+  const recordSeconds = (now() - t0) / 1000
+  await waitIdle([a], 500, 30_000)
+  progress(`case 3: recorded at A in ${recordSeconds.toFixed(1)} s; starting B`)
+  const cpuA0 = cpuSeconds(a.proc.pid)
+  const b2 = await startNode('B2', b.home, logs, { cpuProfDir: opts.cpuProfDir ?? undefined, join: a.addrs[0] })
+  const tStart = now()
+  const deadline = tStart + opts.timeoutS * 1000
+  let arrived = 0
+  while (now() < deadline) {
+    arrived = (await readdir(dstDir).catch(() => [])).length
+    if (arrived >= n) break
+    await sleep(20)
+  }
+  const seconds = (now() - tStart) / 1000
+  const cpu = { A: cpuA0 == null ? null : r1((cpuSeconds(a.proc.pid) ?? cpuA0) - cpuA0), B: r1(cpuSeconds(b2.proc.pid) ?? NaN) }
+  const complete = arrived >= n
+  let verified = false
+  if (complete) {
+    progress('case 3: complete; verifying content')
+    verified = true
+    for (let i = 0; i < n; i++) {
+      const got = await readFile(join(dstDir, names[i]))
+      if (!got.equals(contents[i])) { verified = false; progress(`case 3: CONTENT MISMATCH ${names[i]}`); break }
+    }
+  } else {
+    progress(`case 3: NOT complete after ${opts.timeoutS} s: ${arrived}/${n} files at B`)
+  }
+  return { result: { files: n, arrived, complete, verified, seconds: r3(seconds), filesPerS: r1(arrived / seconds), recordSeconds: r3(recordSeconds), cpu }, b: b2 }
+}
+
+function table (opts: Options, m: Machine, big: BigResult | null, small: SmallResult | null, catchUp: CatchUpResult | null, rs: RsyncResult): string {
   const fmt = (v: number | null | undefined, d = 1): string => v == null || Number.isNaN(v) ? '-' : v.toFixed(d)
   const ratio = (a: number | null | undefined, b: number | null | undefined): string => a == null || b == null || b === 0 ? '-' : (a / b).toFixed(2)
   const rows: string[][] = [['', 'syncmesh', 'rsync', 'syncmesh/rsync']]
@@ -469,6 +535,12 @@ function table (opts: Options, m: Machine, big: BigResult | null, small: SmallRe
     rows.push(['  latency p99 (ms)', fmt(small.latencyMs.p99), '', ''])
     rows.push(['  CPU s, A / B', `${fmt(small.cpu.A)} / ${fmt(small.cpu.B)}`, '', ''])
   }
+  if (catchUp != null) {
+    const label = `catch-up, ${opts.files} x 4 KiB`
+    rows.push([`${label}: files/s`, `${fmt(catchUp.filesPerS)}${catchUp.complete ? '' : ` (${catchUp.arrived}/${catchUp.files}, incomplete)`}`, fmt(rs.small?.filesPerS), ratio(catchUp.filesPerS, rs.small?.filesPerS)])
+    rows.push([`${label}: seconds`, fmt(catchUp.seconds, 2), fmt(rs.small?.seconds, 2), catchUp.complete ? ratio(catchUp.seconds, rs.small?.seconds) : '-'])
+    rows.push(['  CPU s, A / B', `${fmt(catchUp.cpu.A)} / ${fmt(catchUp.cpu.B)}`, '', ''])
+  }
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)))
   const lines = rows.map((r) => r.map((cell, c) => c === 0 ? cell.padEnd(w[c]) : cell.padStart(w[c])).join('   '))
   lines.splice(1, 0, w.map((n) => '-'.repeat(n)).join('   '))
@@ -476,7 +548,9 @@ function table (opts: Options, m: Machine, big: BigResult | null, small: SmallRe
     `machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, node ${m.node}, linux ${m.kernel}, rsync ${m.rsync ?? 'not installed'}`,
     `load:    ${m.load} (1-min average at start)${m.load > m.cores / 2 ? ': other work is running on this machine, the figures are noisy' : ''}`,
     'syncmesh: A -> B, two child processes on 127.0.0.1; big file timed from close at A to complete at B,',
-    '          small files from the first write at A to the last file at B (writes included).',
+    '          small files from the first write at A to the last file at B (writes included);',
+    '          catch-up: the same count of small files recorded at A while B was down, from B listening',
+    '          again to the last file at B.',
     'rsync:    rsync -a SRC/ rsync://127.0.0.1:PORT/mod/DST/ (daemon), push only, files already on disk.'
   ]
   if (rs.skipped != null) head.push(`rsync baseline skipped: ${rs.skipped}`)
@@ -501,7 +575,7 @@ async function main (): Promise<void> {
   await mkdir(logs)
   if (opts.cpuProfDir != null) await mkdir(opts.cpuProfDir, { recursive: true })
   const a = await startNode('A', homeA, logs, { cpuProfDir: opts.cpuProfDir ?? undefined })
-  const b = await startNode('B', homeB, logs, { cpuProfDir: opts.cpuProfDir ?? undefined, join: a.addrs[0] })
+  let b = await startNode('B', homeB, logs, { cpuProfDir: opts.cpuProfDir ?? undefined, join: a.addrs[0] })
   const grace = opts.cpuProfDir != null ? 120_000 : 10_000
   onCleanup(async () => { await b.stop(grace); await a.stop(grace) })
   progress(`A ${a.addrs[0]}`)
@@ -510,6 +584,7 @@ async function main (): Promise<void> {
 
   let big: BigResult | null = null
   let small: SmallResult | null = null
+  let catchUp: CatchUpResult | null = null
   const smallRel = `small-${Date.now().toString(36)}`
   try {
     if (opts.sizeMb > 0) {
@@ -520,6 +595,11 @@ async function main (): Promise<void> {
       if (big != null && !await waitIdle([a, b], 1000, 30_000)) progress('the nodes are still busy after 30 s; going on')
       small = await benchSmall(opts, a, b, smallRel)
       progress(`case 2: ${JSON.stringify({ ...small, nodeStats: undefined })}`)
+      if (!await waitIdle([a, b], 1000, 30_000)) progress('the nodes are still busy after 30 s; going on')
+      const c = await benchCatchUp(opts, a, b, logs, `catchup-${Date.now().toString(36)}`)
+      b = c.b
+      catchUp = c.result
+      progress(`case 3: ${JSON.stringify(catchUp)}`)
     }
   } finally {
     progress('stopping the nodes')
@@ -537,19 +617,20 @@ async function main (): Promise<void> {
   }
   if (rs.skipped != null) progress(`rsync baseline skipped: ${rs.skipped}`)
 
-  process.stdout.write(table(opts, m, big, small, rs))
+  process.stdout.write(table(opts, m, big, small, catchUp, rs))
   const ratios = {
     bigMbPerS: big?.complete === true && rs.big != null ? r3(big.mbPerS / rs.big.mbPerS) : null,
-    smallFilesPerS: small != null && rs.small != null ? r3(small.filesPerS / rs.small.filesPerS) : null
+    smallFilesPerS: small != null && rs.small != null ? r3(small.filesPerS / rs.small.filesPerS) : null,
+    catchUpFilesPerS: catchUp != null && rs.small != null ? r3(catchUp.filesPerS / rs.small.filesPerS) : null
   }
   progress(`total ${((now() - t00) / 1000).toFixed(1)} s; cleaning up`)
   await cleanupAll()
   if (opts.json) {
-    process.stdout.write(JSON.stringify({ machine: m, options: opts, syncmesh: { big, small }, rsync: rs, ratios }) + '\n')
+    process.stdout.write(JSON.stringify({ machine: m, options: opts, syncmesh: { big, small, catchUp }, rsync: rs, ratios }) + '\n')
   }
   // a case cut short by --timeout is a (bad) figure, not a failure; wrong content is
   const bad = (big?.complete === true && !big.verified) || (small?.complete === true && !small.verified) ||
-    (rs.big != null && !rs.big.verified) || (rs.small != null && !rs.small.verified)
+    (catchUp?.complete === true && !catchUp.verified) || (rs.big != null && !rs.big.verified) || (rs.small != null && !rs.small.verified)
   if (bad) process.exitCode = 1
 }
 
