@@ -176,6 +176,13 @@ export type NativeUtimensat = (path: string, atimeSec: number, atimeNsec: number
  */
 export type NativeTakeRanges = (thread: Buffer, fd: number) => Float64Array | null | undefined
 
+/**
+ * The notifications the patched fuse-native (level 5) queued for the mount whose fuse_thread_t is `thread`
+ * since the last take, in the order their system calls happened: [fallbacks, op, path, fd, ranges, ...]
+ * (see NativeEvents in passthrough.ts); undefined when that mount has no queue.
+ */
+export type NativeTakeEvents = (thread: Buffer) => unknown[] | undefined
+
 /** The addon fuse-native loaded, and what Syncmesh's patch (scripts/build-fuse.mjs) added to it. */
 export interface FuseBinding {
   /** the addon file (build/Release/fuse.node when built with the patch, else fuse-native's prebuild) */
@@ -186,6 +193,8 @@ export interface FuseBinding {
   utimensat: NativeUtimensat | undefined
   /** present from patch level 4 on */
   takeRanges: NativeTakeRanges | undefined
+  /** present from patch level 5 on */
+  takeEvents: NativeTakeEvents | undefined
 }
 
 export interface LoadedFuse {
@@ -217,11 +226,12 @@ export async function loadFuseNative (): Promise<LoadedFuse> {
     const main = createRequire(import.meta.url).resolve('fuse-native')
     const dir = path.dirname(main)
     const ngb = createRequire(main)('node-gyp-build') as NodeGypBuild
-    const raw = ngb(dir) as { syncmesh_patch?: unknown, syncmesh_utimensat?: unknown, syncmesh_take_ranges?: unknown }
+    const raw = ngb(dir) as { syncmesh_patch?: unknown, syncmesh_utimensat?: unknown, syncmesh_take_ranges?: unknown, syncmesh_take_events?: unknown }
     const patch = typeof raw.syncmesh_patch === 'number' ? raw.syncmesh_patch : 0
     const utimensat = patch >= 1 && typeof raw.syncmesh_utimensat === 'function' ? raw.syncmesh_utimensat as NativeUtimensat : undefined
     const takeRanges = patch >= 4 && typeof raw.syncmesh_take_ranges === 'function' ? raw.syncmesh_take_ranges as NativeTakeRanges : undefined
-    binding = { file: ngb.path(dir), patch, utimensat, takeRanges }
+    const takeEvents = patch >= 5 && typeof raw.syncmesh_take_events === 'function' ? raw.syncmesh_take_events as NativeTakeEvents : undefined
+    binding = { file: ngb.path(dir), patch, utimensat, takeRanges, takeEvents }
   } catch (err) {
     throw new MountError(`cannot inspect fuse-native's addon: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`)
   }
