@@ -167,6 +167,53 @@ describe.skipIf(!canMount)('two nodes with mounts', () => {
     expect(await a2.exited).toBe(0)
   })
 
+  it('files created through a mount and still being written when a peer\'s versions of the same paths arrive keep the local write (and the peer\'s)', { timeout: 120_000 }, async () => {
+    const [a, b] = await mountedPair()
+    const N = 30
+    // a: create every file through its mount (served in C, the creation queued for JS) and keep it open
+    const holder = spawn('python3', ['-c', `
+import os, sys
+fds = [os.open(os.path.join(sys.argv[1], 'race-%d' % i), os.O_WRONLY | os.O_CREAT, 0o644) for i in range(${N})]
+for i, fd in enumerate(fds): os.write(fd, b'from a %d, first half' % i)
+print('ready', flush=True)
+sys.stdin.readline()
+for i, fd in enumerate(fds): os.write(fd, b', second half')
+for fd in fds: os.close(fd)
+print('done', flush=True)
+`, a.mnt], { stdio: ['pipe', 'pipe', 'inherit'] })
+    onCleanup(async () => { holder.kill('SIGKILL') })
+    let out = ''
+    holder.stdout.setEncoding('utf8')
+    holder.stdout.on('data', (c: string) => { out += c })
+    await waitFor(() => out.includes('ready'), 20_000, 'a created its files')
+    // b: the same paths, written whole, knowing nothing of a's (a has recorded nothing yet)
+    const before = (await status(a.home)).stats.gossip.recordsReceived
+    for (let i = 0; i < N; i++) await writeFile(join(b.mnt, `race-${i}`), `from b ${i}`)
+    await waitFor(async () => (await status(a.home)).stats.gossip.recordsReceived - before >= N, 30_000, 'a heard of b\'s versions')
+    // give a's puller time to try: a's files are open for writing, so nothing may replace them
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    for (let i = 0; i < N; i++) expect(await readFile(join(a.home, 'data', `race-${i}`), 'utf8')).toBe(`from a ${i}, first half`)
+    holder.stdin.write('go\n')
+    await waitFor(() => out.includes('done'), 20_000, 'a closed its files')
+    // names and contents (a conflict copy's mtime can differ by a millisecond between the nodes: the one
+    // that renamed its own file aside keeps the nanoseconds, the other has the record's whole ms)
+    const contents = async (m: string): Promise<string> => {
+      const out: string[] = []
+      for (const n of (await readdir(m)).sort()) if (n.startsWith('race-')) out.push(`${n} ${await readFile(join(m, n), 'utf8')}`)
+      return out.join('\n')
+    }
+    await waitFor(async () => await contents(a.mnt).catch(() => 'a') === await contents(b.mnt).catch(() => 'b'), 60_000, 'the mounts agree')
+    // both writes of every path are kept, on both nodes: one at the path, the other as a conflict copy
+    for (const m of [a.mnt, b.mnt]) {
+      const contents = new Set<string>()
+      for (const n of await readdir(m)) if (n.startsWith('race-')) contents.add(await readFile(join(m, n), 'utf8'))
+      for (let i = 0; i < N; i++) {
+        expect(contents.has(`from a ${i}, first half, second half`)).toBe(true)
+        expect(contents.has(`from b ${i}`)).toBe(true)
+      }
+    }
+  })
+
   it('refuses a missing, non-empty or already mounted mount point in one line', async () => {
     const d = await tempDir('syncmesh-fuse-')
     await run('init', '--home', join(d, 'h'))
