@@ -4,7 +4,7 @@
  * process; this process only writes), and through `bindfs -o big_writes` when bindfs is installed.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/fuse-bench.js [--mib 1024] [--files 10000] [--runs 2]
- *     [--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-single,bindfs] [--serve-env KEY=VALUE ...]
+ *     [--only direct,mount,mount-uring,mount-nofast,mount-sync,bindfs] [--serve-env KEY=VALUE ...]
  *
  * The targets run in the order --only names them, a target named twice runs twice (to interleave them on
  * a noisy machine); direct also runs once more at the end.
@@ -12,8 +12,7 @@
  * of its thread pool; Node leaves that off by default). 'mount-nofast' serves with
  * SYNCMESH_FUSE_FASTPATHS=0: getattr, fgetattr and getxattr go to JS even with the patched fuse-native.
  * 'mount-sync' serves with SYNCMESH_FUSE_ASYNC=0: create, open for writing and release call JS and wait for
- * it (patch level 4's way) instead of queueing a notification. 'mount-single' serves with SYNCMESH_FUSE_SINGLE=1
- * (libfuse's single-threaded loop, as bindfs runs by default).
+ * it (patch level 4's way) instead of queueing a notification.
  *
  * Needs root (or fuse for the user), /dev/fuse, libfuse2 + fuse; bindfs is optional (apt-get install -y bindfs).
  * Every small-file run writes into a fresh folder (this disk slows down for minutes after mass deletes).
@@ -166,8 +165,7 @@ async function main (): Promise<void> {
       ['mount', ['syncmesh mount', serveEnv]],
       ['mount-uring', ['syncmesh, io_uring', { ...serveEnv, UV_USE_IO_URING: '1' }]],
       ['mount-nofast', ['syncmesh, no C paths', { ...serveEnv, SYNCMESH_FUSE_FASTPATHS: '0' }]],
-      ['mount-sync', ['syncmesh, JS waited', { ...serveEnv, SYNCMESH_FUSE_ASYNC: '0' }]],
-      ['mount-single', ['syncmesh, one thread', { ...serveEnv, SYNCMESH_FUSE_SINGLE: '1' }]]
+      ['mount-sync', ['syncmesh, JS waited', { ...serveEnv, SYNCMESH_FUSE_ASYNC: '0' }]]
     ])
     for (const [i, key] of only.entries()) {
       if (key === 'direct') {
@@ -208,7 +206,7 @@ async function main (): Promise<void> {
         }
         continue
       }
-      throw new Error(`unknown target ${key} (--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-single,bindfs)`)
+      throw new Error(`unknown target ${key} (--only direct,mount,mount-uring,mount-nofast,mount-sync,bindfs)`)
     }
     if (only.includes('direct')) {
       // again at the end: this shared disk's speed drifts; ratios use the mean of both direct runs

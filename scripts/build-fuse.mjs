@@ -33,7 +33,6 @@
  *   mutating operation JS still serves (JS takes the queue when such a call reaches it), so JS sees the
  *   mutations in the order they happened: see "Capture order" below for the argument. A full queue (JS
  *   behind by queueMax notifications) or no memory: the operation calls JS and waits, as at level 4.
- *   `singleThread: true` serves with libfuse's fuse_loop instead of fuse_loop_mt.
  *
  * Nothing of fuse-native's source is kept in this repository: the installed fuse-native.c is edited at
  * a few small anchors (the pristine file is kept beside it as fuse-native.c.orig, so a later run patches
@@ -193,7 +192,6 @@ const THREAD_FIELDS = `  /* ${MARK}: fast paths (syncmesh_setup); syncmesh_data_
   uint64_t syncmesh_sync_fallbacks; /* notifications that could not be queued (full, no memory): JS was called and waited for */
   uv_async_t syncmesh_wake; /* wakes JS (syncmesh_on_events) when something was queued */
   int syncmesh_wake_pending; /* woken and not taken since: no need to wake it again */
-  int syncmesh_single; /* serve with libfuse's single-threaded loop (config singleThread) */
   napi_ref syncmesh_on_events;
 `
 
@@ -229,9 +227,6 @@ static void syncmesh_setup (napi_env env, napi_value self, fuse_thread_t *ft) {
   if (rlen == 0 || rlen >= sizeof(name) - 1 || strlen(name) != rlen || strchr(name, '/') != NULL) return;
   if (napi_get_named_property(env, cfg, "umask", &v) != napi_ok || napi_get_value_uint32(env, v, &mask) != napi_ok) return;
   ft->syncmesh_umask = (mode_t) (mask & 07777);
-  bool single = false;
-  if (napi_get_named_property(env, cfg, "singleThread", &v) == napi_ok) napi_get_value_bool(env, v, &single);
-  ft->syncmesh_single = single ? 1 : 0;
   uint32_t qmax = 0;
   if (napi_get_named_property(env, cfg, "queueMax", &v) == napi_ok) napi_get_value_uint32(env, v, &qmax);
   napi_value onEvents;
@@ -794,8 +789,6 @@ function patchSource (orig) {
   s = addPreArg(s, 'create', 4, '  napi_create_uint32(env, l->mode, &(argv[3]));\n')
   s = addPreArg(s, 'open', 4, '    napi_create_uint32(env, 0, &(argv[3]));\n  }\n')
   s = edit(s, '    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n', a => `${a}    if (ops.create) ops.create = syncmesh_create;\n    if (ops.open) ops.open = syncmesh_open;\n    if (ops.write) ops.write = syncmesh_write;\n    if (ops.read) ops.read = syncmesh_read;\n    if (ops.release) ops.release = syncmesh_release;\n${ORDERED_OPS.map(n => `    if (ops.${n}) ops.${n} = syncmesh_ordered_${n};\n`).join('')}`)
-  // 7b. optionally libfuse's single-threaded loop
-  s = edit(s, '  fuse_loop_mt(ft->fuse);\n', () => `  if (ft->syncmesh_single) fuse_loop(ft->fuse); else fuse_loop_mt(ft->fuse); /* ${MARK} */\n`)
   // 8. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
   s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_ranges)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_events)\n`)
   return s

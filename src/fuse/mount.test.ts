@@ -904,8 +904,7 @@ describe('events reported for each mutating operation', { timeout: TIMEOUT }, ()
   it.each([
     { mode: 'notifications', env: {} },
     { mode: 'a queue of one (most notifications wait for JS instead)', env: { SYNCMESH_FUSE_QUEUE_MAX: '1' } },
-    { mode: 'SYNCMESH_FUSE_ASYNC=0', env: { SYNCMESH_FUSE_ASYNC: '0' } },
-    { mode: 'libfuse\'s single-threaded loop', env: { SYNCMESH_FUSE_SINGLE: '1' } }
+    { mode: 'SYNCMESH_FUSE_ASYNC=0', env: { SYNCMESH_FUSE_ASYNC: '0' } }
   ])('events replayed in order give the data folder\'s tree after concurrent creates, renames and unlinks; $mode', { timeout: 120000 }, async ({ env }) => {
     const f = await fixture({ env: { ...process.env, ...env } })
     const s = f.server!

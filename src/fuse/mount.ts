@@ -14,8 +14,7 @@
  *   getxattr, read, write; the open(2) of create/open, the close(2) after release): see FuseTuning.fastPaths
  *   and scripts/build-fuse.mjs. SYNCMESH_FUSE_FASTPATHS=0 keeps everything in JS. From level 5 create, open
  *   for writing and release do not wait for JS: they queue a notification, in order (FuseTuning.events);
- *   SYNCMESH_FUSE_ASYNC=0 makes them wait as at level 4, SYNCMESH_FUSE_QUEUE_MAX bounds the queue;
- *   SYNCMESH_FUSE_SINGLE=1 serves with libfuse's single-threaded loop.
+ *   SYNCMESH_FUSE_ASYNC=0 makes them wait as at level 4, SYNCMESH_FUSE_QUEUE_MAX bounds the queue.
  * - Files unlinked while open: libfuse2 renames them to .fuse_hiddenXXXX; they are moved into
  *   <dataDir>/<reservedName>/fuse-hidden instead, so the data folder only shows the removal.
  * - Extended attributes and mknod of fifos/devices go through a python3 helper (Node has no API for them).
@@ -162,8 +161,7 @@ export class SyncMount {
       countOps: process.env.SYNCMESH_FUSE_STATS === '1',
       fastPaths: process.env.SYNCMESH_FUSE_FASTPATHS !== '0' ? binding.takeRanges : undefined,
       events: process.env.SYNCMESH_FUSE_ASYNC !== '0' ? binding.takeEvents : undefined,
-      queueMax: queueMaxFromEnv(),
-      singleThread: process.env.SYNCMESH_FUSE_SINGLE === '1'
+      queueMax: queueMaxFromEnv()
     })
     await new Promise<void>((resolve, reject) => {
       fuse.mount(err => {

@@ -835,8 +835,6 @@ export interface FastPathConfig {
   queueMax: number
   /** level 5: called when the addon queued notifications (it takes them: Passthrough.drainNative) */
   onEvents?: () => void
-  /** level 5: serve with libfuse's single-threaded loop (FuseTuning.singleThread) */
-  singleThread?: boolean
 }
 
 export interface FuseTuning {
@@ -861,11 +859,6 @@ export interface FuseTuning {
    */
   events?: NativeTakeEvents
   queueMax?: number
-  /**
-   * with events: libfuse's single-threaded loop instead of fuse_loop_mt (no hand-offs between its threads,
-   * as bindfs by default; but a request that waits for JS holds up every other request meanwhile)
-   */
-  singleThread?: boolean
 }
 
 let warnedStock = false
@@ -946,7 +939,7 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
         ? undefined
         : events === undefined
           ? pt.fastPathConfig
-          : { ...pt.fastPathConfig, queueMax: tuning.queueMax ?? 65536, onEvents: () => { pt.nativeWoke() }, singleThread: tuning.singleThread === true }
+          : { ...pt.fastPathConfig, queueMax: tuning.queueMax ?? 65536, onEvents: () => { pt.nativeWoke() } }
       if (take !== undefined) pt.useNativeWrites(take, () => this._thread)
       if (events !== undefined) {
         pt.useNativeEvents(events, () => this._thread)
