@@ -640,7 +640,8 @@ static int syncmesh_release (const char *path, struct fuse_file_info *info) {
 
 /* syncmesh_take_events(thread): what was queued since the last take, in order, as one flat array
    [fallbacks, op, path, fd, ranges, op, path, fd, ranges, ...]: fallbacks counts the notifications that
-   could not be queued since the last take; ranges (release only) is a Float64Array of [start, end) pairs,
+   could not be queued since the last take (undefined when nothing was queued and nothing fell back);
+   ranges (release only) is a Float64Array of [start, end) pairs,
    null when they could not all be kept (the whole file counts), undefined when nothing was written. */
 NAPI_METHOD(syncmesh_take_events) {
   NAPI_ARGV(1)
@@ -659,6 +660,10 @@ NAPI_METHOD(syncmesh_take_events) {
   ft->syncmesh_sync_fallbacks = 0;
   ft->syncmesh_wake_pending = 0; /* the next notification wakes JS again */
   uv_mutex_unlock(&ft->syncmesh_queue_mut);
+  if (n == 0 && fallbacks == 0) {
+    napi_get_undefined(env, &out); /* the common case at the start of a request JS serves: nothing to build */
+    return out;
+  }
   napi_create_array_with_length(env, 1 + 4 * n, &out);
   napi_value v;
   napi_create_double(env, (double) fallbacks, &v);
