@@ -699,6 +699,25 @@ NAPI_METHOD(syncmesh_take_events) {
   return out;
 }
 
+/* syncmesh_order_try(thread): 1 when JS now holds the order lock (it must call syncmesh_order_release soon,
+   from the same synchronous step), 0 when a FUSE thread holds it (maybe waiting for JS: JS must not wait
+   for it), -1 when this mount has no such lock (no fast paths). For the puller's last check and rename in
+   the data folder: no mutation through the mount can land between the two. */
+NAPI_METHOD(syncmesh_order_try) {
+  NAPI_ARGV(1)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0)
+  int res = -1;
+  if (ft_len >= sizeof(fuse_thread_t) && ft->syncmesh_data_len > 0) res = uv_mutex_trylock(&ft->syncmesh_order) == 0 ? 1 : 0;
+  NAPI_RETURN_INT32(res)
+}
+
+NAPI_METHOD(syncmesh_order_release) {
+  NAPI_ARGV(1)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0)
+  if (ft_len >= sizeof(fuse_thread_t) && ft->syncmesh_data_len > 0) uv_mutex_unlock(&ft->syncmesh_order);
+  return NULL;
+}
+
 /* Mutating operations JS serves: in the FUSE thread under the order lock for the whole call into JS. */
 #define SYNCMESH_ORDERED(name, signature, args) \\
   static int syncmesh_ordered_##name signature { \\
@@ -795,7 +814,7 @@ function patchSource (orig) {
   s = addPreArg(s, 'open', 4, '    napi_create_uint32(env, 0, &(argv[3]));\n  }\n')
   s = edit(s, '    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n', a => `${a}    if (ops.create) ops.create = syncmesh_create;\n    if (ops.open) ops.open = syncmesh_open;\n    if (ops.write) ops.write = syncmesh_write;\n    if (ops.read) ops.read = syncmesh_read;\n    if (ops.release) ops.release = syncmesh_release;\n${ORDERED_OPS.map(n => `    if (ops.${n}) ops.${n} = syncmesh_ordered_${n};\n`).join('')}`)
   // 8. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
-  s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_ranges)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_events)\n`)
+  s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_ranges)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_events)\n  NAPI_EXPORT_FUNCTION(syncmesh_order_try)\n  NAPI_EXPORT_FUNCTION(syncmesh_order_release)\n`)
   return s
 }
 

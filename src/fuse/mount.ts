@@ -31,6 +31,7 @@ import { Passthrough, createFuse, type SyncFuseInstance } from './passthrough.js
 import type { ChangeSink, SyncMountComponents, SyncMountInit } from './types.js'
 
 export { MountError } from './hygiene.js'
+export { MountBusyError } from './passthrough.js'
 export type { ChangeKind, ChangeSink, SyncMountComponents, SyncMountInit } from './types.js'
 
 const HIDDEN_SUBDIR = 'fuse-hidden'
@@ -79,6 +80,16 @@ export class SyncMount {
       attrTimeout: init.attrTimeout ?? 1,
       entryTimeout: init.entryTimeout ?? 1
     }
+  }
+
+  /**
+   * Runs `step` (synchronous; on the data folder, never the mount) with no mutation through the mount
+   * landing in between, and with isOpenForWrite exact inside it (see Passthrough.exclusive). Throws
+   * MountBusyError when a mutation through the mount is in progress: try again a moment later.
+   */
+  exclusive<T> (step: () => T): T {
+    const pt = this.pt
+    return pt === undefined ? step() : pt.exclusive(step)
   }
 
   /** Paths still open for writing when the last stop unmounted (diagnostics). */
@@ -161,7 +172,8 @@ export class SyncMount {
       countOps: process.env.SYNCMESH_FUSE_STATS === '1',
       fastPaths: process.env.SYNCMESH_FUSE_FASTPATHS !== '0' ? binding.takeRanges : undefined,
       events: process.env.SYNCMESH_FUSE_ASYNC !== '0' ? binding.takeEvents : undefined,
-      queueMax: queueMaxFromEnv()
+      queueMax: queueMaxFromEnv(),
+      order: binding.order
     })
     await new Promise<void>((resolve, reject) => {
       fuse.mount(err => {

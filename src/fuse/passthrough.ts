@@ -11,7 +11,7 @@ type FuseOps = Fuse.FuseOps
 type FuseStatfs = Fuse.FuseStatfs
 import { EINVAL, ENODATA, ENOENT, EPERM, ERANGE, ENOSYS, toErrno } from './errno.js'
 import type { NativeHelper } from './helper.js'
-import type { NativeTakeEvents, NativeTakeRanges, NativeUtimensat } from './hygiene.js'
+import type { NativeOrder, NativeTakeEvents, NativeTakeRanges, NativeUtimensat } from './hygiene.js'
 import { WrittenRanges } from './ranges.js'
 import type { ChangeKind, ChangeSink } from './types.js'
 
@@ -47,6 +47,14 @@ const EV_RELEASE = 3
 const DRAIN_DELAY_MS = 1
 /** How often the notifications that had to wait for JS are logged (at most). */
 const FALLBACK_LOG_MS = 10000
+
+/** The mount's ordering lock is held by a FUSE thread right now (Passthrough.exclusive): try again shortly. */
+export class MountBusyError extends Error {
+  constructor () {
+    super('a mutation through the mount is in progress')
+    this.name = 'MountBusyError'
+  }
+}
 
 class Handle {
   readonly ranges = new WrittenRanges()
@@ -235,10 +243,44 @@ export class Passthrough {
    * fuse_thread_t is thread(), which queues a notification for each and answers the kernel without waiting
    * for JS (see "Capture order" in scripts/build-fuse.mjs); drainNative() takes them.
    */
-  useNativeEvents (take: NativeTakeEvents, thread: () => Buffer | null): void {
+  useNativeEvents (take: NativeTakeEvents, thread: () => Buffer | null, order?: NativeOrder): void {
     this.nativeEvents = () => {
       const t = thread()
       return t === null ? undefined : take(t)
+    }
+    if (order !== undefined) {
+      this.nativeOrder = {
+        tryLock: () => {
+          const t = thread()
+          return t === null ? -1 : order.tryLock(t)
+        },
+        release: () => {
+          const t = thread()
+          if (t !== null) order.release(t)
+        }
+      }
+    }
+  }
+
+  /** The addon's per-mount ordering lock (level 5), when it has one. */
+  private nativeOrder: { tryLock: () => number, release: () => void } | undefined
+
+  /**
+   * Runs `step` (synchronous, on the data folder only) with no mutation through the mount in between: under
+   * the addon's ordering lock (create, open for writing, release and every mutating request JS serves wait
+   * for it), after taking what was queued, so isOpenForWrite inside `step` is exact. Throws MountBusyError
+   * without running `step` when a FUSE thread holds the lock (it may be waiting for JS itself). Without the
+   * addon's lock `step` just runs.
+   */
+  exclusive<T> (step: () => T): T {
+    const order = this.nativeOrder
+    const got = order === undefined ? -1 : order.tryLock()
+    if (got === 0) throw new MountBusyError()
+    try {
+      this.drainNative()
+      return step()
+    } finally {
+      if (got === 1) order?.release()
     }
   }
 
@@ -859,6 +901,8 @@ export interface FuseTuning {
    */
   events?: NativeTakeEvents
   queueMax?: number
+  /** with events: the addon's ordering lock, for Passthrough.exclusive */
+  order?: NativeOrder
 }
 
 let warnedStock = false
@@ -942,7 +986,7 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
           : { ...pt.fastPathConfig, queueMax: tuning.queueMax ?? 65536, onEvents: () => { pt.nativeWoke() } }
       if (take !== undefined) pt.useNativeWrites(take, () => this._thread)
       if (events !== undefined) {
-        pt.useNativeEvents(events, () => this._thread)
+        pt.useNativeEvents(events, () => this._thread, tuning.order)
         // what the FUSE threads queued comes first: the addon holds its ordering lock across every mutating
         // request that reaches JS, so nothing can be queued between this and the request's own report
         this._handlers = this._handlers.map(h => typeof h !== 'function'
