@@ -214,6 +214,42 @@ print('done', flush=True)
     }
   })
 
+  it('a file open for writing through a mount, its content still the recorded one, is not replaced by a peer\'s version until it is closed: both writes are kept', { timeout: 120_000 }, async () => {
+    const [a, b] = await mountedPair()
+    await writeFile(join(a.mnt, 'open.txt'), 'base')
+    await waitFor(async () => existsSync(join(b.mnt, 'open.txt')) && await readFile(join(b.mnt, 'open.txt'), 'utf8') === 'base', 30_000, 'b has the base version')
+    // a: open for appending, nothing written yet (the disk still matches a's record)
+    const holder = spawn('python3', ['-c', `
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+print('ready', flush=True)
+sys.stdin.readline()
+os.write(fd, b', appended in a')
+os.close(fd)
+print('done', flush=True)
+`, join(a.mnt, 'open.txt')], { stdio: ['pipe', 'pipe', 'inherit'] })
+    onCleanup(async () => { holder.kill('SIGKILL') })
+    let out = ''
+    holder.stdout.setEncoding('utf8')
+    holder.stdout.on('data', (c: string) => { out += c })
+    await waitFor(() => out.includes('ready'), 20_000, 'a opened the file')
+    const before = (await status(a.home)).stats.gossip.recordsReceived
+    await writeFile(join(b.mnt, 'open.txt'), 'edited in b')
+    await waitFor(async () => (await status(a.home)).stats.gossip.recordsReceived > before, 30_000, 'a heard of b\'s version')
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    // replaced now, the append would go to the old file and be lost
+    expect(await readFile(join(a.home, 'data', 'open.txt'), 'utf8')).toBe('base')
+    holder.stdin.write('go\n')
+    await waitFor(() => out.includes('done'), 20_000, 'a closed the file')
+    const contents = async (m: string): Promise<string[]> => {
+      const all: string[] = []
+      for (const n of (await readdir(m)).sort()) if (n.startsWith('open')) all.push(await readFile(join(m, n), 'utf8'))
+      return all.sort()
+    }
+    await waitFor(async () => JSON.stringify(await contents(a.mnt).catch(() => [])) === JSON.stringify(await contents(b.mnt).catch(() => [0])), 60_000, 'the mounts agree')
+    expect(await contents(a.mnt)).toEqual(['base, appended in a', 'edited in b'])
+  })
+
   it('refuses a missing, non-empty or already mounted mount point in one line', async () => {
     const d = await tempDir('syncmesh-fuse-')
     await run('init', '--home', join(d, 'h'))
