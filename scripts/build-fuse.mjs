@@ -33,6 +33,8 @@
  *   mutating operation JS still serves (JS takes the queue when such a call reaches it), so JS sees the
  *   mutations in the order they happened: see "Capture order" below for the argument. A full queue (JS
  *   behind by queueMax notifications) or no memory: the operation calls JS and waits, as at level 4.
+ *   `syncmesh_order_try(thread)` / `syncmesh_order_release(thread)` let JS hold that lock for one
+ *   synchronous step (the puller's last check and rename), never waiting for it.
  *
  * Nothing of fuse-native's source is kept in this repository: the installed fuse-native.c is edited at
  * a few small anchors (the pristine file is kept beside it as fuse-native.c.orig, so a later run patches
@@ -528,8 +530,8 @@ static void syncmesh_count_fallback (fuse_thread_t *ft) {
   uv_mutex_unlock(&ft->syncmesh_queue_mut);
 }
 
-/* create: open(2) here (O_CREAT without O_EXCL: the kernel calls create after a lookup found nothing) and
-   a notification for JS, which records the handle and reports the creation. */
+/* create: open(2) here (the kernel calls create after a lookup found nothing) and a notification for JS,
+   which records the handle and reports the creation. */
 static int syncmesh_create (const char *path, mode_t mode, struct fuse_file_info *info) {
   char real[PATH_MAX];
   fuse_thread_t *ft = syncmesh_ft();
@@ -538,7 +540,10 @@ static int syncmesh_create (const char *path, mode_t mode, struct fuse_file_info
   if (!syncmesh_real(path, real)) {
     res = fuse_native_create(path, mode, info);
   } else {
-    int fd = open(real, O_CREAT | O_RDWR | O_CLOEXEC, mode & 07777);
+    /* O_TRUNC and O_EXCL as the program asked: no-ops for the new file the kernel expects, but if a file
+       appeared under the name since the kernel's lookup (the puller installed a peer's version), the
+       program gets what it would have got a moment later: the file emptied, or EEXIST */
+    int fd = open(real, O_CREAT | O_RDWR | O_CLOEXEC | (info->flags & (O_TRUNC | O_EXCL)), mode & 07777);
     if (fd < 0) {
       res = -errno;
     } else {
