@@ -4,13 +4,15 @@
  * process; this process only writes), and through `bindfs -o big_writes` when bindfs is installed.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/fuse-bench.js [--mib 1024] [--files 10000] [--runs 2]
- *     [--only direct,mount,mount-uring,mount-nofast,bindfs] [--serve-env KEY=VALUE ...]
+ *     [--only direct,mount,mount-uring,mount-nofast,mount-sync,bindfs] [--serve-env KEY=VALUE ...]
  *
  * The targets run in the order --only names them, a target named twice runs twice (to interleave them on
  * a noisy machine); direct also runs once more at the end.
  * 'mount-uring' serves with UV_USE_IO_URING=1 (libuv submits the server's file I/O through io_uring instead
  * of its thread pool; Node leaves that off by default). 'mount-nofast' serves with
  * SYNCMESH_FUSE_FASTPATHS=0: getattr, fgetattr and getxattr go to JS even with the patched fuse-native.
+ * 'mount-sync' serves with SYNCMESH_FUSE_ASYNC=0: create, open for writing and release call JS and wait for
+ * it (patch level 4's way) instead of queueing a notification.
  *
  * Needs root (or fuse for the user), /dev/fuse, libfuse2 + fuse; bindfs is optional (apt-get install -y bindfs).
  * Every small-file run writes into a fresh folder (this disk slows down for minutes after mass deletes).
@@ -76,7 +78,7 @@ async function writeSmall (dir: string, count: number): Promise<number> {
 }
 
 /** Best of `runs` (this machine is shared and noisy); every small-file run gets a fresh folder. */
-async function measure (target: string, dir: string, mib: number, files: number, stamp: string, runs: number): Promise<Result> {
+async function measure (target: string, dir: string, mib: number, files: number, stamp: string, runs: number, events?: () => number): Promise<Result> {
   let writeSecs = Infinity
   let filesSecs = Infinity
   for (let i = 0; i < runs; i++) {
@@ -86,8 +88,16 @@ async function measure (target: string, dir: string, mib: number, files: number,
     process.stdout.write(`${(mib * 1048576 / 1e6 / w).toFixed(1)} MB/s; ${files} files ... `)
     const small = path.join(dir, `small-${stamp}-${i}`)
     await fsp.mkdir(small)
+    const e0 = events?.()
     const f = await writeSmall(small, files)
-    process.stdout.write(`${(files / f).toFixed(0)} files/s\n`)
+    process.stdout.write(`${(files / f).toFixed(0)} files/s`)
+    if (events !== undefined && e0 !== undefined) {
+      // the mount reports a create and a write per file: how long after the last close until all were reported
+      const t1 = process.hrtime.bigint()
+      while (events() - e0 < 2 * files && Number(process.hrtime.bigint() - t1) < 60e9) await new Promise(resolve => setTimeout(resolve, 1))
+      process.stdout.write(`, all reported ${(Number(process.hrtime.bigint() - t1) / 1e6).toFixed(0)} ms after the last close`)
+    }
+    process.stdout.write('\n')
     await run('sync', [])
     writeSecs = Math.min(writeSecs, w)
     filesSecs = Math.min(filesSecs, f)
@@ -154,7 +164,8 @@ async function main (): Promise<void> {
     const mountRuns = new Map<string, [string, NodeJS.ProcessEnv]>([
       ['mount', ['syncmesh mount', serveEnv]],
       ['mount-uring', ['syncmesh, io_uring', { ...serveEnv, UV_USE_IO_URING: '1' }]],
-      ['mount-nofast', ['syncmesh, no C paths', { ...serveEnv, SYNCMESH_FUSE_FASTPATHS: '0' }]]
+      ['mount-nofast', ['syncmesh, no C paths', { ...serveEnv, SYNCMESH_FUSE_FASTPATHS: '0' }]],
+      ['mount-sync', ['syncmesh, JS waited', { ...serveEnv, SYNCMESH_FUSE_ASYNC: '0' }]]
     ])
     for (const [i, key] of only.entries()) {
       if (key === 'direct') {
@@ -173,7 +184,7 @@ async function main (): Promise<void> {
         mounts.push(mnt)
         const served = await startServe(data, mnt, env)
         child = served.child
-        results.push(await measure(label, mnt, mib, files, stamp, runs))
+        results.push(await measure(label, mnt, mib, files, stamp, runs, served.events))
         console.log(`  (${served.events()} events reported by the mount)`)
         await stopChild(child)
         child = undefined
@@ -195,7 +206,7 @@ async function main (): Promise<void> {
         }
         continue
       }
-      throw new Error(`unknown target ${key} (--only direct,mount,mount-uring,mount-nofast,bindfs)`)
+      throw new Error(`unknown target ${key} (--only direct,mount,mount-uring,mount-nofast,mount-sync,bindfs)`)
     }
     if (only.includes('direct')) {
       // again at the end: this shared disk's speed drifts; ratios use the mean of both direct runs

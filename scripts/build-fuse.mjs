@@ -25,6 +25,16 @@
  *   creation; a read-only open and its release do not reach JS; release of a handle calls JS (which
  *   takes the ranges and reports the writes), then close(2)s it here. Nothing that changes a file is
  *   hidden from capture: creations are reported by JS, writes at fsync/release as before.
+ * - level 5, when the config also has `queueMax` > 0 and `onEvents` (a function): create, open for writing
+ *   and release no longer wait for JS. Each makes its system call and puts a notification (op, path,
+ *   descriptor, and for release the ranges written) on an in-order queue, wakes the event loop
+ *   (uv_async_send; onEvents is called, and JS takes the queue with `syncmesh_take_events(thread)`), and
+ *   answers the kernel. One per-mount lock is held across "system call + enqueue" of these and around every
+ *   mutating operation JS still serves (JS takes the queue when such a call reaches it), so JS sees the
+ *   mutations in the order they happened: see "Capture order" below for the argument. A full queue (JS
+ *   behind by queueMax notifications) or no memory: the operation calls JS and waits, as at level 4.
+ *   `syncmesh_order_try(thread)` / `syncmesh_order_release(thread)` let JS hold that lock for one
+ *   synchronous step (the puller's last check and rename), never waiting for it.
  *
  * Nothing of fuse-native's source is kept in this repository: the installed fuse-native.c is edited at
  * a few small anchors (the pristine file is kept beside it as fuse-native.c.orig, so a later run patches
@@ -42,7 +52,7 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const PATCH_LEVEL = 4
+const PATCH_LEVEL = 5
 const MARK = 'syncmesh patch'
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const force = process.argv.includes('--force')
@@ -173,6 +183,18 @@ const THREAD_FIELDS = `  /* ${MARK}: fast paths (syncmesh_setup); syncmesh_data_
   uv_mutex_t syncmesh_ranges_mut; /* guards the table below */
   struct syncmesh_ranges *syncmesh_ranges; /* ranges written, by descriptor */
   size_t syncmesh_ranges_len;
+  /* ordering point of every mutation (see "Capture order" in the fast paths) */
+  uv_mutex_t syncmesh_order;
+  /* notifications for JS (create, open for writing, release), in the order their system calls happened */
+  uv_mutex_t syncmesh_queue_mut; /* guards the queue, never held while waiting for anything */
+  struct syncmesh_event *syncmesh_head;
+  struct syncmesh_event *syncmesh_tail;
+  size_t syncmesh_queued;
+  size_t syncmesh_queue_max; /* 0: no queue, create/open/release call JS and wait (level 4) */
+  uint64_t syncmesh_sync_fallbacks; /* notifications that could not be queued (full, no memory): JS was called and waited for */
+  uv_async_t syncmesh_wake; /* wakes JS (syncmesh_on_events) when something was queued */
+  int syncmesh_wake_pending; /* woken and not taken since: no need to wake it again */
+  napi_ref syncmesh_on_events;
 `
 
 /** Our fast paths, inserted before fuse-native's "// Top-level dispatcher" (after its FUSE methods). */
@@ -180,6 +202,14 @@ const FAST_PATHS = `
 /* ---- ${MARK} ${PATCH_LEVEL}: getattr, fgetattr and getxattr answered in the FUSE thread ---- */
 #include <limits.h>
 #include <sys/xattr.h>
+
+/* The event loop was woken: JS drains the queue (onEvents calls syncmesh_take_events). */
+static void syncmesh_wake_cb (uv_async_t *handle) {
+  fuse_thread_t *ft = (fuse_thread_t *) handle->data;
+  FUSE_NATIVE_CALLBACK(ft->syncmesh_on_events, {
+    NAPI_MAKE_CALLBACK(env, NULL, ctx, callback, 0, NULL, NULL)
+  })
+}
 
 /* Reads the JS object's _syncmeshPassthrough = { dataDir, reservedName } at mount time. */
 static void syncmesh_setup (napi_env env, napi_value self, fuse_thread_t *ft) {
@@ -199,9 +229,28 @@ static void syncmesh_setup (napi_env env, napi_value self, fuse_thread_t *ft) {
   if (rlen == 0 || rlen >= sizeof(name) - 1 || strlen(name) != rlen || strchr(name, '/') != NULL) return;
   if (napi_get_named_property(env, cfg, "umask", &v) != napi_ok || napi_get_value_uint32(env, v, &mask) != napi_ok) return;
   ft->syncmesh_umask = (mode_t) (mask & 07777);
+  uint32_t qmax = 0;
+  if (napi_get_named_property(env, cfg, "queueMax", &v) == napi_ok) napi_get_value_uint32(env, v, &qmax);
+  napi_value onEvents;
+  int haveOnEvents = napi_get_named_property(env, cfg, "onEvents", &onEvents) == napi_ok && napi_typeof(env, onEvents, &t) == napi_ok && t == napi_function;
   if (uv_mutex_init(&ft->syncmesh_ranges_mut) != 0) return;
+  if (uv_mutex_init(&ft->syncmesh_order) != 0 || uv_mutex_init(&ft->syncmesh_queue_mut) != 0) return;
   ft->syncmesh_ranges = NULL;
   ft->syncmesh_ranges_len = 0;
+  ft->syncmesh_head = ft->syncmesh_tail = NULL;
+  ft->syncmesh_queued = 0;
+  ft->syncmesh_sync_fallbacks = 0;
+  ft->syncmesh_wake_pending = 0;
+  ft->syncmesh_queue_max = 0;
+  if (qmax > 0 && haveOnEvents && napi_create_reference(env, onEvents, 1, &ft->syncmesh_on_events) == napi_ok) {
+    /* never closed, like fuse-native's own handles: ft lives as long as the process (fuse-native keeps a
+       reference to the Fuse object, which holds the buffer ft is in) */
+    if (uv_async_init(uv_default_loop(), &ft->syncmesh_wake, syncmesh_wake_cb) == 0) {
+      uv_unref((uv_handle_t *) &ft->syncmesh_wake);
+      ft->syncmesh_wake.data = ft;
+      ft->syncmesh_queue_max = qmax;
+    }
+  }
   ft->syncmesh_reserved[0] = '/';
   memcpy(ft->syncmesh_reserved + 1, name, rlen + 1);
   ft->syncmesh_reserved_len = rlen + 1;
@@ -263,39 +312,6 @@ static int syncmesh_pre_clear (fuse_thread_locals_t *l, int res) {
 #define SYNCMESH_KEPT_OPEN_FLAGS (O_ACCMODE | O_APPEND | O_SYNC | O_DSYNC | O_NOATIME)
 
 static void syncmesh_set_quiet (fuse_thread_t *ft, int fd);
-
-/* create: open(2) here (O_CREAT without O_EXCL: the kernel calls create after a lookup found nothing), then
-   JS records the handle and reports the creation. */
-static int syncmesh_create (const char *path, mode_t mode, struct fuse_file_info *info) {
-  char real[PATH_MAX];
-  if (!syncmesh_real(path, real)) return fuse_native_create(path, mode, info);
-  fuse_thread_t *ft = (fuse_thread_t *) fuse_get_context()->private_data;
-  int fd = open(real, O_CREAT | O_RDWR | O_CLOEXEC, mode & 07777);
-  if (fd < 0) return -errno;
-  if ((mode & ft->syncmesh_umask & 07777) != 0) fchmod(fd, mode & 07777);
-  info->fh = fd;
-  fuse_thread_locals_t *l = syncmesh_pre_set(fd);
-  int res = syncmesh_pre_clear(l, fuse_native_create(path, mode, info));
-  if (res != 0) close(fd);
-  return res;
-}
-
-/* open: open(2) here; JS hears only of opens for writing (it records the handle). */
-static int syncmesh_open (const char *path, struct fuse_file_info *info) {
-  char real[PATH_MAX];
-  if (!syncmesh_real(path, real)) return fuse_native_open(path, info);
-  int fd = open(real, (info->flags & SYNCMESH_KEPT_OPEN_FLAGS) | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  info->fh = fd;
-  if ((info->flags & O_ACCMODE) == O_RDONLY) {
-    syncmesh_set_quiet((fuse_thread_t *) fuse_get_context()->private_data, fd);
-    return 0;
-  }
-  fuse_thread_locals_t *l = syncmesh_pre_set(fd);
-  int res = syncmesh_pre_clear(l, fuse_native_open(path, info));
-  if (res != 0) close(fd);
-  return res;
-}
 
 /* Ranges written to one descriptor since JS last took them. */
 struct syncmesh_ranges {
@@ -427,23 +443,316 @@ static int syncmesh_read (const char *path, char *buf, size_t len, off_t offset,
   return n < 0 ? -errno : (int) n;
 }
 
-/* release: JS first (it forgets the handle, takes the ranges and reports the writes), then close(2) here.
-   A descriptor opened read-only here never reached JS, nor does its release. (Not decided by the release's
-   flags: a file created with O_RDONLY|O_CREAT has a handle in JS.) */
-static int syncmesh_release (const char *path, struct fuse_file_info *info) {
-  if (info == NULL || info->fh == 0) return fuse_native_release(path, info);
-  fuse_thread_t *ft = (fuse_thread_t *) fuse_get_context()->private_data;
-  int fd = (int) info->fh;
-  int res = syncmesh_is_quiet(ft, fd) ? 0 : fuse_native_release(path, info);
-  struct syncmesh_ranges left;
-  syncmesh_move_ranges(ft, fd, &left);
-  free(left.v); /* nothing stays behind for the next file to get this descriptor */
-  close(fd);
+/* ---- Capture order ----
+   JS must see the mutations made through the mount in the order they happened in the data folder, also
+   across libfuse's threads, and its handle table ("open for writing", by descriptor and path) must follow
+   the files. The ordering point is ft->syncmesh_order, a per-mount mutex:
+   - create, open for writing and release of a written file served here hold it across their system call
+     (open(2) / close(2)) and the enqueue of their notification; the FUSE thread then answers the kernel
+     without waiting for JS (JS is woken with uv_async_send and drains the queue in order);
+   - every other mutating operation, which JS serves (rename, unlink, mkdir, rmdir, mknod, symlink, link,
+     truncate, ftruncate, fsync, chmod, chown, utimens, setxattr, removexattr, and create/open/release of
+     the reserved folder and libfuse's hidden files), holds it in the FUSE thread for the whole call into
+     JS, and JS drains the queue when the call reaches it, before doing anything (passthrough.ts).
+   So every mutation is one step under one lock: a served-here mutation is either wholly before a JS one
+   (its notification is queued before the lock is released, and JS takes the queue when the JS op starts,
+   so it is handled before the JS op's system call and report) or wholly after (its system call cannot
+   run until the JS op has made its system call and reported). E.g. a create of d/x in one thread and a
+   rename of d to e in another: either the file was created first, and JS records the handle of d/x
+   before the rename moves it to e/x, or the rename came first and the create fails (ENOENT) or creates
+   a new d/x after it. Among themselves served-here mutations are ordered by the lock too.
+   The lock is never held while waiting for anything but JS, and JS never takes it (draining takes only
+   syncmesh_queue_mut, the ranges only syncmesh_ranges_mut; lock order: order, then ranges or queue), so
+   waiting for JS under it cannot deadlock; it serializes the mutating operations JS serves (they already
+   ran one after another on its one thread).
+   Writes (pwrite) are not in the queue: their ranges are kept by descriptor and travel in the release's
+   notification (or are taken by JS's fsync), which is what orders them.
+   Descriptors: release takes the ranges out of the table into its notification and close(2)s the
+   descriptor under the lock, after the enqueue; a create or open that gets the same number back needs
+   the lock, so its notification comes after the release's, and JS (which keys handles by descriptor)
+   forgets the old handle before it records the new one. JS never uses a descriptor it holds a handle
+   for except in requests the kernel makes on that open file (fsync, ftruncate), which cannot come after
+   its release; at unmount it drains the queue before closing what is left.
+   Nothing lost: when a notification cannot be queued (queue full: JS is behind; or no memory) the
+   operation calls JS and waits for it as before (level 4), still under the lock, and the fallback is
+   counted (JS logs it). */
+
+enum { SYNCMESH_EV_CREATE = 1, SYNCMESH_EV_OPEN = 2, SYNCMESH_EV_RELEASE = 3 };
+
+struct syncmesh_event {
+  struct syncmesh_event *next;
+  int op;
+  int fd;
+  struct syncmesh_ranges ranges; /* release: the ranges written, moved out of the table */
+  char path[]; /* the path in the mount, as libfuse gave it */
+};
+
+static fuse_thread_t *syncmesh_ft (void) {
+  return (fuse_thread_t *) fuse_get_context()->private_data;
+}
+
+/* A notification for JS, or NULL when there is no queue, it is full, or no memory. With the order lock held. */
+static struct syncmesh_event *syncmesh_event_new (fuse_thread_t *ft, int op, const char *path, int fd) {
+  if (ft->syncmesh_queue_max == 0) return NULL;
+  uv_mutex_lock(&ft->syncmesh_queue_mut);
+  int full = ft->syncmesh_queued >= ft->syncmesh_queue_max;
+  uv_mutex_unlock(&ft->syncmesh_queue_mut);
+  if (full) return NULL;
+  if (path == NULL) path = "";
+  size_t pl = strlen(path);
+  struct syncmesh_event *e = (struct syncmesh_event *) malloc(sizeof(struct syncmesh_event) + pl + 1);
+  if (e == NULL) return NULL;
+  memset(e, 0, sizeof(struct syncmesh_event));
+  e->op = op;
+  e->fd = fd;
+  memcpy(e->path, path, pl + 1);
+  return e;
+}
+
+/* Appends e (only this thread adds while it holds the order lock, so the room seen above is still there)
+   and wakes JS. With the order lock held. */
+static void syncmesh_event_push (fuse_thread_t *ft, struct syncmesh_event *e) {
+  uv_mutex_lock(&ft->syncmesh_queue_mut);
+  if (ft->syncmesh_tail == NULL) ft->syncmesh_head = e;
+  else ft->syncmesh_tail->next = e;
+  ft->syncmesh_tail = e;
+  ft->syncmesh_queued++;
+  int wake = !ft->syncmesh_wake_pending;
+  ft->syncmesh_wake_pending = 1;
+  uv_mutex_unlock(&ft->syncmesh_queue_mut);
+  if (wake) uv_async_send(&ft->syncmesh_wake);
+}
+
+static void syncmesh_count_fallback (fuse_thread_t *ft) {
+  if (ft->syncmesh_queue_max == 0) return; /* no queue: not a fallback */
+  uv_mutex_lock(&ft->syncmesh_queue_mut);
+  ft->syncmesh_sync_fallbacks++;
+  uv_mutex_unlock(&ft->syncmesh_queue_mut);
+}
+
+/* create: open(2) here (the kernel calls create after a lookup found nothing) and a notification for JS,
+   which records the handle and reports the creation. */
+static int syncmesh_create (const char *path, mode_t mode, struct fuse_file_info *info) {
+  char real[PATH_MAX];
+  fuse_thread_t *ft = syncmesh_ft();
+  uv_mutex_lock(&ft->syncmesh_order);
+  int res;
+  if (!syncmesh_real(path, real)) {
+    res = fuse_native_create(path, mode, info);
+  } else {
+    /* O_TRUNC and O_EXCL as the program asked: no-ops for the new file the kernel expects, but if a file
+       appeared under the name since the kernel's lookup (the puller installed a peer's version), the
+       program gets what it would have got a moment later: the file emptied, or EEXIST */
+    int fd = open(real, O_CREAT | O_RDWR | O_CLOEXEC | (info->flags & (O_TRUNC | O_EXCL)), mode & 07777);
+    if (fd < 0) {
+      res = -errno;
+    } else {
+      if ((mode & ft->syncmesh_umask & 07777) != 0) fchmod(fd, mode & 07777);
+      info->fh = fd;
+      struct syncmesh_event *e = syncmesh_event_new(ft, SYNCMESH_EV_CREATE, path, fd);
+      if (e != NULL) {
+        syncmesh_event_push(ft, e);
+        res = 0;
+      } else {
+        syncmesh_count_fallback(ft);
+        fuse_thread_locals_t *l = syncmesh_pre_set(fd);
+        res = syncmesh_pre_clear(l, fuse_native_create(path, mode, info));
+        if (res != 0) close(fd);
+      }
+    }
+  }
+  uv_mutex_unlock(&ft->syncmesh_order);
   return res;
 }
+
+/* open: open(2) here; JS hears only of opens for writing (a notification: it records the handle). */
+static int syncmesh_open (const char *path, struct fuse_file_info *info) {
+  char real[PATH_MAX];
+  fuse_thread_t *ft = syncmesh_ft();
+  int writing = (info->flags & O_ACCMODE) != O_RDONLY;
+  if (!syncmesh_real(path, real)) {
+    if (!writing) return fuse_native_open(path, info);
+    uv_mutex_lock(&ft->syncmesh_order);
+    int res = fuse_native_open(path, info);
+    uv_mutex_unlock(&ft->syncmesh_order);
+    return res;
+  }
+  if (!writing) {
+    int fd = open(real, (info->flags & SYNCMESH_KEPT_OPEN_FLAGS) | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    info->fh = fd;
+    syncmesh_set_quiet(ft, fd);
+    return 0;
+  }
+  uv_mutex_lock(&ft->syncmesh_order);
+  int res = 0;
+  int fd = open(real, (info->flags & SYNCMESH_KEPT_OPEN_FLAGS) | O_CLOEXEC);
+  if (fd < 0) {
+    res = -errno;
+  } else {
+    info->fh = fd;
+    struct syncmesh_event *e = syncmesh_event_new(ft, SYNCMESH_EV_OPEN, path, fd);
+    if (e != NULL) {
+      syncmesh_event_push(ft, e);
+    } else {
+      syncmesh_count_fallback(ft);
+      fuse_thread_locals_t *l = syncmesh_pre_set(fd);
+      res = syncmesh_pre_clear(l, fuse_native_open(path, info));
+      if (res != 0) close(fd);
+    }
+  }
+  uv_mutex_unlock(&ft->syncmesh_order);
+  return res;
+}
+
+/* release: the ranges written go to JS in a notification (JS forgets the handle and reports the writes),
+   then close(2) here, both under the order lock. A descriptor opened read-only here never reached JS, nor
+   does its release. (Not decided by the release's flags: a file created with O_RDONLY|O_CREAT has a handle
+   in JS.) Without room in the queue: JS is called first and takes the ranges itself, as at level 4. */
+static int syncmesh_release (const char *path, struct fuse_file_info *info) {
+  fuse_thread_t *ft = syncmesh_ft();
+  if (info == NULL || info->fh == 0) {
+    uv_mutex_lock(&ft->syncmesh_order);
+    int res = fuse_native_release(path, info);
+    uv_mutex_unlock(&ft->syncmesh_order);
+    return res;
+  }
+  int fd = (int) info->fh;
+  if (syncmesh_is_quiet(ft, fd)) {
+    struct syncmesh_ranges left;
+    syncmesh_move_ranges(ft, fd, &left);
+    free(left.v);
+    close(fd);
+    return 0;
+  }
+  uv_mutex_lock(&ft->syncmesh_order);
+  int res = 0;
+  struct syncmesh_event *e = syncmesh_event_new(ft, SYNCMESH_EV_RELEASE, path, fd);
+  if (e != NULL) {
+    syncmesh_move_ranges(ft, fd, &e->ranges);
+    syncmesh_event_push(ft, e);
+  } else {
+    syncmesh_count_fallback(ft);
+    res = fuse_native_release(path, info);
+    struct syncmesh_ranges left;
+    syncmesh_move_ranges(ft, fd, &left);
+    free(left.v); /* nothing stays behind for the next file to get this descriptor */
+  }
+  close(fd);
+  uv_mutex_unlock(&ft->syncmesh_order);
+  return res;
+}
+
+/* syncmesh_take_events(thread): what was queued since the last take, in order, as one flat array
+   [fallbacks, op, path, fd, ranges, op, path, fd, ranges, ...]: fallbacks counts the notifications that
+   could not be queued since the last take (undefined when nothing was queued and nothing fell back);
+   ranges (release only) is a Float64Array of [start, end) pairs,
+   null when they could not all be kept (the whole file counts), undefined when nothing was written. */
+NAPI_METHOD(syncmesh_take_events) {
+  NAPI_ARGV(1)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0)
+  napi_value out;
+  if (ft_len < sizeof(fuse_thread_t) || ft->syncmesh_data_len == 0 || ft->syncmesh_queue_max == 0) {
+    napi_get_undefined(env, &out);
+    return out;
+  }
+  uv_mutex_lock(&ft->syncmesh_queue_mut);
+  struct syncmesh_event *e = ft->syncmesh_head;
+  size_t n = ft->syncmesh_queued;
+  uint64_t fallbacks = ft->syncmesh_sync_fallbacks;
+  ft->syncmesh_head = ft->syncmesh_tail = NULL;
+  ft->syncmesh_queued = 0;
+  ft->syncmesh_sync_fallbacks = 0;
+  ft->syncmesh_wake_pending = 0; /* the next notification wakes JS again */
+  uv_mutex_unlock(&ft->syncmesh_queue_mut);
+  if (n == 0 && fallbacks == 0) {
+    napi_get_undefined(env, &out); /* the common case at the start of a request JS serves: nothing to build */
+    return out;
+  }
+  napi_create_array_with_length(env, 1 + 4 * n, &out);
+  napi_value v;
+  napi_create_double(env, (double) fallbacks, &v);
+  napi_set_element(env, out, 0, v);
+  uint32_t i = 1;
+  while (e != NULL) {
+    struct syncmesh_event *next = e->next;
+    napi_create_uint32(env, (uint32_t) e->op, &v);
+    napi_set_element(env, out, i++, v);
+    napi_create_string_utf8(env, e->path, NAPI_AUTO_LENGTH, &v);
+    napi_set_element(env, out, i++, v);
+    napi_create_int32(env, e->fd, &v);
+    napi_set_element(env, out, i++, v);
+    if (e->ranges.unknown) {
+      napi_get_null(env, &v);
+    } else if (e->ranges.n > 0) {
+      napi_value ab;
+      void *data;
+      if (napi_create_arraybuffer(env, e->ranges.n * 2 * sizeof(double), &data, &ab) == napi_ok) {
+        for (size_t k = 0; k < e->ranges.n * 2; k++) ((double *) data)[k] = (double) e->ranges.v[k];
+        if (napi_create_typedarray(env, napi_float64_array, e->ranges.n * 2, ab, 0, &v) != napi_ok) napi_get_null(env, &v);
+      } else {
+        napi_get_null(env, &v);
+      }
+    } else {
+      napi_get_undefined(env, &v);
+    }
+    napi_set_element(env, out, i++, v);
+    free(e->ranges.v);
+    free(e);
+    e = next;
+  }
+  return out;
+}
+
+/* syncmesh_order_try(thread): 1 when JS now holds the order lock (it must call syncmesh_order_release soon,
+   from the same synchronous step), 0 when a FUSE thread holds it (maybe waiting for JS: JS must not wait
+   for it), -1 when this mount has no such lock (no fast paths). For the puller's last check and rename in
+   the data folder: no mutation through the mount can land between the two. */
+NAPI_METHOD(syncmesh_order_try) {
+  NAPI_ARGV(1)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0)
+  int res = -1;
+  if (ft_len >= sizeof(fuse_thread_t) && ft->syncmesh_data_len > 0) res = uv_mutex_trylock(&ft->syncmesh_order) == 0 ? 1 : 0;
+  NAPI_RETURN_INT32(res)
+}
+
+NAPI_METHOD(syncmesh_order_release) {
+  NAPI_ARGV(1)
+  NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0)
+  if (ft_len >= sizeof(fuse_thread_t) && ft->syncmesh_data_len > 0) uv_mutex_unlock(&ft->syncmesh_order);
+  return NULL;
+}
+
+/* Mutating operations JS serves: in the FUSE thread under the order lock for the whole call into JS. */
+#define SYNCMESH_ORDERED(name, signature, args) \\
+  static int syncmesh_ordered_##name signature { \\
+    fuse_thread_t *ft = syncmesh_ft(); \\
+    uv_mutex_lock(&ft->syncmesh_order); \\
+    int res = fuse_native_##name args; \\
+    uv_mutex_unlock(&ft->syncmesh_order); \\
+    return res; \\
+  }
+SYNCMESH_ORDERED(truncate, (const char *path, off_t size), (path, size))
+SYNCMESH_ORDERED(ftruncate, (const char *path, off_t size, struct fuse_file_info *info), (path, size, info))
+SYNCMESH_ORDERED(fsync, (const char *path, int datasync, struct fuse_file_info *info), (path, datasync, info))
+SYNCMESH_ORDERED(chown, (const char *path, uid_t uid, gid_t gid), (path, uid, gid))
+SYNCMESH_ORDERED(chmod, (const char *path, mode_t mode), (path, mode))
+SYNCMESH_ORDERED(mknod, (const char *path, mode_t mode, dev_t dev), (path, mode, dev))
+SYNCMESH_ORDERED(setxattr, (const char *path, const char *name, const char *value, size_t size, int flags), (path, name, value, size, flags))
+SYNCMESH_ORDERED(removexattr, (const char *path, const char *name), (path, name))
+SYNCMESH_ORDERED(utimens, (const char *path, const struct timespec tv[2]), (path, tv))
+SYNCMESH_ORDERED(unlink, (const char *path), (path))
+SYNCMESH_ORDERED(rmdir, (const char *path), (path))
+SYNCMESH_ORDERED(rename, (const char *path, const char *dest), (path, dest))
+SYNCMESH_ORDERED(link, (const char *path, const char *dest), (path, dest))
+SYNCMESH_ORDERED(symlink, (const char *path, const char *dest), (path, dest))
+SYNCMESH_ORDERED(mkdir, (const char *path, mode_t mode), (path, mode))
 /* ---- end of ${MARK} fast paths ---- */
 
 `
+
+/** Mutating operations JS serves, called under the order lock (syncmesh_ordered_*). */
+const ORDERED_OPS = ['truncate', 'ftruncate', 'fsync', 'chown', 'chmod', 'mknod', 'setxattr', 'removexattr', 'utimens', 'unlink', 'rmdir', 'rename', 'link', 'symlink', 'mkdir']
 
 /** Adds JS argument `argIndex` (syncmesh_pre_arg) to a FUSE method's callback: `callbackArgs` goes up by one. */
 function addPreArg (s, name, argIndex, afterLine) {
@@ -508,9 +817,9 @@ function patchSource (orig) {
   s = edit(s, '} fuse_thread_locals_t;', a => `${LOCALS_FIELDS}${a}`)
   s = addPreArg(s, 'create', 4, '  napi_create_uint32(env, l->mode, &(argv[3]));\n')
   s = addPreArg(s, 'open', 4, '    napi_create_uint32(env, 0, &(argv[3]));\n  }\n')
-  s = edit(s, '    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n', a => `${a}    if (ops.create) ops.create = syncmesh_create;\n    if (ops.open) ops.open = syncmesh_open;\n    if (ops.write) ops.write = syncmesh_write;\n    if (ops.read) ops.read = syncmesh_read;\n    if (ops.release) ops.release = syncmesh_release;\n`)
+  s = edit(s, '    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n', a => `${a}    if (ops.create) ops.create = syncmesh_create;\n    if (ops.open) ops.open = syncmesh_open;\n    if (ops.write) ops.write = syncmesh_write;\n    if (ops.read) ops.read = syncmesh_read;\n    if (ops.release) ops.release = syncmesh_release;\n${ORDERED_OPS.map(n => `    if (ops.${n}) ops.${n} = syncmesh_ordered_${n};\n`).join('')}`)
   // 8. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
-  s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_ranges)\n`)
+  s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_ranges)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_events)\n  NAPI_EXPORT_FUNCTION(syncmesh_order_try)\n  NAPI_EXPORT_FUNCTION(syncmesh_order_release)\n`)
   return s
 }
 

@@ -176,6 +176,23 @@ export type NativeUtimensat = (path: string, atimeSec: number, atimeNsec: number
  */
 export type NativeTakeRanges = (thread: Buffer, fd: number) => Float64Array | null | undefined
 
+/**
+ * The notifications the patched fuse-native (level 5) queued for the mount whose fuse_thread_t is `thread`
+ * since the last take, in the order their system calls happened: [fallbacks, op, path, fd, ranges, ...]
+ * (see NativeEvents in passthrough.ts); undefined when that mount has no queue.
+ */
+export type NativeTakeEvents = (thread: Buffer) => unknown[] | undefined
+
+/**
+ * The per-mount ordering lock of the patched fuse-native (level 5), for one synchronous step of JS: tryLock
+ * answers 1 (held now: release it before the step ends), 0 (a FUSE thread holds it, maybe waiting for JS:
+ * never wait for it) or -1 (that mount has none).
+ */
+export interface NativeOrder {
+  tryLock: (thread: Buffer) => number
+  release: (thread: Buffer) => void
+}
+
 /** The addon fuse-native loaded, and what Syncmesh's patch (scripts/build-fuse.mjs) added to it. */
 export interface FuseBinding {
   /** the addon file (build/Release/fuse.node when built with the patch, else fuse-native's prebuild) */
@@ -186,6 +203,10 @@ export interface FuseBinding {
   utimensat: NativeUtimensat | undefined
   /** present from patch level 4 on */
   takeRanges: NativeTakeRanges | undefined
+  /** present from patch level 5 on */
+  takeEvents: NativeTakeEvents | undefined
+  /** present from patch level 5 on */
+  order: NativeOrder | undefined
 }
 
 export interface LoadedFuse {
@@ -217,11 +238,15 @@ export async function loadFuseNative (): Promise<LoadedFuse> {
     const main = createRequire(import.meta.url).resolve('fuse-native')
     const dir = path.dirname(main)
     const ngb = createRequire(main)('node-gyp-build') as NodeGypBuild
-    const raw = ngb(dir) as { syncmesh_patch?: unknown, syncmesh_utimensat?: unknown, syncmesh_take_ranges?: unknown }
+    const raw = ngb(dir) as { syncmesh_patch?: unknown, syncmesh_utimensat?: unknown, syncmesh_take_ranges?: unknown, syncmesh_take_events?: unknown, syncmesh_order_try?: unknown, syncmesh_order_release?: unknown }
     const patch = typeof raw.syncmesh_patch === 'number' ? raw.syncmesh_patch : 0
     const utimensat = patch >= 1 && typeof raw.syncmesh_utimensat === 'function' ? raw.syncmesh_utimensat as NativeUtimensat : undefined
     const takeRanges = patch >= 4 && typeof raw.syncmesh_take_ranges === 'function' ? raw.syncmesh_take_ranges as NativeTakeRanges : undefined
-    binding = { file: ngb.path(dir), patch, utimensat, takeRanges }
+    const takeEvents = patch >= 5 && typeof raw.syncmesh_take_events === 'function' ? raw.syncmesh_take_events as NativeTakeEvents : undefined
+    const order = patch >= 5 && typeof raw.syncmesh_order_try === 'function' && typeof raw.syncmesh_order_release === 'function'
+      ? { tryLock: raw.syncmesh_order_try as NativeOrder['tryLock'], release: raw.syncmesh_order_release as NativeOrder['release'] }
+      : undefined
+    binding = { file: ngb.path(dir), patch, utimensat, takeRanges, takeEvents, order }
   } catch (err) {
     throw new MountError(`cannot inspect fuse-native's addon: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`)
   }

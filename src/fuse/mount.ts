@@ -12,7 +12,9 @@
  *   twice: the real mtime is read from its native per-thread buffer (see passthrough.ts).
  * - With that addon (level 4) plain paths are mostly served in its FUSE threads (getattr, fgetattr,
  *   getxattr, read, write; the open(2) of create/open, the close(2) after release): see FuseTuning.fastPaths
- *   and scripts/build-fuse.mjs. SYNCMESH_FUSE_FASTPATHS=0 keeps everything in JS.
+ *   and scripts/build-fuse.mjs. SYNCMESH_FUSE_FASTPATHS=0 keeps everything in JS. From level 5 create, open
+ *   for writing and release do not wait for JS: they queue a notification, in order (FuseTuning.events);
+ *   SYNCMESH_FUSE_ASYNC=0 makes them wait as at level 4, SYNCMESH_FUSE_QUEUE_MAX bounds the queue.
  * - Files unlinked while open: libfuse2 renames them to .fuse_hiddenXXXX; they are moved into
  *   <dataDir>/<reservedName>/fuse-hidden instead, so the data folder only shows the removal.
  * - Extended attributes and mknod of fifos/devices go through a python3 helper (Node has no API for them).
@@ -29,6 +31,7 @@ import { Passthrough, createFuse, type SyncFuseInstance } from './passthrough.js
 import type { ChangeSink, SyncMountComponents, SyncMountInit } from './types.js'
 
 export { MountError } from './hygiene.js'
+export { MountBusyError } from './passthrough.js'
 export type { ChangeKind, ChangeSink, SyncMountComponents, SyncMountInit } from './types.js'
 
 const HIDDEN_SUBDIR = 'fuse-hidden'
@@ -40,6 +43,14 @@ function pidAlive (pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
+}
+
+/** SYNCMESH_FUSE_QUEUE_MAX: notifications the addon queues at most (a test sets 1 to exercise the fallback). */
+function queueMaxFromEnv (): number | undefined {
+  const v = process.env.SYNCMESH_FUSE_QUEUE_MAX
+  if (v === undefined || v === '') return undefined
+  const n = Number(v)
+  return Number.isInteger(n) && n > 0 ? n : undefined
 }
 
 export class SyncMount {
@@ -70,6 +81,19 @@ export class SyncMount {
       entryTimeout: init.entryTimeout ?? 1
     }
   }
+
+  /**
+   * Runs `step` (synchronous; on the data folder, never the mount) with no mutation through the mount
+   * landing in between, and with isOpenForWrite exact inside it (see Passthrough.exclusive). Throws
+   * MountBusyError when a mutation through the mount is in progress: try again a moment later.
+   */
+  exclusive<T> (step: () => T): T {
+    const pt = this.pt
+    return pt === undefined ? step() : pt.exclusive(step)
+  }
+
+  /** Paths still open for writing when the last stop unmounted (diagnostics). */
+  lastOpenForWrite = 0
 
   /** Whether a program has `rel` (relative to the data folder) open for writing through the mount. */
   isOpenForWrite (rel: string): boolean {
@@ -146,7 +170,10 @@ export class SyncMount {
       entryTimeout: this.init.entryTimeout,
       log: this.log,
       countOps: process.env.SYNCMESH_FUSE_STATS === '1',
-      fastPaths: process.env.SYNCMESH_FUSE_FASTPATHS !== '0' ? binding.takeRanges : undefined
+      fastPaths: process.env.SYNCMESH_FUSE_FASTPATHS !== '0' ? binding.takeRanges : undefined,
+      events: process.env.SYNCMESH_FUSE_ASYNC !== '0' ? binding.takeEvents : undefined,
+      queueMax: queueMaxFromEnv(),
+      order: binding.order
     })
     await new Promise<void>((resolve, reject) => {
       fuse.mount(err => {
@@ -184,6 +211,11 @@ export class SyncMount {
     }
     this.mountedAt = undefined
     this.fuse = undefined
+    // what the FUSE threads queued before the unmount is handled (openForWriteCount drains the addon's
+    // queue) before the last handles are closed (a release notification's descriptor is closed already)
+    // and before the node stops recording
+    this.lastOpenForWrite = this.pt?.openForWriteCount ?? 0
+    if (this.lastOpenForWrite > 0) this.log(`${this.lastOpenForWrite} path(s) still open for writing at unmount`)
     await this.pt?.closeAll()
     this.pt = undefined
     this.helper?.stop()

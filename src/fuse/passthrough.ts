@@ -11,7 +11,7 @@ type FuseOps = Fuse.FuseOps
 type FuseStatfs = Fuse.FuseStatfs
 import { EINVAL, ENODATA, ENOENT, EPERM, ERANGE, ENOSYS, toErrno } from './errno.js'
 import type { NativeHelper } from './helper.js'
-import type { NativeTakeRanges, NativeUtimensat } from './hygiene.js'
+import type { NativeOrder, NativeTakeEvents, NativeTakeRanges, NativeUtimensat } from './hygiene.js'
 import { WrittenRanges } from './ranges.js'
 import type { ChangeKind, ChangeSink } from './types.js'
 
@@ -39,6 +39,22 @@ export const UTIME_OMIT = 0x3ffffffe
 /** How long a "security.capability: no such attribute" answer is reused (the kernel asks before every write(2)). */
 const CAP_TTL_MS = 5000
 const CAP = 'security.capability'
+/** Notification kinds of the patched fuse-native (level 5; SYNCMESH_EV_* in scripts/build-fuse.mjs). */
+const EV_CREATE = 1
+const EV_OPEN = 2
+const EV_RELEASE = 3
+/** How long after the addon's wake-up its queue is taken (batches a burst of notifications). */
+const DRAIN_DELAY_MS = 1
+/** How often the notifications that had to wait for JS are logged (at most). */
+const FALLBACK_LOG_MS = 10000
+
+/** The mount's ordering lock is held by a FUSE thread right now (Passthrough.exclusive): try again shortly. */
+export class MountBusyError extends Error {
+  constructor () {
+    super('a mutation through the mount is in progress')
+    this.name = 'MountBusyError'
+  }
+}
 
 class Handle {
   readonly ranges = new WrittenRanges()
@@ -215,21 +231,138 @@ export class Passthrough {
     }
   }
 
-  private reportWrites (p: string, h: Handle): void {
-    if (this.nativeRanges !== undefined) {
+  /** With the patched fuse-native's notifications (level 5): where to take them. */
+  private nativeEvents: (() => unknown[] | undefined) | undefined
+  private draining = false
+  private drainTimer: NodeJS.Timeout | undefined
+  private fallbacks = 0
+  private fallbacksLoggedAt = 0
+
+  /**
+   * create, open for writing and release are served by the patched fuse-native of the mount whose
+   * fuse_thread_t is thread(), which queues a notification for each and answers the kernel without waiting
+   * for JS (see "Capture order" in scripts/build-fuse.mjs); drainNative() takes them.
+   */
+  useNativeEvents (take: NativeTakeEvents, thread: () => Buffer | null, order?: NativeOrder): void {
+    this.nativeEvents = () => {
+      const t = thread()
+      return t === null ? undefined : take(t)
+    }
+    if (order !== undefined) {
+      this.nativeOrder = {
+        tryLock: () => {
+          const t = thread()
+          return t === null ? -1 : order.tryLock(t)
+        },
+        release: () => {
+          const t = thread()
+          if (t !== null) order.release(t)
+        }
+      }
+    }
+  }
+
+  /** The addon's per-mount ordering lock (level 5), when it has one. */
+  private nativeOrder: { tryLock: () => number, release: () => void } | undefined
+
+  /**
+   * Runs `step` (synchronous, on the data folder only) with no mutation through the mount in between: under
+   * the addon's ordering lock (create, open for writing, release and every mutating request JS serves wait
+   * for it), after taking what was queued, so isOpenForWrite inside `step` is exact. Throws MountBusyError
+   * without running `step` when a FUSE thread holds the lock (it may be waiting for JS itself). Without the
+   * addon's lock `step` just runs.
+   */
+  exclusive<T> (step: () => T): T {
+    const order = this.nativeOrder
+    const got = order === undefined ? -1 : order.tryLock()
+    if (got === 0) throw new MountBusyError()
+    try {
+      this.drainNative()
+      return step()
+    } finally {
+      if (got === 1) order?.release()
+    }
+  }
+
+  /**
+   * Handles, in order, what the FUSE threads did and queued for JS: records the handles of files created
+   * or opened for writing and reports the creations, and at release forgets the handle and reports the
+   * writes (their ranges travel in the notification; the descriptor is already closed). Called when the
+   * addon wakes the event loop, at the start of every request JS serves (the addon holds its ordering lock
+   * across those that mutate, so what was queued before is handled first), and before isOpenForWrite answers.
+   */
+  drainNative (): void {
+    const take = this.nativeEvents
+    if (take === undefined || this.draining) return
+    this.draining = true
+    try {
+      const ev = take()
+      if (ev === undefined || ev.length === 0) return
+      const fallbacks = ev[0]
+      if (typeof fallbacks === 'number' && fallbacks > 0) this.noteFallbacks(fallbacks)
+      for (let i = 1; i + 3 < ev.length; i += 4) {
+        const op = ev[i]
+        const p = ev[i + 1]
+        const fd = ev[i + 2]
+        if (typeof p !== 'string' || typeof fd !== 'number') continue
+        if (op === EV_CREATE) this.recordCreated(p, fd)
+        else if (op === EV_OPEN) this.addHandle(fd, p)
+        else if (op === EV_RELEASE) this.released(p, fd, ev[i + 3] as Float64Array | null | undefined)
+      }
+    } finally {
+      this.draining = false
+    }
+  }
+
+  /**
+   * The addon queued something (it wakes the event loop once until the queue is taken): take it a moment
+   * later, so that a burst is taken in a few batches instead of one wake-up per notification. Nothing waits
+   * for this (requests JS serves and isOpenForWrite drain first), only the reports are that much later.
+   */
+  nativeWoke (): void {
+    if (this.drainTimer !== undefined) return
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = undefined
+      this.drainNative()
+    }, DRAIN_DELAY_MS)
+    this.drainTimer.unref()
+  }
+
+  /** Notifications the addon could not queue (JS behind, or no memory) waited for JS instead: nothing is lost, but say so. */
+  private noteFallbacks (n: number): void {
+    this.fallbacks += n
+    const now = Date.now()
+    if (now - this.fallbacksLoggedAt < FALLBACK_LOG_MS) return
+    this.fallbacksLoggedAt = now
+    this.log(`${this.fallbacks} create/open/release notification(s) could not be queued (the event loop is behind, or no memory): those requests waited for JS instead`)
+    this.fallbacks = 0
+  }
+
+  /** `native` false: the ranges were handed over already (a release notification), the addon's table is not asked. */
+  private reportWrites (p: string, h: Handle, native = true): void {
+    if (native && this.nativeRanges !== undefined) {
       const r = this.nativeRanges(h.fd)
       if (r === null) h.whole = true
       else if (r !== undefined) for (let i = 0; i < r.length; i += 2) h.ranges.add(r[i], r[i + 1])
     }
+    // reported under the path the handle followed through the renames JS reported (the release's own path
+    // was looked up by libfuse when it took the request, maybe before a rename JS had already handled)
+    const at = '/' + h.path
     if (h.whole) {
       h.whole = false
       h.ranges.take()
-      if (!this.isHidden(p)) this.changed(p, 'write')
+      if (!this.isHidden(p)) this.changed(at, 'write')
       return
     }
     if (h.ranges.empty) return
     const ranges = h.ranges.take()
-    if (!this.isHidden(p)) this.changed(p, 'write', ranges)
+    if (!this.isHidden(p)) this.changed(at, 'write', ranges)
+  }
+
+  /** Paths open for writing (diagnostics: none should be left once every program closed its files). */
+  get openForWriteCount (): number {
+    this.drainNative()
+    return this.writers.size
   }
 
   /** After creating with `mode`, undo the bits our own umask took away (the kernel already applied the caller's umask). */
@@ -305,7 +438,7 @@ export class Passthrough {
 
   /** What the patched fuse-native (level 3) needs to serve plain paths itself (see FuseTuning.fastPaths). */
   get fastPathConfig (): FastPathConfig {
-    return { dataDir: this.dataDir, reservedName: this.reservedName, umask: this.umask }
+    return { dataDir: this.dataDir, reservedName: this.reservedName, umask: this.umask, queueMax: 0 }
   }
 
   /** Whether utimensNs can be used (the patched fuse-native is loaded). */
@@ -385,10 +518,14 @@ export class Passthrough {
 
   /** create() done in the FUSE thread (patched fuse-native): the file is open as `fd`; record it. */
   createdFd (p: string, fd: number, cb: (res: number, fd?: number) => void): void {
+    this.recordCreated(p, fd)
+    cb(0, fd)
+  }
+
+  private recordCreated (p: string, fd: number): void {
     this.addHandle(fd, p)
     this.capAbsent.set(p, Date.now() + CAP_TTL_MS)
     this.changed(p, 'create')
-    cb(0, fd)
   }
 
   /** open() for writing done in the FUSE thread (patched fuse-native): record the handle. */
@@ -456,13 +593,17 @@ export class Passthrough {
     for (const h of this.handles.values()) this.writers.set(h.path, (this.writers.get(h.path) ?? 0) + 1)
   }
 
-  /** Whether a program has `rel` open for writing through the mount. */
+  /**
+   * Whether a program has `rel` open for writing through the mount. What the FUSE threads queued is taken
+   * first, so a file created or opened there before this call counts even if the event loop has not been
+   * woken for it yet (the scanner asks this before recording a path, also when the puller asks it to).
+   */
   isOpenForWrite (rel: string): boolean {
+    this.drainNative()
     return this.writers.has(rel)
   }
 
-  /** `close` false: the patched fuse-native closes the descriptor itself once this answers. */
-  release (p: string, fd: number, cb: ResultCb, close = true): void {
+  private forgetHandle (fd: number): Handle | undefined {
     const h = this.handles.get(fd)
     this.handles.delete(fd)
     if (h !== undefined) {
@@ -470,6 +611,21 @@ export class Passthrough {
       if (n > 0) this.writers.set(h.path, n)
       else this.writers.delete(h.path)
     }
+    return h
+  }
+
+  /** A release notification: the addon took the ranges written into it and closed the descriptor. */
+  private released (p: string, fd: number, ranges: Float64Array | null | undefined): void {
+    const h = this.forgetHandle(fd)
+    if (h === undefined) return
+    if (ranges === null) h.whole = true
+    else if (ranges !== undefined) for (let i = 0; i + 1 < ranges.length; i += 2) h.ranges.add(ranges[i], ranges[i + 1])
+    this.reportWrites(p, h, false)
+  }
+
+  /** `close` false: the patched fuse-native closes the descriptor itself once this answers. */
+  release (p: string, fd: number, cb: ResultCb, close = true): void {
+    const h = this.forgetHandle(fd)
     if (!close) {
       if (h !== undefined) this.reportWrites(p, h)
       cb(0)
@@ -717,6 +873,10 @@ export interface FastPathConfig {
   reservedName: string
   /** our process umask: bits it took from a create's mode are given back with fchmod */
   umask: number
+  /** level 5: notifications queued at most (0: create/open/release call JS and wait, as at level 4) */
+  queueMax: number
+  /** level 5: called when the addon queued notifications (it takes them: Passthrough.drainNative) */
+  onEvents?: () => void
 }
 
 export interface FuseTuning {
@@ -733,6 +893,16 @@ export interface FuseTuning {
    * descriptors.
    */
   fastPaths?: NativeTakeRanges
+  /**
+   * with fastPaths, patched fuse-native level 5: create, open for writing and release are answered in the
+   * FUSE thread, which queues a notification for JS (in the order of the system calls, under one lock with
+   * the mutating operations JS serves) instead of waiting for it; at most `queueMax` queued (default 65536),
+   * beyond that they wait for JS as before.
+   */
+  events?: NativeTakeEvents
+  queueMax?: number
+  /** with events: the addon's ordering lock, for Passthrough.exclusive */
+  order?: NativeOrder
 }
 
 let warnedStock = false
@@ -807,9 +977,25 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
 
     constructor () {
       super(mountPoint, ops, { timeout: false })
-      this._syncmeshPassthrough = tuning.fastPaths !== undefined ? pt.fastPathConfig : undefined
       const take = tuning.fastPaths
+      const events = take !== undefined ? tuning.events : undefined
+      this._syncmeshPassthrough = take === undefined
+        ? undefined
+        : events === undefined
+          ? pt.fastPathConfig
+          : { ...pt.fastPathConfig, queueMax: tuning.queueMax ?? 65536, onEvents: () => { pt.nativeWoke() } }
       if (take !== undefined) pt.useNativeWrites(take, () => this._thread)
+      if (events !== undefined) {
+        pt.useNativeEvents(events, () => this._thread, tuning.order)
+        // what the FUSE threads queued comes first: the addon holds its ordering lock across every mutating
+        // request that reaches JS, so nothing can be queued between this and the request's own report
+        this._handlers = this._handlers.map(h => typeof h !== 'function'
+          ? h
+          : (nh: Buffer, opCode: number, ...args: unknown[]) => {
+              pt.drainNative()
+              h(nh, opCode, ...args)
+            })
+      }
       if (tuning.countOps === true) {
         this._handlers = this._handlers.map((h, op) => {
           if (typeof h !== 'function') return h

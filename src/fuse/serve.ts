@@ -9,6 +9,7 @@
  *   {"op":"removed","path":"a","isDir":false}
  *   {"op":"renamed","from":"a","to":"b"}
  *   {"op":"error","name":"MountError","message":"..."} when mounting fails (exit code 1)
+ *   {"op":"stopped","openForWrite":0}                  unmounted (paths JS still counted as open for writing)
  * Unmounts on SIGTERM/SIGINT and exits 0. Log lines go to stderr.
  *
  * stdout is written with async fs.write on fd 1 (process.stdout is synchronous for pipes on Linux, and a
@@ -90,6 +91,7 @@ async function shutdown (signal: string): Promise<void> {
   let code = 0
   try {
     await mount.stop()
+    out.push({ op: 'stopped', openForWrite: mount.lastOpenForWrite })
   } catch (err) {
     process.stderr.write(`[fuse] stop on ${signal} failed: ${err instanceof Error ? err.message : String(err)}\n`)
     code = 1

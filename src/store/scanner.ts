@@ -47,6 +47,11 @@ export interface ScannerComponents {
 /** Something that knows a path is being written right now (the FUSE mount: open handles). */
 export interface WriteTracker {
   isOpenForWrite: (rel: string) => boolean
+  /**
+   * Runs a synchronous step on the data folder with no change through the mount landing in between;
+   * throws an error named MountBusyError (without running it) when one is in progress right now.
+   */
+  exclusive?: <T>(step: () => T) => T
 }
 
 /**

@@ -503,19 +503,21 @@ export class Puller {
       }
       if (rec.deleted) {
         await this.data.checkParents(path)
-        await this.store.install(rec, async () => {
+        await this.store.install(rec, async () => await this.atomically(path, () => {
           const now = unchanged()
           if (now?.type === 'dir') rmdirSync(abs)
           else if (now != null) unlinkSync(abs)
           return null
-        })
+        }))
         return
       }
       if (rec.type === 'dir') {
         await this.data.checkParents(path)
         await this.store.install(rec, async () => {
-          const now = unchanged()
-          if (now != null && now.type !== 'dir') unlinkSync(abs)
+          await this.atomically(path, () => {
+            const now = unchanged()
+            if (now != null && now.type !== 'dir') unlinkSync(abs)
+          })
           await mkdir(abs, { recursive: true })
           await chmod(abs, r.mode)
           return this.data.observeSync(path)
@@ -532,7 +534,7 @@ export class Puller {
         // same content, new metadata
         await this.data.checkParents(path)
         await this.store.install(rec, async () => {
-          const now = unchanged()
+          const now = await this.atomically(path, unchanged)
           await chmod(abs, r.mode)
           await utimes(abs, r.mtimeMs / 1000, r.mtimeMs / 1000)
           // what we set, not a fresh look: a write landing meanwhile must show as a change
@@ -557,7 +559,7 @@ export class Puller {
   /** Rename a finished temp file or link over `rec.path` (its parent is there), if the target is unchanged. */
   private async installTmp (tmp: string, rec: StoredRecord, observed: Observed | null): Promise<void> {
     const abs = this.data.abs(rec.path)
-    const installed = await this.store.install(rec, async () => {
+    const installed = await this.store.install(rec, async () => await this.atomically(rec.path, () => {
       const now = this.data.observeSync(rec.path)
       // written locally meanwhile: the store records it first (conflict rule), then we retry
       if (!sameObserved(now, observed)) throw new PullError('changed locally during the pull; recording it first')
@@ -566,9 +568,37 @@ export class Puller {
       if (now?.type === 'dir') rmdirSync(abs)
       renameSync(tmp, abs)
       return ready
-    }).catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
+    })).catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
     // superseded by a newer version meanwhile: that one is queued already
     if (!installed) await rm(tmp, { force: true })
+  }
+
+  /**
+   * The last check that `path` is as the store saw it and the change itself, as one synchronous step. With
+   * a FUSE mount (scanner.writes) also: nothing done through the mount lands in between (the step runs under
+   * the mount's ordering lock, after what its FUSE threads queued was taken), and a file a program has open
+   * for writing through the mount is left alone even when its content is still the recorded one: replaced,
+   * its later writes would go to the old file and be lost. Its release records it and the conflict rule
+   * decides; the pull is tried again.
+   */
+  private async atomically<T> (path: string, step: () => T): Promise<T> {
+    const w = this.scanner.writes
+    if (w == null) return step()
+    const guarded = (): T => {
+      if (w.isOpenForWrite(path)) throw new PullError('open for writing through the mount; installing once it is closed')
+      return step()
+    }
+    if (w.exclusive === undefined) return guarded()
+    for (let tries = 1; ; tries++) {
+      try {
+        return w.exclusive(guarded)
+      } catch (err) {
+        if ((err as Error).name !== 'MountBusyError') throw err
+        // a request through the mount is being served (it may be waiting for this event loop): a moment later
+        if (tries >= 50) throw new PullError('the mount stays busy; trying again later')
+        await new Promise((resolve) => setTimeout(resolve, 1))
+      }
+    }
   }
 
   /**

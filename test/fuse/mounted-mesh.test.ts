@@ -167,6 +167,89 @@ describe.skipIf(!canMount)('two nodes with mounts', () => {
     expect(await a2.exited).toBe(0)
   })
 
+  it('files created through a mount and still being written when a peer\'s versions of the same paths arrive keep the local write (and the peer\'s)', { timeout: 120_000 }, async () => {
+    const [a, b] = await mountedPair()
+    const N = 30
+    // a: create every file through its mount (served in C, the creation queued for JS) and keep it open
+    const holder = spawn('python3', ['-c', `
+import os, sys
+fds = [os.open(os.path.join(sys.argv[1], 'race-%d' % i), os.O_WRONLY | os.O_CREAT, 0o644) for i in range(${N})]
+for i, fd in enumerate(fds): os.write(fd, b'from a %d, first half' % i)
+print('ready', flush=True)
+sys.stdin.readline()
+for i, fd in enumerate(fds): os.write(fd, b', second half')
+for fd in fds: os.close(fd)
+print('done', flush=True)
+`, a.mnt], { stdio: ['pipe', 'pipe', 'inherit'] })
+    onCleanup(async () => { holder.kill('SIGKILL') })
+    let out = ''
+    holder.stdout.setEncoding('utf8')
+    holder.stdout.on('data', (c: string) => { out += c })
+    await waitFor(() => out.includes('ready'), 20_000, 'a created its files')
+    // b: the same paths, written whole, knowing nothing of a's (a has recorded nothing yet)
+    const before = (await status(a.home)).stats.gossip.recordsReceived
+    for (let i = 0; i < N; i++) await writeFile(join(b.mnt, `race-${i}`), `from b ${i}`)
+    await waitFor(async () => (await status(a.home)).stats.gossip.recordsReceived - before >= N, 30_000, 'a heard of b\'s versions')
+    // give a's puller time to try: a's files are open for writing, so nothing may replace them
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    for (let i = 0; i < N; i++) expect(await readFile(join(a.home, 'data', `race-${i}`), 'utf8')).toBe(`from a ${i}, first half`)
+    holder.stdin.write('go\n')
+    await waitFor(() => out.includes('done'), 20_000, 'a closed its files')
+    // names and contents (a conflict copy's mtime can differ by a millisecond between the nodes: the one
+    // that renamed its own file aside keeps the nanoseconds, the other has the record's whole ms)
+    const contents = async (m: string): Promise<string> => {
+      const out: string[] = []
+      for (const n of (await readdir(m)).sort()) if (n.startsWith('race-')) out.push(`${n} ${await readFile(join(m, n), 'utf8')}`)
+      return out.join('\n')
+    }
+    await waitFor(async () => await contents(a.mnt).catch(() => 'a') === await contents(b.mnt).catch(() => 'b'), 60_000, 'the mounts agree')
+    // both writes of every path are kept, on both nodes: one at the path, the other as a conflict copy
+    for (const m of [a.mnt, b.mnt]) {
+      const contents = new Set<string>()
+      for (const n of await readdir(m)) if (n.startsWith('race-')) contents.add(await readFile(join(m, n), 'utf8'))
+      for (let i = 0; i < N; i++) {
+        expect(contents.has(`from a ${i}, first half, second half`)).toBe(true)
+        expect(contents.has(`from b ${i}`)).toBe(true)
+      }
+    }
+  })
+
+  it('a file open for writing through a mount, its content still the recorded one, is not replaced by a peer\'s version until it is closed: both writes are kept', { timeout: 120_000 }, async () => {
+    const [a, b] = await mountedPair()
+    await writeFile(join(a.mnt, 'open.txt'), 'base')
+    await waitFor(async () => existsSync(join(b.mnt, 'open.txt')) && await readFile(join(b.mnt, 'open.txt'), 'utf8') === 'base', 30_000, 'b has the base version')
+    // a: open for appending, nothing written yet (the disk still matches a's record)
+    const holder = spawn('python3', ['-c', `
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+print('ready', flush=True)
+sys.stdin.readline()
+os.write(fd, b', appended in a')
+os.close(fd)
+print('done', flush=True)
+`, join(a.mnt, 'open.txt')], { stdio: ['pipe', 'pipe', 'inherit'] })
+    onCleanup(async () => { holder.kill('SIGKILL') })
+    let out = ''
+    holder.stdout.setEncoding('utf8')
+    holder.stdout.on('data', (c: string) => { out += c })
+    await waitFor(() => out.includes('ready'), 20_000, 'a opened the file')
+    const before = (await status(a.home)).stats.gossip.recordsReceived
+    await writeFile(join(b.mnt, 'open.txt'), 'edited in b')
+    await waitFor(async () => (await status(a.home)).stats.gossip.recordsReceived > before, 30_000, 'a heard of b\'s version')
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    // replaced now, the append would go to the old file and be lost
+    expect(await readFile(join(a.home, 'data', 'open.txt'), 'utf8')).toBe('base')
+    holder.stdin.write('go\n')
+    await waitFor(() => out.includes('done'), 20_000, 'a closed the file')
+    const contents = async (m: string): Promise<string[]> => {
+      const all: string[] = []
+      for (const n of (await readdir(m)).sort()) if (n.startsWith('open')) all.push(await readFile(join(m, n), 'utf8'))
+      return all.sort()
+    }
+    await waitFor(async () => JSON.stringify(await contents(a.mnt).catch(() => [])) === JSON.stringify(await contents(b.mnt).catch(() => [0])), 60_000, 'the mounts agree')
+    expect(await contents(a.mnt)).toEqual(['base, appended in a', 'edited in b'])
+  })
+
   it('refuses a missing, non-empty or already mounted mount point in one line', async () => {
     const d = await tempDir('syncmesh-fuse-')
     await run('init', '--home', join(d, 'h'))
