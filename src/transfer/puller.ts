@@ -22,7 +22,7 @@ import { blockLength, readAt } from '../store/blocks.js'
 import { isErrno, observedFromStat, sameObserved, type DataFolder, type Observed } from '../store/datafolder.js'
 import { closeSync, fchmodSync, futimesSync, lstatSync, open as openCb, renameSync, rmdirSync, rmSync, unlinkSync, writevSync } from 'node:fs'
 import { promisify } from 'node:util'
-import type { Scanner } from '../store/scanner.js'
+import { mapLimit, type Scanner } from '../store/scanner.js'
 import type { Store } from '../store/store.js'
 import type { StoredRecord } from '../store/types.js'
 import { TRANSFER_LIMITS, type Want } from './codec.js'
@@ -795,19 +795,6 @@ async function writeSmall (tmp: string, data: Uint8Array | Uint8ArrayList, rec: 
   }
   closeSync(fd)
   return tmp
-}
-
-async function mapLimit<T, R> (items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length)
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++
-      out[i] = await fn(items[i])
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
-  return out
 }
 
 async function writeAll (fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
