@@ -257,8 +257,13 @@ export class Scanner {
     for (const [path] of known) {
       if (!seen.has(path) && !this.busy.has(path)) gone.push({ path, present: false })
     }
+    // the walk compared with the records as they were when it began: what the puller
+    // installed meanwhile (a node catching up at start-up) is not a local change, and
+    // hashing it again would be wasted (one read of the records as they are now)
+    const now = candidates.length === 0 ? [] : await this.store.getMany(candidates.map((c) => c.path))
+    const changed = candidates.filter((c, i) => differs(c.observed, now[i]))
     try {
-      return await this.record(candidates, gone)
+      return await this.record(changed, gone)
     } finally {
       this.adoptNext = false
     }
