@@ -110,14 +110,20 @@ export class DataFolder {
    * not a hard link: a link shares the inode, so an in-place write to `rel` would change
    * the conflict copy too (a reflink where the file system has them, else a real copy).
    * It is copied to a temp file and renamed into place, so the copy is whole or absent.
+   * `mtimeMs`: the copy record's mtime, which the copy gets (as it does on the nodes that
+   * pull it), else the source's times.
    */
-  async preserve (rel: string, copyRel: string): Promise<void> {
+  async preserve (rel: string, copyRel: string, mtimeMs?: number): Promise<void> {
     await this.ensureParent(copyRel)
     const tmp = join(this.tmpDir, `conflict-${process.pid}-${Math.random().toString(36).slice(2)}`)
     try {
       await copyFile(this.abs(rel), tmp, FS.COPYFILE_FICLONE)
-      const st = await lstat(this.abs(rel))
-      await utimes(tmp, st.atime, st.mtime)
+      if (mtimeMs != null) {
+        await utimes(tmp, mtimeMs / 1000, mtimeMs / 1000)
+      } else {
+        const st = await lstat(this.abs(rel))
+        await utimes(tmp, st.atime, st.mtime)
+      }
       await rename(tmp, this.abs(copyRel))
     } catch (err) {
       await rm(tmp, { force: true })

@@ -573,7 +573,7 @@ export class Store extends EventEmitter<StoreEvents> {
 
   /** Copy `from` to the copy's path, and keep it only if it holds the copy's content. */
   private async preserveVerified (from: string, copy: FileRecord): Promise<void> {
-    await this.data.preserve(from, copy.path)
+    await this.data.preserve(from, copy.path, copy.mtimeMs)
     if ((await hashFile(this.data.abs(copy.path))).hash !== copy.hash) {
       await this.data.remove(copy.path)
       throw new Error('changed while it was copied')

@@ -190,16 +190,17 @@ print('done', flush=True)
     const before = (await status(a.home)).stats.gossip.recordsReceived
     for (let i = 0; i < N; i++) await writeFile(join(b.mnt, `race-${i}`), `from b ${i}`)
     await waitFor(async () => (await status(a.home)).stats.gossip.recordsReceived - before >= N, 30_000, 'a heard of b\'s versions')
-    // give a's puller time to try: a's files are open for writing, so nothing may replace them
-    await new Promise((resolve) => setTimeout(resolve, 1500))
+    // a's puller tries, and leaves them: a's files are open for writing, so nothing may replace them
+    const refused = async (): Promise<boolean> => JSON.stringify((await status(a.home)).recentErrors).includes('pull failed: race-')
+    await waitFor(refused, 30_000, 'a\'s puller to try the files')
     for (let i = 0; i < N; i++) expect(await readFile(join(a.home, 'data', `race-${i}`), 'utf8')).toBe(`from a ${i}, first half`)
     holder.stdin.write('go\n')
     await waitFor(() => out.includes('done'), 20_000, 'a closed its files')
-    // names and contents (a conflict copy's mtime can differ by a millisecond between the nodes: the one
-    // that renamed its own file aside keeps the nanoseconds, the other has the record's whole ms)
+    // names, contents and mtimes (to the ms: a conflict copy made on a node from its own file takes the
+    // record's mtime, as a pulled one does)
     const contents = async (m: string): Promise<string> => {
       const out: string[] = []
-      for (const n of (await readdir(m)).sort()) if (n.startsWith('race-')) out.push(`${n} ${await readFile(join(m, n), 'utf8')}`)
+      for (const n of (await readdir(m)).sort()) if (n.startsWith('race-')) out.push(`${n} ${Math.floor((await stat(join(m, n))).mtimeMs)} ${await readFile(join(m, n), 'utf8')}`)
       return out.join('\n')
     }
     await waitFor(async () => await contents(a.mnt).catch(() => 'a') === await contents(b.mnt).catch(() => 'b'), 60_000, 'the mounts agree')

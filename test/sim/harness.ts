@@ -396,9 +396,9 @@ export class SimNode {
     if (this.trace != null) {
       const data = node.data
       const preserve = data.preserve.bind(data)
-      data.preserve = async (rel, copyRel) => {
+      data.preserve = async (rel, copyRel, mtimeMs) => {
         const ino = (await data.observe(rel))?.ino ?? -1
-        await preserve(rel, copyRel)
+        await preserve(rel, copyRel, mtimeMs)
         this.trace?.push({ at: performance.now(), node: this.name, what: `preserve as ${copyRel.slice(copyRel.indexOf('.sync-conflict'))} (inode ${ino})`, path: rel, version: '', hash: '' })
       }
     }
