@@ -237,8 +237,8 @@ print('done', flush=True)
     const before = (await status(a.home)).stats.gossip.recordsReceived
     await writeFile(join(b.mnt, 'open.txt'), 'edited in b')
     await waitFor(async () => (await status(a.home)).stats.gossip.recordsReceived > before, 30_000, 'a heard of b\'s version')
-    await new Promise((resolve) => setTimeout(resolve, 1500))
-    // replaced now, the append would go to the old file and be lost
+    // a's puller tries, and leaves it: replaced now, the append would go to the old file and be lost
+    await waitFor(async () => JSON.stringify((await status(a.home)).recentErrors).includes('pull failed: open.txt: open for writing'), 30_000, 'a\'s puller to find the file open')
     expect(await readFile(join(a.home, 'data', 'open.txt'), 'utf8')).toBe('base')
     holder.stdin.write('go\n')
     await waitFor(() => out.includes('done'), 20_000, 'a closed the file')
