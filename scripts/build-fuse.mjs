@@ -543,7 +543,11 @@ static int syncmesh_create (const char *path, mode_t mode, struct fuse_file_info
     /* O_TRUNC and O_EXCL as the program asked: no-ops for the new file the kernel expects, but if a file
        appeared under the name since the kernel's lookup (the puller installed a peer's version), the
        program gets what it would have got a moment later: the file emptied, or EEXIST */
-    int fd = open(real, O_CREAT | O_RDWR | O_CLOEXEC | (info->flags & (O_TRUNC | O_EXCL)), mode & 07777);
+    /* O_SYNC/O_DSYNC kept too (a program that asked for synchronous writes gets them); not O_APPEND: the
+       kernel already passes an append's offset (its size of the file), which keeps the recorded range exact.
+       O_NOFOLLOW: the kernel never creates through a symlink, so a symlink here was installed since its
+       lookup, and following it could write outside the data folder */
+    int fd = open(real, O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW | (info->flags & (O_TRUNC | O_EXCL | O_SYNC | O_DSYNC)), mode & 07777);
     if (fd < 0) {
       res = -errno;
     } else {
@@ -578,7 +582,8 @@ static int syncmesh_open (const char *path, struct fuse_file_info *info) {
     return res;
   }
   if (!writing) {
-    int fd = open(real, (info->flags & SYNCMESH_KEPT_OPEN_FLAGS) | O_CLOEXEC);
+    /* O_NOFOLLOW: the kernel opens no symlink through FUSE; one here was installed since its lookup */
+    int fd = open(real, (info->flags & SYNCMESH_KEPT_OPEN_FLAGS) | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return -errno;
     info->fh = fd;
     syncmesh_set_quiet(ft, fd);
@@ -586,7 +591,7 @@ static int syncmesh_open (const char *path, struct fuse_file_info *info) {
   }
   uv_mutex_lock(&ft->syncmesh_order);
   int res = 0;
-  int fd = open(real, (info->flags & SYNCMESH_KEPT_OPEN_FLAGS) | O_CLOEXEC);
+  int fd = open(real, (info->flags & SYNCMESH_KEPT_OPEN_FLAGS) | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     res = -errno;
   } else {
@@ -752,7 +757,9 @@ SYNCMESH_ORDERED(mkdir, (const char *path, mode_t mode), (path, mode))
 `
 
 /** Mutating operations JS serves, called under the order lock (syncmesh_ordered_*). */
-const ORDERED_OPS = ['truncate', 'ftruncate', 'fsync', 'chown', 'chmod', 'mknod', 'setxattr', 'removexattr', 'utimens', 'unlink', 'rmdir', 'rename', 'link', 'symlink', 'mkdir']
+// (not fsync: it changes nothing a peer sees, and held under the lock, one slow fsync held up every mutation
+// on the mount; the handle's create or open was taken from the queue when the request was dispatched)
+const ORDERED_OPS = ['truncate', 'ftruncate', 'chown', 'chmod', 'mknod', 'setxattr', 'removexattr', 'utimens', 'unlink', 'rmdir', 'rename', 'link', 'symlink', 'mkdir']
 
 /** Adds JS argument `argIndex` (syncmesh_pre_arg) to a FUSE method's callback: `callbackArgs` goes up by one. */
 function addPreArg (s, name, argIndex, afterLine) {

@@ -59,6 +59,8 @@ export class SyncMount {
   private readonly init: Required<SyncMountInit>
   private fuse: SyncFuseInstance | undefined
   private pt: Passthrough | undefined
+  /** the addon's fast paths opened the files of this mount: its release closes them, never closeAll */
+  private addonOwnsHandles = false
   private helper: NativeHelper | undefined
   private fuseBinding: FuseBinding | undefined
   private mountedAt: string | undefined
@@ -165,12 +167,14 @@ export class SyncMount {
     const helper = new NativeHelper(this.log)
     await helper.init()
     const pt = new Passthrough({ dataDir, reservedName, hiddenDir, sink: this.sink, log: this.log, helper, utimensat: binding.utimensat })
+    const fastPaths = process.env.SYNCMESH_FUSE_FASTPATHS !== '0' ? binding.takeRanges : undefined
+    this.addonOwnsHandles = fastPaths !== undefined
     const fuse = createFuse(FuseBase, pt, mountPoint, {
       attrTimeout: this.init.attrTimeout,
       entryTimeout: this.init.entryTimeout,
       log: this.log,
       countOps: process.env.SYNCMESH_FUSE_STATS === '1',
-      fastPaths: process.env.SYNCMESH_FUSE_FASTPATHS !== '0' ? binding.takeRanges : undefined,
+      fastPaths,
       events: process.env.SYNCMESH_FUSE_ASYNC !== '0' ? binding.takeEvents : undefined,
       queueMax: queueMaxFromEnv(),
       order: binding.order
@@ -216,7 +220,7 @@ export class SyncMount {
     // and before the node stops recording
     this.lastOpenForWrite = this.pt?.openForWriteCount ?? 0
     if (this.lastOpenForWrite > 0) this.log(`${this.lastOpenForWrite} path(s) still open for writing at unmount`)
-    await this.pt?.closeAll()
+    await this.pt?.closeAll(this.addonOwnsHandles)
     this.pt = undefined
     this.helper?.stop()
     this.helper = undefined

@@ -243,21 +243,27 @@ export class Passthrough {
    * fuse_thread_t is thread(), which queues a notification for each and answers the kernel without waiting
    * for JS (see "Capture order" in scripts/build-fuse.mjs); drainNative() takes them.
    */
-  useNativeEvents (take: NativeTakeEvents, thread: () => Buffer | null, order?: NativeOrder): void {
+  useNativeEvents (take: NativeTakeEvents, thread: () => Buffer | null): void {
     this.nativeEvents = () => {
       const t = thread()
       return t === null ? undefined : take(t)
     }
-    if (order !== undefined) {
-      this.nativeOrder = {
-        tryLock: () => {
-          const t = thread()
-          return t === null ? -1 : order.tryLock(t)
-        },
-        release: () => {
-          const t = thread()
-          if (t !== null) order.release(t)
-        }
+  }
+
+  /**
+   * The addon's ordering lock, for exclusive(): wired whenever the addon serves create and open (its fast
+   * paths), also when they wait for JS (SYNCMESH_FUSE_ASYNC=0): the descriptor is opened in C before JS
+   * records the handle either way.
+   */
+  useNativeOrder (order: NativeOrder, thread: () => Buffer | null): void {
+    this.nativeOrder = {
+      tryLock: () => {
+        const t = thread()
+        return t === null ? -1 : order.tryLock(t)
+      },
+      release: () => {
+        const t = thread()
+        if (t !== null) order.release(t)
       }
     }
   }
@@ -859,10 +865,17 @@ export class Passthrough {
     })
   }
 
-  /** Closes every file still open (after unmount). */
-  closeAll (): Promise<void> {
+  /**
+   * Forgets every file still open (after unmount), and closes their descriptors unless the addon owns them
+   * (`ownedByAddon`: its fast paths opened them, and its release closes them). A lazy unmount only detaches
+   * the mount: a program that still has a file open goes on writing through the addon's threads, so closing
+   * such a descriptor here would let the node's next open(2) get its number, and the program's writes (and
+   * the addon's close at release) would hit that file instead.
+   */
+  closeAll (ownedByAddon = false): Promise<void> {
     const fds = [...this.handles.keys()]
     this.handles.clear()
+    if (ownedByAddon) return Promise.resolve()
     return Promise.all(fds.map(fd => new Promise<void>(resolve => fs.close(fd, () => resolve())))).then(() => {})
   }
 }
@@ -985,8 +998,9 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
           ? pt.fastPathConfig
           : { ...pt.fastPathConfig, queueMax: tuning.queueMax ?? 65536, onEvents: () => { pt.nativeWoke() } }
       if (take !== undefined) pt.useNativeWrites(take, () => this._thread)
+      if (take !== undefined && tuning.order !== undefined) pt.useNativeOrder(tuning.order, () => this._thread)
       if (events !== undefined) {
-        pt.useNativeEvents(events, () => this._thread, tuning.order)
+        pt.useNativeEvents(events, () => this._thread)
         // what the FUSE threads queued comes first: the addon holds its ordering lock across every mutating
         // request that reaches JS, so nothing can be queued between this and the request's own report
         this._handlers = this._handlers.map(h => typeof h !== 'function'
