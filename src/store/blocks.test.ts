@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
+  BlockFilter,
   MAX_BLOCK_SIZE,
   MIN_BLOCK_SIZE,
   blockCount,
@@ -28,6 +29,18 @@ function expected (data: Buffer): { size: number, blockSize: number, blocks: str
   const concat = Buffer.concat(blocks.map((h) => Buffer.from(h, 'hex')))
   return { size: data.length, blockSize, blocks, hash: sha(concat) }
 }
+
+describe('BlockFilter', () => {
+  it('holds every hash added, and rules out most others', () => {
+    const f = new BlockFilter()
+    const hex = (s: string): string => createHash('sha256').update(s).digest('hex')
+    const added = Array.from({ length: 20_000 }, (_, i) => hex(`in ${i}`))
+    for (const h of added) f.add(h)
+    expect(added.every((h) => f.mayHave(h))).toBe(true)
+    const others = Array.from({ length: 20_000 }, (_, i) => hex(`out ${i}`))
+    expect(others.filter((h) => f.mayHave(h)).length).toBeLessThan(20)
+  })
+})
 
 describe('chooseBlockSize', () => {
   it('uses 128 KiB for small files', () => {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { chmod, mkdir, mkdtemp, readFile, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -885,6 +885,26 @@ describe('Store: block index', () => {
       expect(await a.store.blockSources(rec.blocks[i])).toEqual([{ path: 'big.bin', offset: i * 128 * 1024 }])
     }
     expect(await a.store.blockSources('0'.repeat(64))).toEqual([])
+  })
+
+  it('finds blocks through its filter after a restart, and blocks recorded after it (the filter is never wrong about a block it holds)', async () => {
+    const a = await makeNode(A)
+    const before = randomBytes(200 * 1024)
+    await writeLocal(a, 'before.bin', before)
+    const [r1] = await recordLocal(a, 'before.bin')
+    await a.store.close()
+    a.store = openStore(a)
+    await a.store.open()
+    // the filter fills in the background: asked at once and later, the answer is the same
+    expect(await a.store.blockSources(r1.blocks[0])).toEqual([{ path: 'before.bin', offset: 0 }])
+    while (!a.store.blockFilterReady) await new Promise((resolve) => setTimeout(resolve, 1))
+    await writeLocal(a, 'after.bin', randomBytes(5000))
+    const [r2] = await recordLocal(a, 'after.bin')
+    for (let i = 0; i < 20; i++) {
+      expect(await a.store.blockSources(r1.blocks[1])).toEqual([{ path: 'before.bin', offset: 128 * 1024 }])
+      expect(await a.store.blockSources(r2.blocks[0])).toEqual([{ path: 'after.bin', offset: 0 }])
+      expect(await a.store.blockSources(createHash('sha256').update(`nothing ${i}`).digest('hex'))).toEqual([])
+    }
   })
 
   it('lists every file holding a block, up to the limit', async () => {

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { Level } from 'level'
 import { HybridClock } from './hlc.js'
-import { hashFile } from './blocks.js'
+import { BlockFilter, hashFile } from './blocks.js'
 import { bumpVector, compareVectors, conflictBase, conflictPath, conflictRecord, isConflictPath, resolve } from './version.js'
 import { DataFolder, sameObserved, type Observed } from './datafolder.js'
 import type { DiskState, FileRecord, NodeId, StoredRecord, Version } from './types.js'
@@ -88,6 +88,13 @@ export class Store extends EventEmitter<StoreEvents> {
   private readonly metaDb
   private readonly sessionsDb
   private readonly copyIndex
+  /**
+   * The hashes of the block index (`k`), as a Bloom filter, once built (in the background
+   * after open): most blocks a puller asks about are new, and it spares each of them an
+   * index read. Until it is built every hash is "maybe".
+   */
+  private blockFilter: BlockFilter | null = null
+  private readonly filling = new BlockFilter()
   /** base path -> its live conflict copies (the `x` sublevel, in memory) */
   private readonly copies = new Map<string, Set<string>>()
   private meta: Meta = { indexId: '', seq: 0 }
@@ -145,6 +152,26 @@ export class Store extends EventEmitter<StoreEvents> {
       const [base, copy] = key.split('\0')
       this.trackCopy(base, copy, true)
     }
+    void this.fillBlockFilter().catch(() => {})
+  }
+
+  /** Reads every block index key into the filter; blocks added meanwhile go in through noteBlock. */
+  private async fillBlockFilter (): Promise<void> {
+    for await (const key of this.blockIndex.keys()) {
+      if (this.closed) return
+      this.filling.add(key.slice(0, key.indexOf('/')))
+    }
+    this.blockFilter = this.filling
+  }
+
+  /** Whether the block filter is built (lookups of blocks not held then read nothing). */
+  get blockFilterReady (): boolean {
+    return this.blockFilter != null
+  }
+
+  /** A block now in the block index (Tx, before its batch is written). */
+  noteBlock (hash: string): void {
+    this.filling.add(hash)
   }
 
   /** Every live conflict copy this node knows (file records under a conflict name), in path order. */
@@ -273,6 +300,7 @@ export class Store extends EventEmitter<StoreEvents> {
   /** Where the local disk holds a block with this hash. */
   async blockSources (hash: string, limit = 4): Promise<Array<{ path: string, offset: number }>> {
     const out: Array<{ path: string, offset: number }> = []
+    if (this.blockFilter != null && !this.blockFilter.mayHave(hash)) return out
     for await (const [k, offset] of this.blockIndex.iterator({ gt: `${hash}/`, lt: `${hash}0`, limit })) {
       out.push({ path: k.slice(hash.length + 1), offset })
     }
@@ -802,6 +830,7 @@ class Tx {
             if (seen.has(h)) return
             seen.add(h)
             batch.put(`${h}/${path}`, i * blocks.blockSize, { sublevel: blockIndex })
+            this.store.noteBlock(h)
           })
           batch.put(path, blocks.blocks, { sublevel: diskBlocks })
         } else if (old != null) {
