@@ -154,15 +154,16 @@ export async function readAt (fh: FileHandle, offset: number, size: number): Pro
 
 /**
  * A Bloom filter of block hashes (hex SHA-256): `mayHave` is false only for a hash never
- * added, so a lookup it rules out needs no read of the block index. 16 Mi bits (2 MiB) and
- * 3 probes taken from the hash itself (it is uniform already): under 1% false positives
- * up to about a million blocks, more beyond (then more lookups read the index: still
+ * added, so a lookup it rules out needs no read of the block index. 2 Mi bits (256 KiB per
+ * store: a hundred nodes in one simulation process add 25 MB) and 3 probes taken from the
+ * hash itself (it is uniform already): under 1% false positives up to about 150,000
+ * blocks, about 8% at 400,000, and more beyond (then more lookups read the index: still
  * right, only slower). Removals are not possible; a block removed from the index stays
  * "maybe".
  */
 export class BlockFilter {
-  private readonly bits = new Uint32Array((1 << 24) / 32)
-  private static readonly MASK = (1 << 24) - 1
+  private readonly bits = new Uint32Array((1 << 21) / 32)
+  private static readonly MASK = (1 << 21) - 1
 
   add (hash: string): void {
     for (let i = 0; i < 3; i++) {
