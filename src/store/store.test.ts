@@ -494,13 +494,13 @@ describe('Store: replication between two stores', () => {
     await send(c, [...fromA, rb])
     const fromC = c.locals.splice(0)
     // B is gone from here on. A learns the merged winner, and holds its content (its own
-    // twin write, or once the puller installs it): A drops the copy of T itself, without
-    // announcing it (that is the job of B, the winner's writer, were B here)
+    // twin write, or once the puller installs it): A drops the copy of T itself, and
+    // announces it (A wrote the copy's version; B, the winner's writer, would too)
     await send(a, fromC)
     if (!(await a.store.get('f.txt'))!.have) await install(a, 'f.txt', 'twin bytes')
     const droppedAtA = (await a.store.get(copyOfT.path))!
     expect(droppedAtA.deleted).toBe(true)
-    expect(a.locals.filter((r) => r.deleted)).toEqual([])
+    expect(a.locals.filter((r) => r.deleted).map((r) => r.path)).toEqual([copyOfT.path])
     // C installs the winner too: it makes the very same tombstone
     await install(c, 'f.txt', 'twin bytes')
     const droppedAtC = (await c.store.get(copyOfT.path))!
@@ -517,6 +517,43 @@ describe('Store: replication between two stores', () => {
     }
     // the copy's file is gone from A's disk once the puller acts on the tombstone
     expect(a.needs.some((r) => r.path === copyOfT.path && r.deleted)).toBe(true)
+  })
+
+  it('two identical losers of one path kept under two names: the holder of the first in path order drops the second', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    const c = await makeNode('ccccccccccccc')
+    b.clock.t = T0 + 100
+    c.clock.t = T0 + 1000
+    // A and B write the same bytes (concurrently), C a third version that beats both
+    await writeLocal(a, 'p.txt', 'same bytes')
+    await writeLocal(b, 'p.txt', 'same bytes')
+    await writeLocal(c, 'p.txt', 'the winner')
+    await recordLocal(a, 'p.txt')
+    await recordLocal(b, 'p.txt')
+    const [rc] = await recordLocal(c, 'p.txt')
+    // each loser's writer keeps its own version as a copy (they never met each other's)
+    await send(a, [rc])
+    await send(b, [rc])
+    const copyA = (await conflictCopies(a)).find((r) => !r.deleted)!
+    const copyB = (await conflictCopies(b)).find((r) => !r.deleted)!
+    expect(copyA.path).not.toBe(copyB.path)
+    expect(copyA.hash).toBe(copyB.hash)
+    const [first, second] = [copyA, copyB].sort((x, y) => x.path < y.path ? -1 : 1)
+    const holderOfFirst = first === copyA ? a : b
+    const other = holderOfFirst === a ? b : a
+    // the holder of the first copy learns of the second: it drops the second
+    await send(holderOfFirst, [second])
+    const dropped = (await holderOfFirst.store.get(second.path))!
+    expect(dropped.deleted).toBe(true)
+    expect((await holderOfFirst.store.get(first.path))!.deleted).toBe(false)
+    // the other node learns of the first copy: it holds only the second, so it keeps both
+    // until the tombstone reaches it (it never drops the first, which comes first)
+    await send(other, [first])
+    expect((await other.store.get(first.path))!.deleted).toBe(false)
+    await send(other, [dropped])
+    expect((await other.store.get(second.path))!.deleted).toBe(true)
+    expect((await other.store.get(first.path))!.deleted).toBe(false)
   })
 
   it('the copy of a loser stays while its base still holds that very loser (the winner not arrived yet)', async () => {

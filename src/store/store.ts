@@ -455,17 +455,22 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   /**
-   * Drop conflict copies that preserve nothing: a copy whose content is the content its
-   * base path holds, when the base's version has seen the copy's. Conflicts settle two
-   * versions at a time, so the order versions arrive in can leave such a copy (an
-   * identical write on two nodes, with a third write between them), and a user who
-   * settles a conflict by copying the copy over the original makes one too.
+   * Drop conflict copies that preserve nothing:
+   * - a copy whose content is the content its base path holds, when the base's version has
+   *   seen the copy's. Conflicts settle two versions at a time, so the order versions arrive
+   *   in can leave such a copy (an identical write on two nodes, with a third write between
+   *   them), and a user who settles a conflict by copying the copy over the original makes
+   *   one too;
+   * - a copy with the same content as another copy of the same path that comes before it in
+   *   path order and is held here (two identical versions from two nodes that both lost to
+   *   a third write are kept by their holders under two names). The first of them in path
+   *   order is never dropped this way, so the content stays.
    *
-   * Every node that holds both records and has the base's content on its disk drops the
-   * copy itself, with the same tombstone (redundantCopyTombstone is a function of the
-   * copy's version alone), so it does not wait for any one node to be up, and the copies
-   * of the record that reach a node merge as equal. Only the base's writer announces it;
-   * the others spread it through index catch-up. That keeps it one gossip message.
+   * Every node that holds the content that stays drops such a copy itself, with the same
+   * tombstone (redundantCopyTombstone is a function of the copy's version alone), so it
+   * does not wait for any one node to be up, and the copies of the record that reach a node
+   * merge as equal. Only the writer of the base or of the dropped copy announces it; the
+   * others spread it through index catch-up. That keeps it about one gossip message.
    *
    * A copy that is a preserved loser (its name is the one conflictPath gives its version)
    * goes only once the base's version has seen it (vectors): a base that is the loser
@@ -486,17 +491,28 @@ export class Store extends EventEmitter<StoreEvents> {
     await tx.prefetch([...bases])
     for (const path of bases) {
       const base = await tx.get(path)
-      if (base == null || base.deleted || base.type !== 'file' || !base.have || base.disk == null || !diskHolds(base.disk, base)) continue
-      for (const copyPath of [...this.copies.get(path) ?? []]) {
+      const baseHeld = base != null && !base.deleted && base.type === 'file' && base.have && base.disk != null && diskHolds(base.disk, base)
+      // identical copies of one path: the first one this node holds (in path order) stays
+      const kept = new Set<string>()
+      for (const copyPath of [...this.copies.get(path) ?? []].sort()) {
         const copy = await tx.get(copyPath)
-        if (copy == null || !isLiveCopy(copy) || copy.hash !== base.hash || copy.size !== base.size) continue
-        // a preserved loser (its name is its version's) goes once the base has seen it; a
-        // file written under a conflict name has a vector of another path's history
-        if (conflictPath(path, copy.version) === copy.path && compareVectors(base.version.vv, copy.version.vv) !== 'after') continue
+        if (copy == null || !isLiveCopy(copy)) continue
+        const content = `${copy.hash}/${copy.size}`
+        let drop = false
+        if (baseHeld && copy.hash === base.hash && copy.size === base.size) {
+          // a preserved loser (its name is its version's) goes once the base has seen it; a
+          // file written under a conflict name has a vector of another path's history
+          drop = conflictPath(path, copy.version) !== copy.path || compareVectors(base.version.vv, copy.version.vv) === 'after'
+        } else if (kept.has(content)) {
+          drop = true
+        } else if (copy.have && copy.disk != null && diskHolds(copy.disk, copy)) {
+          kept.add(content)
+        }
+        if (!drop) continue
         const tomb: FileRecord = { ...toFileRecord(copy), size: 0, blockSize: 0, blocks: [], hash: '', target: '', mtimeMs: 0, deleted: true, version: redundantCopyTombstone(copy.version) }
         // the disk still holds the copy: the puller removes it (have: false)
         tx.put({ ...tomb, seq: 0, have: copy.disk == null, disk: copy.disk }, undefined)
-        if (base.version.node === this.nodeId) tx.local(copy.path)
+        if (base?.version.node === this.nodeId || copy.version.node === this.nodeId) tx.local(copy.path)
       }
     }
     return await tx.commit()
