@@ -130,11 +130,32 @@ export class BlockServer {
   }
 
   private async serve (stream: Stream, peer: string): Promise<void> {
-    this.streams.add(stream)
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_BUFFER })
+    let writing: Promise<unknown> = Promise.resolve()
+    await this.serveLoop(stream, lp, this.concurrency, decodeBlockRequest, async (req) => {
+      const answer = this.admit(peer)
+        ? this.answer(req)
+        : Promise.resolve<BlockResponse>({ id: req.id, status: 'busy', data: new Uint8Array(0), message: 'request rate limit' })
+      // an answer that fails (the store closing under a stop, a read error) is a miss,
+      // never an unhandled rejection
+      const res = await answer.catch((): BlockResponse => ({ id: req.id, status: 'error', data: new Uint8Array(0), message: 'unavailable' }))
+      writing = writing.then(async () => {
+        await lp.write(encodeBlockResponse(res))
+        if (res.status === 'ok') this.traffic?.sent(peer, res.data.byteLength)
+      }).catch(() => {})
+    }, async () => { await writing })
+  }
+
+  /**
+   * How both protocol versions serve a stream: read a request, wait for one of `limit`
+   * slots (the stream is not read further meanwhile, which bounds what one peer can
+   * queue), handle it without waiting for it; once the peer has closed its side, let every
+   * answer finish (`flushed`) and close. A request that does not decode aborts the stream.
+   */
+  private async serveLoop<R> (stream: Stream, lp: LengthPrefixedStream<Stream>, limit: number, decode: (frame: Uint8ArrayList) => R, handle: (req: R) => Promise<void>, flushed: () => Promise<void>): Promise<void> {
+    this.streams.add(stream)
     let active = 0
     let wake: (() => void) | null = null
-    let writing: Promise<unknown> = Promise.resolve()
     try {
       for (;;) {
         let frame
@@ -143,20 +164,10 @@ export class BlockServer {
         } catch {
           break
         }
-        const req = decodeBlockRequest(frame)
-        while (active >= this.concurrency) await new Promise<void>((resolve) => { wake = resolve })
+        const req = decode(frame)
+        while (active >= limit) await new Promise<void>((resolve) => { wake = resolve })
         active++
-        const answer = this.admit(peer)
-          ? this.answer(req)
-          : Promise.resolve<BlockResponse>({ id: req.id, status: 'busy', data: new Uint8Array(0), message: 'request rate limit' })
-        // an answer that fails (the store closing under a stop, a read error) is a miss,
-        // never an unhandled rejection
-        void answer.catch((): BlockResponse => ({ id: req.id, status: 'error', data: new Uint8Array(0), message: 'unavailable' })).then((res) => {
-          writing = writing.then(async () => {
-            await lp.write(encodeBlockResponse(res))
-            if (res.status === 'ok') this.traffic?.sent(peer, res.data.byteLength)
-          }).catch(() => {})
-        }).finally(() => {
+        void handle(req).catch(() => {}).finally(() => {
           active--
           const w = wake
           wake = null
@@ -164,7 +175,7 @@ export class BlockServer {
         })
       }
       while (active > 0) await new Promise<void>((resolve) => { wake = resolve })
-      await writing
+      await flushed()
       await stream.close().catch(() => {})
     } catch (err) {
       stream.abort(err as Error)
@@ -220,10 +231,7 @@ export class BlockServer {
    * further meanwhile, which bounds what one peer can queue).
    */
   private async serveBatches (stream: Stream, peer: string): Promise<void> {
-    this.streams.add(stream)
     const lp = lpStream(stream, { maxDataLength: TRANSFER_LIMITS.maxBatchRequestBytes, maxBufferSize: MAX_BUFFER })
-    let active = 0
-    let wake: (() => void) | null = null
     let writing: Promise<unknown> = Promise.resolve()
     // frames of concurrent answers go out one after the other, whole; several frames
     // written together are one send (one muxer frame, one cipher call per layer)
@@ -232,32 +240,7 @@ export class BlockServer {
       writing = p.catch(() => {})
       await p
     }
-    try {
-      for (;;) {
-        let frame
-        try {
-          frame = await lp.read()
-        } catch {
-          break
-        }
-        const req = decodeBatchRequest(frame)
-        while (active >= BATCHES_AT_ONCE) await new Promise<void>((resolve) => { wake = resolve })
-        active++
-        void this.answerBatch(req, peer, send).catch(() => {}).finally(() => {
-          active--
-          const w = wake
-          wake = null
-          w?.()
-        })
-      }
-      while (active > 0) await new Promise<void>((resolve) => { wake = resolve })
-      await writing
-      await stream.close().catch(() => {})
-    } catch (err) {
-      stream.abort(err as Error)
-    } finally {
-      this.streams.delete(stream)
-    }
+    await this.serveLoop(stream, lp, BATCHES_AT_ONCE, decodeBatchRequest, async (req) => { await this.answerBatch(req, peer, send) }, async () => { await writing })
   }
 
   private async answerBatch (req: BatchRequest, peer: string, send: (frames: Uint8ArrayList[]) => Promise<void>): Promise<void> {
