@@ -426,11 +426,8 @@ describe('Store: replication between two stores', () => {
     expect(wa!.version.vv).toEqual({ [A]: 1, [B]: 1 })
   })
 
-  // Pairwise resolution depends on arrival order: A's twin T loses to C's W first (A keeps
-  // a copy of T), then B's identical T beats the merged winner, so A holds T next to a
-  // conflict copy of T (seeds 2000, 2007, 3002, ... of the clock scenario used to show it).
-  // B, the writer of the winning version, removes the redundant copy when it learns of it.
-  it('a twin write that lost to a third write and then wins through its twin leaves no copy of its own content', async () => {
+  /** A and B write the same bytes T to f.txt, C a third version W; B's clock is the latest, C's the next. */
+  async function twinsAndAThird (): Promise<{ a: TestNode, b: TestNode, c: TestNode, ra: StoredRecord, rb: StoredRecord, rc: StoredRecord }> {
     const a = await makeNode(A)
     const b = await makeNode(B)
     const c = await makeNode('ccccccccccccc')
@@ -442,6 +439,15 @@ describe('Store: replication between two stores', () => {
     const [ra] = await recordLocal(a, 'f.txt')
     const [rb] = await recordLocal(b, 'f.txt')
     const [rc] = await recordLocal(c, 'f.txt')
+    return { a, b, c, ra, rb, rc }
+  }
+
+  // Pairwise resolution depends on arrival order: A's twin T loses to C's W first (A keeps
+  // a copy of T), then B's identical T beats the merged winner, so A holds T next to a
+  // conflict copy of T (seeds 2000, 2007, 3002, ... of the clock scenario used to show it).
+  // B, the writer of the winning version, removes the redundant copy when it learns of it.
+  it('a twin write that lost to a third write and then wins through its twin leaves no copy of its own content', async () => {
+    const { a, b, c, ra, rb, rc } = await twinsAndAThird()
     a.locals.splice(0)
     b.locals.splice(0)
     await send(a, [rc])
@@ -471,17 +477,7 @@ describe('Store: replication between two stores', () => {
   })
 
   it('a redundant copy is dropped by every holder of the winning content when the winner\'s writer is away, with one identical tombstone', async () => {
-    const a = await makeNode(A)
-    const b = await makeNode(B)
-    const c = await makeNode('ccccccccccccc')
-    c.clock.t = T0 + 500
-    b.clock.t = T0 + 1000
-    await writeLocal(a, 'f.txt', 'twin bytes')
-    await writeLocal(b, 'f.txt', 'twin bytes')
-    await writeLocal(c, 'f.txt', 'third write')
-    const [ra] = await recordLocal(a, 'f.txt')
-    const [rb] = await recordLocal(b, 'f.txt')
-    const [rc] = await recordLocal(c, 'f.txt')
+    const { a, b, c, ra, rb, rc } = await twinsAndAThird()
     a.locals.splice(0)
     c.locals.splice(0)
     // A: C's W beats A's T (A keeps a copy of T), then B's T beats W; C, the holder of
