@@ -91,10 +91,10 @@ export class Store extends EventEmitter<StoreEvents> {
   /**
    * The hashes of the block index (`k`), as a Bloom filter, once built (in the background
    * after open): most blocks a puller asks about are new, and it spares each of them an
-   * index read. Until it is built every hash is "maybe".
+   * index read. Until `filled` every hash is "maybe" (blocks committed meanwhile go in too).
    */
-  private blockFilter: BlockFilter | null = null
-  private readonly filling = new BlockFilter()
+  private readonly blockFilter = new BlockFilter()
+  private filled = false
   /** base path -> its live conflict copies (the `x` sublevel, in memory) */
   private readonly copies = new Map<string, Set<string>>()
   private meta: Meta = { indexId: '', seq: 0 }
@@ -159,19 +159,19 @@ export class Store extends EventEmitter<StoreEvents> {
   private async fillBlockFilter (): Promise<void> {
     for await (const key of this.blockIndex.keys()) {
       if (this.closed) return
-      this.filling.add(key.slice(0, key.indexOf('/')))
+      this.blockFilter.add(key.slice(0, key.indexOf('/')))
     }
-    this.blockFilter = this.filling
+    this.filled = true
   }
 
   /** Whether the block filter is built (lookups of blocks not held then read nothing). */
   get blockFilterReady (): boolean {
-    return this.blockFilter != null
+    return this.filled
   }
 
   /** A block now in the block index (Tx, before its batch is written). */
   noteBlock (hash: string): void {
-    this.filling.add(hash)
+    this.blockFilter.add(hash)
   }
 
   /** Every live conflict copy this node knows (file records under a conflict name), in path order. */
@@ -300,7 +300,7 @@ export class Store extends EventEmitter<StoreEvents> {
   /** Where the local disk holds a block with this hash. */
   async blockSources (hash: string, limit = 4): Promise<Array<{ path: string, offset: number }>> {
     const out: Array<{ path: string, offset: number }> = []
-    if (this.blockFilter != null && !this.blockFilter.mayHave(hash)) return out
+    if (this.filled && !this.blockFilter.mayHave(hash)) return out
     for await (const [k, offset] of this.blockIndex.iterator({ gt: `${hash}/`, lt: `${hash}0`, limit })) {
       out.push({ path: k.slice(hash.length + 1), offset })
     }
