@@ -17,7 +17,7 @@ export interface MetricsSource {
   stats: () => Record<string, Record<string, number>> | null
   traffic: () => PeerTraffic | null
   /** Paths whose winning version is not on disk yet. */
-  pullQueue: () => Promise<number>
+  pullQueue: () => number
   /** Conflict copies in the folder. */
   conflicts: () => Promise<number>
 }
@@ -79,7 +79,7 @@ export class NodeMetrics {
       name: 'syncmesh_pull_queue',
       help: 'Paths whose winning version is not on disk yet',
       registers: [this.registry],
-      async collect () { this.set(await src.pullQueue().catch(() => 0)) }
+      collect () { this.set(src.pullQueue()) }
     })
     new Gauge({
       name: 'syncmesh_conflicts',

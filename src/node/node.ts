@@ -204,7 +204,7 @@ export class SyncNode {
       // catchUp is the last of the parts counters() reads to be made in start()
       stats: () => this.state === 'started' && this.catchUp != null ? this.counters() : null,
       traffic: () => this.traffic,
-      pullQueue: async () => this.state === 'started' ? await this.store.needCount() : 0,
+      pullQueue: () => this.state === 'started' ? this.store.needCount() : 0,
       conflicts: async () => this.state === 'started' ? this.store.conflictCopies().length : 0
     })
   }
@@ -629,13 +629,7 @@ export class SyncNode {
   }
 
   async status (): Promise<StatusReport> {
-    const counts = await this.store.count()
-    let pendingFiles = 0
-    let pendingBytes = 0
-    for await (const r of this.store.all()) {
-      if (r.type === 'meta') continue
-      if (!r.have) { pendingFiles++; if (!r.deleted) pendingBytes += r.size }
-    }
+    const counts = this.store.count()
     const conflicts = this.store.conflictCopies().length
     return {
       peerId: this.libp2p.peerId.toString(),
@@ -650,7 +644,7 @@ export class SyncNode {
       files: counts.files,
       dirs: counts.dirs,
       bytes: counts.bytes,
-      pending: { files: pendingFiles, bytes: pendingBytes, pulling: this.puller.progress() },
+      pending: { files: counts.pendingFiles, bytes: counts.pendingBytes, pulling: this.puller.progress() },
       conflicts,
       lastError: this.puller.lastError ?? this.scanner.lastError ?? this.lastError,
       recentErrors: this.recent.list(),

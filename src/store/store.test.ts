@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { chmod, mkdir, mkdtemp, readFile, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -37,8 +37,10 @@ beforeEach(async () => {
 
 afterEach(async () => {
   try {
-    for (const n of nodes) await n.store.close().catch(() => {})
+    // every test's end state: the kept totals are those of the records
+    for (const n of nodes) if (!n.store.isClosed) expect(n.store.count(), `${n.id}'s totals`).toEqual(await recount(n))
   } finally {
+    for (const n of nodes) await n.store.close().catch(() => {})
     await rm(tmp, { recursive: true, force: true })
   }
 })
@@ -116,6 +118,19 @@ async function allRecords (n: TestNode): Promise<StoredRecord[]> {
   const out: StoredRecord[] = []
   for await (const r of n.store.all()) out.push(r)
   return out
+}
+
+/** The totals Store.count() keeps, counted from every record. */
+async function recount (n: TestNode): Promise<ReturnType<Store['count']>> {
+  const c = { files: 0, dirs: 0, symlinks: 0, deleted: 0, bytes: 0, pendingFiles: 0, pendingBytes: 0 }
+  for (const r of await allRecords(n)) {
+    if (r.type === 'meta') continue
+    if (r.deleted) c.deleted++
+    else if (r.type === 'file') { c.files++; c.bytes += r.size } else if (r.type === 'dir') c.dirs++
+    else c.symlinks++
+    if (!r.have) { c.pendingFiles++; if (!r.deleted) c.pendingBytes += r.size }
+  }
+  return c
 }
 
 async function conflictCopies (n: TestNode): Promise<StoredRecord[]> {
@@ -1031,6 +1046,40 @@ describe('Store: persistence', () => {
     expect(f3.seq).toBe(seq + 1)
     // and nothing unchanged is recorded again
     expect(await recordLocal(b, 'f1', 'f2')).toEqual([])
+  })
+
+  it('keeps its totals across a restart, and counts them once for a database made before them', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'd/one.txt', 'one')
+    await writeLocal(a, 'd/two.txt', 'two!')
+    await symlink('one.txt', a.data.abs('d/link'))
+    const recs = await recordLocal(a, 'd', 'd/one.txt', 'd/two.txt', 'd/link')
+    await send(b, recs)
+    expect(b.store.count()).toEqual({ files: 2, dirs: 1, symlinks: 1, deleted: 0, bytes: 7, pendingFiles: 4, pendingBytes: 7 })
+    expect(b.store.needCount()).toBe(4)
+    await install(b, 'd/one.txt', 'one')
+    a.clock.t += 1000
+    await unlink(a.data.abs('d/two.txt'))
+    await send(b, await recordLocal(a, 'd/two.txt'))
+    const expected = { files: 1, dirs: 1, symlinks: 1, deleted: 1, bytes: 3, pendingFiles: 3, pendingBytes: 0 }
+    expect(b.store.count()).toEqual(expected)
+    await b.store.close()
+    b.store = openStore(b)
+    await b.store.open()
+    expect(b.store.count()).toEqual(expected)
+    await b.store.close()
+    // a database from before the totals
+    const { Level } = await import('level')
+    const db = new Level<string, unknown>(b.dbPath, { valueEncoding: 'json' })
+    const meta = db.sublevel<string, Record<string, unknown>>('m', { valueEncoding: 'json' })
+    const m = (await meta.get('meta'))!
+    delete m.counts
+    await meta.put('meta', m)
+    await db.close()
+    b.store = openStore(b)
+    await b.store.open()
+    expect(b.store.count()).toEqual(expected)
   })
 
   it('a new database gets a new indexId', async () => {

@@ -47,6 +47,40 @@ interface Meta {
   counter?: number
   /** 1 once the `x` index of conflict copies has been built from the records. */
   copies?: number
+  /**
+   * What the records add up to, kept up to date in every batch (the batch that changes a
+   * record writes the new totals with it), so status and metrics never read every record.
+   * Counted once from the records for a database from before it.
+   */
+  counts?: StoreCounts
+}
+
+/** Totals over the records (meta records excluded). */
+export interface StoreCounts {
+  /** live files, directories and symlinks, and tombstones */
+  files: number
+  dirs: number
+  symlinks: number
+  deleted: number
+  /** bytes of the live files */
+  bytes: number
+  /** records whose winning version is not on the local disk yet, and their bytes (live files) */
+  pendingFiles: number
+  pendingBytes: number
+}
+
+const zeroCounts = (): StoreCounts => ({ files: 0, dirs: 0, symlinks: 0, deleted: 0, bytes: 0, pendingFiles: 0, pendingBytes: 0 })
+
+/** Add record `r`'s share to `c` (sign -1 takes it away). */
+function tally (c: StoreCounts, r: StoredRecord | undefined, sign: 1 | -1): void {
+  if (r == null || r.type === 'meta') return
+  if (r.deleted) c.deleted += sign
+  else if (r.type === 'file') { c.files += sign; c.bytes += sign * r.size } else if (r.type === 'dir') c.dirs += sign
+  else c.symlinks += sign
+  if (!r.have) {
+    c.pendingFiles += sign
+    if (!r.deleted) c.pendingBytes += sign * r.size
+  }
 }
 
 const SEQ_WIDTH = 16
@@ -148,6 +182,13 @@ export class Store extends EventEmitter<StoreEvents> {
       this.meta.copies = 1
       await this.metaDb.put('meta', this.meta)
     }
+    if (this.meta.counts == null) {
+      // a database from before the totals: count once (later batches keep them up to date)
+      const c = zeroCounts()
+      for await (const r of this.records.values()) tally(c, r, 1)
+      this.meta.counts = c
+      await this.metaDb.put('meta', this.meta)
+    }
     for await (const key of this.copyIndex.keys()) {
       const [base, copy] = key.split('\0')
       this.trackCopy(base, copy, true)
@@ -200,6 +241,7 @@ export class Store extends EventEmitter<StoreEvents> {
     await this.db.close()
   }
 
+  get isClosed (): boolean { return this.closed }
   get indexId (): string { return this.meta.indexId }
   get seq (): number { return this.meta.seq }
 
@@ -291,10 +333,9 @@ export class Store extends EventEmitter<StoreEvents> {
     return out
   }
 
-  async needCount (): Promise<number> {
-    let n = 0
-    for await (const _ of this.needs.keys()) n++
-    return n
+  /** Paths whose winning version is not on the local disk yet (the pull queue's length). */
+  needCount (): number {
+    return this.meta.counts?.pendingFiles ?? 0
   }
 
   /** Where the local disk holds a block with this hash. */
@@ -329,15 +370,9 @@ export class Store extends EventEmitter<StoreEvents> {
     return out
   }
 
-  async count (): Promise<{ files: number, dirs: number, symlinks: number, deleted: number, bytes: number }> {
-    const c = { files: 0, dirs: 0, symlinks: 0, deleted: 0, bytes: 0 }
-    for await (const r of this.records.values()) {
-      if (r.type === 'meta') continue
-      if (r.deleted) c.deleted++
-      else if (r.type === 'file') { c.files++; c.bytes += r.size } else if (r.type === 'dir') c.dirs++
-      else c.symlinks++
-    }
-    return c
+  /** What the records add up to (kept in memory and in every batch: no record is read). */
+  count (): StoreCounts {
+    return { ...(this.meta.counts ?? zeroCounts()) }
   }
 
   /**
@@ -820,6 +855,13 @@ class Tx {
     // the block lists of every path whose disk content changed, in one read
     const changedDisk = [...this.pending].filter(([, p]) => p.blocks !== undefined).map(([path]) => path)
     const oldBlocks = new Map<string, string[] | undefined>()
+    // the totals: every staged path's record before the batch (read now if no get did)
+    const unread = [...this.pending.keys()].filter((p) => !this.originals.has(p))
+    if (unread.length > 0) {
+      const recs = await this.store.getMany(unread)
+      unread.forEach((p, i) => this.originals.set(p, recs[i]))
+    }
+    const counts = { ...(meta.counts ?? zeroCounts()) }
     if (changedDisk.length > 0) {
       const lists = await diskBlocks.getMany(changedDisk)
       changedDisk.forEach((p, i) => oldBlocks.set(p, lists[i]))
@@ -834,6 +876,8 @@ class Tx {
         rec.seq = orig?.seq ?? rec.seq
       }
       batch.put(path, rec, { sublevel: records })
+      tally(counts, orig, -1)
+      tally(counts, rec, 1)
       if (rec.have) batch.del(path, { sublevel: needs })
       else { batch.put(path, 1, { sublevel: needs }); needed.push(rec) }
       if (blocks !== undefined) {
@@ -861,8 +905,9 @@ class Tx {
       if (rec.type === 'meta') metaRecs.push(rec)
       if (this.localPaths.has(path)) localRecs.push(rec)
     }
-    batch.put('meta', meta, { sublevel: metaDb })
+    batch.put('meta', { ...meta, counts }, { sublevel: metaDb })
     await batch.write()
+    meta.counts = counts
     for (const rec of changed) {
       if (rec.type === 'file' && isConflictPath(rec.path)) this.store.trackCopy(conflictBase(rec.path), rec.path, isLiveCopy(rec))
     }
