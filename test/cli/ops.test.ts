@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { waitFor } from '../sim/harness.js'
 import { BIN, cleanup, onCleanup, requireBuild, run, start, tempDir } from '../lib/proc.js'
+import { HEAP_FLOOR_FLAG } from '../../src/node/gc.js'
 
 beforeAll(requireBuild)
 afterEach(cleanup)
@@ -38,6 +39,8 @@ describe('operating a node', () => {
   it('logs JSON lines on stderr (not a terminal), stdout has the addresses only; --metrics serves Prometheus text', async () => {
     const { na, nb, b } = await twoNodes('--log-level', 'debug', '--metrics', '127.0.0.1:0')
     expect(na.addrs.every((l) => /^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3Koo/.test(l))).toBe(true)
+    // the node re-executed itself with V8's heap floor: the same process, the flag now on its command line
+    expect((await readFile(`/proc/${na.proc.pid!}/cmdline`, 'utf8')).split('\0')).toEqual(expect.arrayContaining([HEAP_FLOOR_FLAG, 'start', '--metrics']))
     await waitFor(() => na.stderr().includes('peer connected'), 10_000, 'a logged the connection')
     const lines = na.stderr().trim().split('\n')
     for (const l of lines) {
