@@ -259,9 +259,8 @@ export class Scanner {
     }
     // the walk compared with the records as they were when it began: what the puller
     // installed meanwhile (a node catching up at start-up) is not a local change, and
-    // hashing it again would be wasted (one read of the records as they are now)
-    const now = candidates.length === 0 ? [] : await this.store.getMany(candidates.map((c) => c.path))
-    const changed = candidates.filter((c, i) => differs(c.observed, now[i]))
+    // hashing it again would be wasted
+    const changed = await this.stillDiffering(candidates)
     try {
       return await this.record(changed, gone)
     } finally {
@@ -269,9 +268,17 @@ export class Scanner {
     }
   }
 
+  /** The candidates that still differ from their records as they are now (one read). */
+  private async stillDiffering (candidates: Array<{ path: string, observed: Observed }>): Promise<Array<{ path: string, observed: Observed }>> {
+    if (candidates.length === 0) return []
+    const now = await this.store.getMany(candidates.map((c) => c.path))
+    return candidates.filter((c, i) => differs(c.observed, now[i]))
+  }
+
   /** Record the given paths (and, for directories, what is below them). */
   async scanPaths (paths: string[]): Promise<number> {
     const candidates: Array<{ path: string, observed: Observed }> = []
+    const walked: Array<{ path: string, observed: Observed }> = []
     const gone: LocalObservation[] = []
     const retry: string[] = []
     const todo: string[] = []
@@ -308,10 +315,13 @@ export class Scanner {
         // a directory that appears (mkdir -p, mv of a tree into place): walk it
         const known = new Map<string, StoredRecord>()
         for await (const r of this.store.under(path)) if (r.disk != null) known.set(r.path, r)
-        await this.walk(path, new Set(), candidates, known)
+        await this.walk(path, new Set(), walked, known)
       }
     }
     if (retry.length > 0) setTimeout(() => { for (const p of retry) this.touch(p) }, 20).unref()
+    // the walks compared with the records as they were when each began: what the puller
+    // installed meanwhile (a directory a peer made, filling up) is no local change
+    candidates.push(...await this.stillDiffering(walked))
     // one transaction: a renamed directory is one batch of new paths and tombstones
     return await this.record(candidates, gone, true)
   }
