@@ -4,7 +4,7 @@
  * process; this process only writes), and through `bindfs -o big_writes` when bindfs is installed.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/fuse-bench.js [--mib 1024] [--files 10000] [--runs 2]
- *     [--only direct,mount,mount-uring,mount-nofast,mount-sync,bindfs] [--serve-env KEY=VALUE ...]
+ *     [--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-mt,bindfs] [--serve-env KEY=VALUE ...]
  *
  * The targets run in the order --only names them, a target named twice runs twice (to interleave them on
  * a noisy machine); direct also runs once more at the end.
@@ -12,7 +12,8 @@
  * of its thread pool; Node leaves that off by default). 'mount-nofast' serves with
  * SYNCMESH_FUSE_FASTPATHS=0: getattr, fgetattr and getxattr go to JS even with the patched fuse-native.
  * 'mount-sync' serves with SYNCMESH_FUSE_ASYNC=0: create, open for writing and release call JS and wait for
- * it (patch level 4's way) instead of queueing a notification.
+ * it (patch level 4's way) instead of queueing a notification. 'mount-mt' serves with SYNCMESH_FUSE_LOOP=mt:
+ * libfuse's fuse_loop_mt instead of the addon's own request loop (patch level 5's way).
  *
  * Needs root (or fuse for the user), /dev/fuse, libfuse2 + fuse; bindfs is optional (apt-get install -y bindfs).
  * Every small-file run writes into a fresh folder (this disk slows down for minutes after mass deletes).
@@ -165,7 +166,8 @@ async function main (): Promise<void> {
       ['mount', ['syncmesh mount', serveEnv]],
       ['mount-uring', ['syncmesh, io_uring', { ...serveEnv, UV_USE_IO_URING: '1' }]],
       ['mount-nofast', ['syncmesh, no C paths', { ...serveEnv, SYNCMESH_FUSE_FASTPATHS: '0' }]],
-      ['mount-sync', ['syncmesh, JS waited', { ...serveEnv, SYNCMESH_FUSE_ASYNC: '0' }]]
+      ['mount-sync', ['syncmesh, JS waited', { ...serveEnv, SYNCMESH_FUSE_ASYNC: '0' }]],
+      ['mount-mt', ['syncmesh, fuse_loop_mt', { ...serveEnv, SYNCMESH_FUSE_LOOP: 'mt' }]]
     ])
     for (const [i, key] of only.entries()) {
       if (key === 'direct') {
@@ -206,7 +208,7 @@ async function main (): Promise<void> {
         }
         continue
       }
-      throw new Error(`unknown target ${key} (--only direct,mount,mount-uring,mount-nofast,mount-sync,bindfs)`)
+      throw new Error(`unknown target ${key} (--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-mt,bindfs)`)
     }
     if (only.includes('direct')) {
       // again at the end: this shared disk's speed drifts; ratios use the mean of both direct runs

@@ -2,11 +2,12 @@
  * Small-file creation through several mounts at once, in batches that rotate between them (so that the
  * load of a shared machine falls on all of them alike): the Syncmesh mount with the addon's fast paths
  * ('fast'), with SYNCMESH_FUSE_ASYNC=0 ('sync': create, open for writing and release wait for JS, as at
- * patch level 4), with SYNCMESH_FUSE_FASTPATHS=0 ('nofast'), and `bindfs -o big_writes` ('bindfs').
+ * patch level 4), with SYNCMESH_FUSE_FASTPATHS=0 ('nofast'), with SYNCMESH_FUSE_LOOP=mt ('mt': libfuse's
+ * fuse_loop_mt instead of the addon's own request loop, as at patch level 5), and `bindfs -o big_writes` ('bindfs').
  * Prints, per target, the best and median files/s over the batches and the serving process's CPU time per
  * created file (from /proc; less sensitive to other work than wall-clock time).
  *
- *   npx tsc -p tsconfig.json && node dist/bench/fuse-interleave.js [--rounds 30] [--batch 500] [--only fast,sync,nofast,bindfs]
+ *   npx tsc -p tsconfig.json && node dist/bench/fuse-interleave.js [--rounds 30] [--batch 500] [--only fast,sync,nofast,mt,bindfs]
  *
  * Needs root, /dev/fuse, libfuse2 + fuse; bindfs is optional. Every batch writes into a fresh folder.
  */
@@ -19,6 +20,13 @@ import { fileURLToPath } from 'node:url'
 const here = path.dirname(fileURLToPath(import.meta.url))
 const SERVE = path.resolve(here, '../src/fuse/serve.js')
 const TICKS_PER_SEC = 100 // USER_HZ on Linux
+/** serve.js targets: the environment each runs with */
+const SERVE_ENV = new Map<string, Record<string, string>>([
+  ['fast', {}],
+  ['sync', { SYNCMESH_FUSE_ASYNC: '0' }],
+  ['nofast', { SYNCMESH_FUSE_FASTPATHS: '0' }],
+  ['mt', { SYNCMESH_FUSE_LOOP: 'mt' }]
+])
 
 function arg (name: string, def: string): string {
   const i = process.argv.indexOf(name)
@@ -72,10 +80,9 @@ async function main (): Promise<void> {
   const targets: Target[] = []
   try {
     for (const name of only) {
-      if (name === 'fast' || name === 'nofast' || name === 'sync') {
-        const env = name === 'fast'
-          ? { ...process.env }
-          : name === 'sync' ? { ...process.env, SYNCMESH_FUSE_ASYNC: '0' } : { ...process.env, SYNCMESH_FUSE_FASTPATHS: '0' }
+      const serveEnv = SERVE_ENV.get(name)
+      if (serveEnv !== undefined) {
+        const env = { ...process.env, ...serveEnv }
         const t = await serve(root, name, env, children)
         mounts.push(t.mnt)
         targets.push(t)
@@ -94,7 +101,7 @@ async function main (): Promise<void> {
         if (!ps.ok || !Number.isInteger(pid)) throw new Error('cannot find the bindfs process')
         targets.push({ name, mnt, pid, times: [], cpu: 0 })
       } else {
-        throw new Error(`unknown target ${name} (--only fast,sync,nofast,bindfs)`)
+        throw new Error(`unknown target ${name} (--only fast,sync,nofast,mt,bindfs)`)
       }
     }
     const buf = Buffer.alloc(4096, 0x61)

@@ -35,6 +35,14 @@
  *   behind by queueMax notifications) or no memory: the operation calls JS and waits, as at level 4.
  *   `syncmesh_order_try(thread)` / `syncmesh_order_release(thread)` let JS hold that lock for one
  *   synchronous step (the puller's last check and rename), never waiting for it.
+ * - level 6: (a) the addon's own request loop in place of libfuse's fuse_loop_mt, for mounts whose config
+ *   has `leadLoop: true`: one thread at a time reads /dev/fuse and serves what it read; before it waits for
+ *   anything that may take long (JS, the order lock held by another thread, the disk) it hands the reading
+ *   over to another thread. See "The request loop". (b) syncmesh_take_events packs the notifications into
+ *   four values ([fallbacks, meta, paths, ranges]; level 5 built an array of four values per notification,
+ *   which cost JS more than handling them), and a take that finds notifications leaves the wake-up off:
+ *   JS takes the queue again a few ms later on its own (passthrough.ts POLL_MS), until a take finds it
+ *   empty, so a burst costs one wake-up of the event loop per few ms instead of one per take.
  *
  * Nothing of fuse-native's source is kept in this repository: the installed fuse-native.c is edited at
  * a few small anchors (the pristine file is kept beside it as fuse-native.c.orig, so a later run patches
@@ -52,7 +60,7 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const PATCH_LEVEL = 5
+const PATCH_LEVEL = 6
 const MARK = 'syncmesh patch'
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const force = process.argv.includes('--force')
@@ -164,6 +172,190 @@ NAPI_METHOD(syncmesh_utimensat) {
   }
   return NULL;
 }
+/* ---- The request loop (level 6) ----
+   libfuse's fuse_loop_mt keeps a pool of threads that all wait in read(2) on /dev/fuse: every request wakes
+   one of them, and the thread that has just answered goes back to sleep behind the others, so each request
+   is a hand-off between threads (futex calls, context switches), also when the requests of one program come
+   strictly one after another (lookup, create, write, release of a small file).
+   syncmesh_loop instead lets one thread at a time read (the leader) and serve what it read itself, so a
+   stream of requests served in C runs on one thread without hand-offs, as in a single-threaded loop; but
+   before this thread waits for anything that may take long, it hands the reading over (syncmesh_handoff):
+   to an idle thread, else to a new one (at most SYNCMESH_LOOP_MAX_THREADS), and goes on with its request; when
+   done it becomes idle (or reads again, if nobody took over). It waits, and so hands over, before:
+   - every call into JS (FUSE_NATIVE_HANDLER, and the fallbacks that first fetch the thread's locals);
+   - the order lock, when another thread holds it (that one may be waiting for JS);
+   - a read whose data are not in the page cache (preadv2 RWF_NOWAIT says so), a write larger than
+     SYNCMESH_INLINE_WRITE (the cost of the hand-off is small beside it, and a writer throttled by the
+     kernel's dirty-page limits must not hold up other programs' requests).
+   So nothing that waits for JS, for the lock or for the disk's reads holds up the other requests: they are
+   read and served by another thread as with fuse_loop_mt. What still runs on the leader are the short system
+   calls of the fast paths (lstat, open, close, small pwrite, lgetxattr) and libfuse's own work; libfuse's
+   path locks (a lookup under a folder JS is renaming waits for the rename) are the one wait not handed over:
+   bounded by that JS call, which waits for nothing of the loop. */
+#include <signal.h>
+#include <sys/uio.h>
+
+#define SYNCMESH_RWF_NOWAIT 0x00000008 /* RWF_NOWAIT (Linux 4.14); sys/uio.h has it only with _GNU_SOURCE */
+#if !defined(RWF_NOWAIT) && defined(__LP64__)
+extern ssize_t preadv2 (int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags);
+#endif
+#if defined(RWF_NOWAIT) || defined(__LP64__)
+#define SYNCMESH_HAVE_PREADV2 1
+#endif
+
+#define SYNCMESH_LOOP_MAX_THREADS 10
+#define SYNCMESH_INLINE_WRITE (64 * 1024)
+
+struct syncmesh_loop {
+  struct fuse_session *se;
+  struct fuse_chan *ch;
+  size_t bufsize;
+  pthread_mutex_t mut;
+  pthread_cond_t lead_cond; /* idle threads wait here for the lead */
+  pthread_cond_t done_cond; /* the first thread waits here for the others to end */
+  int lead_taken; /* a thread leads (reads) or is about to */
+  int idle; /* threads waiting for the lead */
+  int threads; /* threads in the loop besides the first */
+  int exiting;
+  int error;
+  uint64_t handoffs; /* diagnostics */
+};
+
+/* The loop this thread leads, NULL when it does not lead (or is no loop thread). */
+static __thread struct syncmesh_loop *syncmesh_leading = NULL;
+
+static void *syncmesh_loop_thread (void *data);
+
+/* With lp->mut held: a new loop thread with every signal blocked (they go to Node's main thread). */
+static int syncmesh_loop_spawn (struct syncmesh_loop *lp) {
+  pthread_t t;
+  pthread_attr_t attr;
+  sigset_t all, old;
+  if (pthread_attr_init(&attr) != 0) return -1;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  int err = pthread_create(&t, &attr, syncmesh_loop_thread, lp);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (err != 0) return -1;
+  lp->threads++;
+  return 0;
+}
+
+/* Before this thread waits: if it leads, another thread takes over the reading (an idle one, else a new one;
+   when neither can be had, the first thread to come back to the loop takes it). Cheap when not leading. */
+static void syncmesh_handoff (void) {
+  struct syncmesh_loop *lp = syncmesh_leading;
+  if (lp == NULL) return;
+  syncmesh_leading = NULL;
+  pthread_mutex_lock(&lp->mut);
+  lp->lead_taken = 0;
+  lp->handoffs++;
+  if (lp->idle > 0) pthread_cond_signal(&lp->lead_cond);
+  else if (!lp->exiting && lp->threads + 1 < SYNCMESH_LOOP_MAX_THREADS) syncmesh_loop_spawn(lp);
+  pthread_mutex_unlock(&lp->mut);
+}
+
+/* Takes the lead when free and serves requests while leading; returns when the session ends. */
+static void syncmesh_loop_work (struct syncmesh_loop *lp, char *buf) {
+  pthread_mutex_lock(&lp->mut);
+  for (;;) {
+    while (lp->lead_taken && !lp->exiting) {
+      lp->idle++;
+      pthread_cond_wait(&lp->lead_cond, &lp->mut);
+      lp->idle--;
+    }
+    if (lp->exiting) break;
+    lp->lead_taken = 1;
+    pthread_mutex_unlock(&lp->mut);
+    syncmesh_leading = lp;
+    int end = 0;
+    while (syncmesh_leading == lp) {
+      if (fuse_session_exited(lp->se)) { end = 1; break; }
+      struct fuse_chan *ch = lp->ch;
+      struct fuse_buf fbuf = { .mem = buf, .size = lp->bufsize };
+      int res = fuse_session_receive_buf(lp->se, &fbuf, &ch);
+      if (res == -EINTR || res == -EAGAIN) continue;
+      if (res <= 0) {
+        if (res < 0) lp->error = res;
+        end = 1;
+        break;
+      }
+      fuse_session_process_buf(lp->se, &fbuf, ch);
+    }
+    syncmesh_leading = NULL;
+    pthread_mutex_lock(&lp->mut);
+    if (end || fuse_session_exited(lp->se)) {
+      /* unmounted (or the device failed): every thread leaves; those busy with a request leave after it */
+      lp->exiting = 1;
+      fuse_session_exit(lp->se);
+      pthread_cond_broadcast(&lp->lead_cond);
+    }
+  }
+  pthread_mutex_unlock(&lp->mut);
+}
+
+static void *syncmesh_loop_thread (void *data) {
+  struct syncmesh_loop *lp = (struct syncmesh_loop *) data;
+  char *buf = (char *) malloc(lp->bufsize);
+  if (buf != NULL) syncmesh_loop_work(lp, buf);
+  pthread_mutex_lock(&lp->mut);
+  lp->threads--;
+  pthread_cond_broadcast(&lp->done_cond);
+  if (buf == NULL) pthread_cond_signal(&lp->lead_cond); /* (the lead it was spawned for is still free) */
+  pthread_mutex_unlock(&lp->mut);
+  free(buf);
+  return NULL;
+}
+
+/* Runs the loop in the calling thread (fuse-native's FUSE thread) until the session ends, then waits for the
+   threads it started. -2: it could not start (nothing was read), the caller uses fuse_loop_mt. */
+static int syncmesh_loop_run (struct fuse *f, struct syncmesh_loop *lp) {
+  sigset_t all, old;
+  memset(lp, 0, sizeof(struct syncmesh_loop));
+  lp->se = fuse_get_session(f);
+  lp->ch = fuse_session_next_chan(lp->se, NULL);
+  if (lp->ch == NULL) return -2;
+  lp->bufsize = fuse_chan_bufsize(lp->ch);
+  if (pthread_mutex_init(&lp->mut, NULL) != 0 || pthread_cond_init(&lp->lead_cond, NULL) != 0 || pthread_cond_init(&lp->done_cond, NULL) != 0) return -2;
+  char *buf = (char *) malloc(lp->bufsize);
+  if (buf == NULL) return -2;
+  if (fuse_start_cleanup_thread(f) != 0) {
+    free(buf);
+    return -2;
+  }
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  syncmesh_loop_work(lp, buf);
+  pthread_mutex_lock(&lp->mut);
+  while (lp->threads > 0) pthread_cond_wait(&lp->done_cond, &lp->mut);
+  pthread_mutex_unlock(&lp->mut);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  fuse_stop_cleanup_thread(f);
+  fuse_session_reset(lp->se);
+  free(buf);
+  if (getenv("SYNCMESH_FUSE_STATS") != NULL && strcmp(getenv("SYNCMESH_FUSE_STATS"), "1") == 0) {
+    fprintf(stderr, "[fuse] request loop: %llu hand-overs of the lead\\n", (unsigned long long) lp->handoffs);
+  }
+  return lp->error < 0 ? -1 : 0;
+}
+
+/* fuse-native's FUSE thread: syncmesh_loop_run when the mount asked for it (leadLoop), else libfuse's loop. */
+static void syncmesh_serve (fuse_thread_t *ft) {
+  if (ft->syncmesh_data_len > 0 && ft->syncmesh_lead_loop) {
+    struct syncmesh_loop *lp = (struct syncmesh_loop *) calloc(1, sizeof(struct syncmesh_loop));
+    int res = lp == NULL ? -2 : syncmesh_loop_run(ft->fuse, lp);
+    if (lp != NULL && res != -2) {
+      pthread_mutex_destroy(&lp->mut);
+      pthread_cond_destroy(&lp->lead_cond);
+      pthread_cond_destroy(&lp->done_cond);
+    }
+    free(lp);
+    if (res != -2) return;
+  }
+  fuse_loop_mt(ft->fuse); /* as fuse-native does */
+}
 /* ---- end of ${MARK} helpers ---- */
 
 `
@@ -193,8 +385,9 @@ const THREAD_FIELDS = `  /* ${MARK}: fast paths (syncmesh_setup); syncmesh_data_
   size_t syncmesh_queue_max; /* 0: no queue, create/open/release call JS and wait (level 4) */
   uint64_t syncmesh_sync_fallbacks; /* notifications that could not be queued (full, no memory): JS was called and waited for */
   uv_async_t syncmesh_wake; /* wakes JS (syncmesh_on_events) when something was queued */
-  int syncmesh_wake_pending; /* woken and not taken since: no need to wake it again */
+  int syncmesh_wake_pending; /* woken and not taken since, or JS will take again soon (level 6): no need to wake it */
   napi_ref syncmesh_on_events;
+  int syncmesh_lead_loop; /* level 6: serve with syncmesh_loop_run instead of fuse_loop_mt */
 `
 
 /** Our fast paths, inserted before fuse-native's "// Top-level dispatcher" (after its FUSE methods). */
@@ -251,6 +444,8 @@ static void syncmesh_setup (napi_env env, napi_value self, fuse_thread_t *ft) {
       ft->syncmesh_queue_max = qmax;
     }
   }
+  bool lead = false;
+  ft->syncmesh_lead_loop = napi_get_named_property(env, cfg, "leadLoop", &v) == napi_ok && napi_get_value_bool(env, v, &lead) == napi_ok && lead;
   ft->syncmesh_reserved[0] = '/';
   memcpy(ft->syncmesh_reserved + 1, name, rlen + 1);
   ft->syncmesh_reserved_len = rlen + 1;
@@ -294,6 +489,7 @@ static int syncmesh_getxattr (const char *path, const char *name, char *value, s
 
 /* Around a call into JS: the result the FUSE thread already has goes along as one more argument. */
 static fuse_thread_locals_t *syncmesh_pre_set (int64_t value) {
+  syncmesh_handoff(); /* JS is called next (and get_thread_locals may wait for it) */
   fuse_thread_locals_t *l = get_thread_locals();
   l->syncmesh_pre = value;
   l->syncmesh_pre_valid = 1;
@@ -399,6 +595,7 @@ static int syncmesh_write (const char *path, const char *buf, size_t len, off_t 
   int err = syncmesh_slot(ft, fd);
   uv_mutex_unlock(&ft->syncmesh_ranges_mut);
   if (err != 0) return err;
+  if (len > SYNCMESH_INLINE_WRITE) syncmesh_handoff();
   ssize_t n = pwrite(fd, buf, len, offset);
   if (n < 0) return -errno;
   if (n > 0) {
@@ -439,8 +636,31 @@ NAPI_METHOD(syncmesh_take_ranges) {
 /* read: pread(2) from the handle; nothing for JS. */
 static int syncmesh_read (const char *path, char *buf, size_t len, off_t offset, struct fuse_file_info *info) {
   if (info == NULL || info->fh == 0) return fuse_native_read(path, buf, len, offset, info);
-  ssize_t n = pread((int) info->fh, buf, len, offset);
-  return n < 0 ? -errno : (int) n;
+  int fd = (int) info->fh;
+  size_t done = 0;
+  if (syncmesh_leading != NULL) {
+    /* leading the loop: only what the page cache has, without waiting for the disk */
+    struct iovec iov = { buf, len };
+#ifdef SYNCMESH_HAVE_PREADV2
+    ssize_t n = preadv2(fd, &iov, 1, offset, SYNCMESH_RWF_NOWAIT);
+    if (n < 0 && errno != EAGAIN && errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL) return -errno;
+    if (n == 0 || (n > 0 && (size_t) n == len)) return (int) n;
+    if (n > 0) done = (size_t) n;
+#endif
+    syncmesh_handoff(); /* the rest waits for the disk */
+  }
+  while (done < len) {
+    /* a short count would tell the kernel the file ends here: read on until len or the end of the file */
+    ssize_t n = pread(fd, buf + done, len - done, offset + (off_t) done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (done > 0) break;
+      return -errno;
+    }
+    if (n == 0) break;
+    done += (size_t) n;
+  }
+  return (int) done;
 }
 
 /* ---- Capture order ----
@@ -491,6 +711,13 @@ static fuse_thread_t *syncmesh_ft (void) {
   return (fuse_thread_t *) fuse_get_context()->private_data;
 }
 
+/* The order lock; when another thread holds it (maybe waiting for JS), the lead of the loop is handed over first. */
+static void syncmesh_order_lock (fuse_thread_t *ft) {
+  if (uv_mutex_trylock(&ft->syncmesh_order) == 0) return;
+  syncmesh_handoff();
+  syncmesh_order_lock(ft);
+}
+
 /* A notification for JS, or NULL when there is no queue, it is full, or no memory. With the order lock held. */
 static struct syncmesh_event *syncmesh_event_new (fuse_thread_t *ft, int op, const char *path, int fd) {
   if (ft->syncmesh_queue_max == 0) return NULL;
@@ -535,7 +762,7 @@ static void syncmesh_count_fallback (fuse_thread_t *ft) {
 static int syncmesh_create (const char *path, mode_t mode, struct fuse_file_info *info) {
   char real[PATH_MAX];
   fuse_thread_t *ft = syncmesh_ft();
-  uv_mutex_lock(&ft->syncmesh_order);
+  syncmesh_order_lock(ft);
   int res;
   if (!syncmesh_real(path, real)) {
     res = fuse_native_create(path, mode, info);
@@ -576,7 +803,7 @@ static int syncmesh_open (const char *path, struct fuse_file_info *info) {
   int writing = (info->flags & O_ACCMODE) != O_RDONLY;
   if (!syncmesh_real(path, real)) {
     if (!writing) return fuse_native_open(path, info);
-    uv_mutex_lock(&ft->syncmesh_order);
+    syncmesh_order_lock(ft);
     int res = fuse_native_open(path, info);
     uv_mutex_unlock(&ft->syncmesh_order);
     return res;
@@ -589,7 +816,7 @@ static int syncmesh_open (const char *path, struct fuse_file_info *info) {
     syncmesh_set_quiet(ft, fd);
     return 0;
   }
-  uv_mutex_lock(&ft->syncmesh_order);
+  syncmesh_order_lock(ft);
   int res = 0;
   int fd = open(real, (info->flags & SYNCMESH_KEPT_OPEN_FLAGS) | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
@@ -617,7 +844,7 @@ static int syncmesh_open (const char *path, struct fuse_file_info *info) {
 static int syncmesh_release (const char *path, struct fuse_file_info *info) {
   fuse_thread_t *ft = syncmesh_ft();
   if (info == NULL || info->fh == 0) {
-    uv_mutex_lock(&ft->syncmesh_order);
+    syncmesh_order_lock(ft);
     int res = fuse_native_release(path, info);
     uv_mutex_unlock(&ft->syncmesh_order);
     return res;
@@ -630,7 +857,7 @@ static int syncmesh_release (const char *path, struct fuse_file_info *info) {
     close(fd);
     return 0;
   }
-  uv_mutex_lock(&ft->syncmesh_order);
+  syncmesh_order_lock(ft);
   int res = 0;
   struct syncmesh_event *e = syncmesh_event_new(ft, SYNCMESH_EV_RELEASE, path, fd);
   if (e != NULL) {
@@ -648,64 +875,89 @@ static int syncmesh_release (const char *path, struct fuse_file_info *info) {
   return res;
 }
 
-/* syncmesh_take_events(thread): what was queued since the last take, in order, as one flat array
-   [fallbacks, op, path, fd, ranges, op, path, fd, ranges, ...]: fallbacks counts the notifications that
-   could not be queued since the last take (undefined when nothing was queued and nothing fell back);
-   ranges (release only) is a Float64Array of [start, end) pairs,
-   null when they could not all be kept (the whole file counts), undefined when nothing was written. */
+/* syncmesh_take_events(thread): what was queued since the last take, in order, packed into four values
+   (level 6; a few allocations per take instead of several per notification, which cost JS more than
+   handling them): [fallbacks, meta, paths, ranges], or undefined when nothing was queued and nothing fell back.
+   fallbacks counts the notifications that could not be queued since the last take; meta is an Int32Array of
+   three entries per notification: op, descriptor, and for release how many [start, end) pairs of ranges
+   are its own (taken in order from ranges), -1 when they could not all be kept (the whole file counts), 0
+   when nothing was written; paths is the notifications' paths joined with NUL (no path has one); ranges
+   is a Float64Array of all the pairs. */
 NAPI_METHOD(syncmesh_take_events) {
   NAPI_ARGV(1)
   NAPI_ARGV_BUFFER_CAST(fuse_thread_t *, ft, 0)
   napi_value out;
-  if (ft_len < sizeof(fuse_thread_t) || ft->syncmesh_data_len == 0 || ft->syncmesh_queue_max == 0) {
-    napi_get_undefined(env, &out);
-    return out;
-  }
+  napi_get_undefined(env, &out);
+  if (ft_len < sizeof(fuse_thread_t) || ft->syncmesh_data_len == 0 || ft->syncmesh_queue_max == 0) return out;
   uv_mutex_lock(&ft->syncmesh_queue_mut);
-  struct syncmesh_event *e = ft->syncmesh_head;
+  struct syncmesh_event *head = ft->syncmesh_head;
+  struct syncmesh_event *tail = ft->syncmesh_tail;
   size_t n = ft->syncmesh_queued;
   uint64_t fallbacks = ft->syncmesh_sync_fallbacks;
   ft->syncmesh_head = ft->syncmesh_tail = NULL;
   ft->syncmesh_queued = 0;
   ft->syncmesh_sync_fallbacks = 0;
-  ft->syncmesh_wake_pending = 0; /* the next notification wakes JS again */
+  /* level 6: a take that finds notifications leaves the wake-up off, JS takes the queue again shortly
+     anyway (passthrough.ts, POLL_MS); once a take finds it empty, the next notification wakes JS */
+  ft->syncmesh_wake_pending = n > 0;
   uv_mutex_unlock(&ft->syncmesh_queue_mut);
-  if (n == 0 && fallbacks == 0) {
-    napi_get_undefined(env, &out); /* the common case at the start of a request JS serves: nothing to build */
+  if (n == 0 && fallbacks == 0) return out; /* the common case at the start of a request JS serves: nothing to build */
+  size_t bytes = 0, pairs = 0;
+  for (struct syncmesh_event *e = head; e != NULL; e = e->next) {
+    bytes += strlen(e->path) + 1;
+    if (!e->ranges.unknown) pairs += e->ranges.n;
+  }
+  char *joined = (char *) malloc(bytes + 1);
+  napi_value vals[4], ab;
+  void *meta = NULL, *ranges = NULL;
+  int ok = joined != NULL &&
+    napi_create_arraybuffer(env, 3 * n * sizeof(int32_t), &meta, &ab) == napi_ok &&
+    napi_create_typedarray(env, napi_int32_array, 3 * n, ab, 0, &vals[1]) == napi_ok &&
+    napi_create_arraybuffer(env, 2 * pairs * sizeof(double), &ranges, &ab) == napi_ok &&
+    napi_create_typedarray(env, napi_float64_array, 2 * pairs, ab, 0, &vals[3]) == napi_ok;
+  if (!ok) {
+    /* no memory: the notifications go back to the head of the queue, in order, and JS is woken to try again */
+    free(joined);
+    uv_mutex_lock(&ft->syncmesh_queue_mut);
+    if (head != NULL) {
+      tail->next = ft->syncmesh_head;
+      if (ft->syncmesh_tail == NULL) ft->syncmesh_tail = tail;
+      ft->syncmesh_head = head;
+      ft->syncmesh_queued += n;
+    }
+    ft->syncmesh_sync_fallbacks += fallbacks;
+    ft->syncmesh_wake_pending = 1;
+    uv_mutex_unlock(&ft->syncmesh_queue_mut);
+    uv_async_send(&ft->syncmesh_wake);
     return out;
   }
-  napi_create_array_with_length(env, 1 + 4 * n, &out);
-  napi_value v;
-  napi_create_double(env, (double) fallbacks, &v);
-  napi_set_element(env, out, 0, v);
-  uint32_t i = 1;
+  int32_t *m = (int32_t *) meta;
+  double *r = (double *) ranges;
+  size_t at = 0;
+  struct syncmesh_event *e = head;
   while (e != NULL) {
     struct syncmesh_event *next = e->next;
-    napi_create_uint32(env, (uint32_t) e->op, &v);
-    napi_set_element(env, out, i++, v);
-    napi_create_string_utf8(env, e->path, NAPI_AUTO_LENGTH, &v);
-    napi_set_element(env, out, i++, v);
-    napi_create_int32(env, e->fd, &v);
-    napi_set_element(env, out, i++, v);
+    size_t pl = strlen(e->path);
+    memcpy(joined + at, e->path, pl);
+    at += pl;
+    joined[at++] = '\\0';
+    *m++ = e->op;
+    *m++ = e->fd;
     if (e->ranges.unknown) {
-      napi_get_null(env, &v);
-    } else if (e->ranges.n > 0) {
-      napi_value ab;
-      void *data;
-      if (napi_create_arraybuffer(env, e->ranges.n * 2 * sizeof(double), &data, &ab) == napi_ok) {
-        for (size_t k = 0; k < e->ranges.n * 2; k++) ((double *) data)[k] = (double) e->ranges.v[k];
-        if (napi_create_typedarray(env, napi_float64_array, e->ranges.n * 2, ab, 0, &v) != napi_ok) napi_get_null(env, &v);
-      } else {
-        napi_get_null(env, &v);
-      }
+      *m++ = -1;
     } else {
-      napi_get_undefined(env, &v);
+      *m++ = (int32_t) e->ranges.n; /* at most SYNCMESH_MAX_PAIRS */
+      for (size_t k = 0; k < e->ranges.n * 2; k++) *r++ = (double) e->ranges.v[k];
     }
-    napi_set_element(env, out, i++, v);
     free(e->ranges.v);
     free(e);
     e = next;
   }
+  napi_create_double(env, (double) fallbacks, &vals[0]);
+  if (napi_create_string_utf8(env, joined, at > 0 ? at - 1 : 0, &vals[2]) != napi_ok) napi_get_undefined(env, &vals[2]);
+  free(joined);
+  napi_create_array_with_length(env, 4, &out);
+  for (uint32_t i = 0; i < 4; i++) napi_set_element(env, out, i, vals[i]);
   return out;
 }
 
@@ -732,6 +984,7 @@ NAPI_METHOD(syncmesh_order_release) {
 #define SYNCMESH_ORDERED(name, signature, args) \\
   static int syncmesh_ordered_##name signature { \\
     fuse_thread_t *ft = syncmesh_ft(); \\
+    syncmesh_handoff(); /* it waits for JS */ \\
     uv_mutex_lock(&ft->syncmesh_order); \\
     int res = fuse_native_##name args; \\
     uv_mutex_unlock(&ft->syncmesh_order); \\
@@ -825,7 +1078,10 @@ function patchSource (orig) {
   s = addPreArg(s, 'create', 4, '  napi_create_uint32(env, l->mode, &(argv[3]));\n')
   s = addPreArg(s, 'open', 4, '    napi_create_uint32(env, 0, &(argv[3]));\n  }\n')
   s = edit(s, '    if (ops.getxattr) ops.getxattr = syncmesh_getxattr;\n', a => `${a}    if (ops.create) ops.create = syncmesh_create;\n    if (ops.open) ops.open = syncmesh_open;\n    if (ops.write) ops.write = syncmesh_write;\n    if (ops.read) ops.read = syncmesh_read;\n    if (ops.release) ops.release = syncmesh_release;\n${ORDERED_OPS.map(n => `    if (ops.${n}) ops.${n} = syncmesh_ordered_${n};\n`).join('')}`)
-  // 8. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
+  // 8. level 6: the request loop (syncmesh_loop_run) hands its lead over before every call into JS
+  s = edit(s, '#define FUSE_NATIVE_HANDLER(name, blk)\\\n  fuse_thread_locals_t *l = get_thread_locals();\\\n', a => a.replace('\\\n', `\\\n  syncmesh_handoff(); /* ${MARK}: it waits for JS */\\\n`))
+  s = edit(s, '  fuse_loop_mt(ft->fuse);\n', () => `  syncmesh_serve(ft); /* ${MARK}: in place of fuse_loop_mt(ft->fuse) */\n`)
+  // 9. exports: the patch level (the marker Syncmesh checks at run time) and utimensat
   s = edit(s, '  NAPI_EXPORT_SIZEOF(fuse_thread_t)\n', a => `${a}  NAPI_EXPORT_UINT32(syncmesh_patch) /* ${MARK} */\n  NAPI_EXPORT_FUNCTION(syncmesh_utimensat)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_ranges)\n  NAPI_EXPORT_FUNCTION(syncmesh_take_events)\n  NAPI_EXPORT_FUNCTION(syncmesh_order_try)\n  NAPI_EXPORT_FUNCTION(syncmesh_order_release)\n`)
   return s
 }

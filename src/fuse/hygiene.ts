@@ -177,11 +177,19 @@ export type NativeUtimensat = (path: string, atimeSec: number, atimeNsec: number
 export type NativeTakeRanges = (thread: Buffer, fd: number) => Float64Array | null | undefined
 
 /**
- * The notifications the patched fuse-native (level 5) queued for the mount whose fuse_thread_t is `thread`
- * since the last take, in the order their system calls happened: [fallbacks, op, path, fd, ranges, ...]
- * (see NativeEvents in passthrough.ts); undefined when that mount has no queue.
+ * What the patched fuse-native (level 6) queued since the last take, in the order the system calls happened
+ * (syncmesh_take_events in scripts/build-fuse.mjs): how many notifications could not be queued (they
+ * waited for JS instead); per notification three entries of meta (op, descriptor, and for a release the
+ * number of its [start, end) pairs in `ranges`, taken in order; -1: the whole file counts); their paths
+ * joined with NUL; the ranges' pairs.
  */
-export type NativeTakeEvents = (thread: Buffer) => unknown[] | undefined
+export type NativeEvents = [fallbacks: number, meta: Int32Array, paths: string, ranges: Float64Array]
+
+/**
+ * The notifications the patched fuse-native queued for the mount whose fuse_thread_t is `thread` since the
+ * last take; undefined when there were none, or that mount has no queue.
+ */
+export type NativeTakeEvents = (thread: Buffer) => NativeEvents | undefined
 
 /**
  * The per-mount ordering lock of the patched fuse-native (level 5), for one synchronous step of JS: tryLock
@@ -203,7 +211,7 @@ export interface FuseBinding {
   utimensat: NativeUtimensat | undefined
   /** present from patch level 4 on */
   takeRanges: NativeTakeRanges | undefined
-  /** present from patch level 5 on */
+  /** present from patch level 6 on (level 5 had another format) */
   takeEvents: NativeTakeEvents | undefined
   /** present from patch level 5 on */
   order: NativeOrder | undefined
@@ -242,7 +250,8 @@ export async function loadFuseNative (): Promise<LoadedFuse> {
     const patch = typeof raw.syncmesh_patch === 'number' ? raw.syncmesh_patch : 0
     const utimensat = patch >= 1 && typeof raw.syncmesh_utimensat === 'function' ? raw.syncmesh_utimensat as NativeUtimensat : undefined
     const takeRanges = patch >= 4 && typeof raw.syncmesh_take_ranges === 'function' ? raw.syncmesh_take_ranges as NativeTakeRanges : undefined
-    const takeEvents = patch >= 5 && typeof raw.syncmesh_take_events === 'function' ? raw.syncmesh_take_events as NativeTakeEvents : undefined
+    // (level 6 packs the notifications: an addon of level 5 is left to wait for JS, as at level 4)
+    const takeEvents = patch >= 6 && typeof raw.syncmesh_take_events === 'function' ? raw.syncmesh_take_events as NativeTakeEvents : undefined
     const order = patch >= 5 && typeof raw.syncmesh_order_try === 'function' && typeof raw.syncmesh_order_release === 'function'
       ? { tryLock: raw.syncmesh_order_try as NativeOrder['tryLock'], release: raw.syncmesh_order_release as NativeOrder['release'] }
       : undefined

@@ -29,6 +29,7 @@ type Ev =
   | { op: 'removed', path: string, isDir: boolean }
   | { op: 'renamed', from: string, to: string }
   | { op: 'stopped', openForWrite: number }
+  | { op: 'blocking', path: string }
 
 interface RunResult { code: number | null, stdout: string, stderr: string }
 
@@ -628,7 +629,7 @@ describe('metadata: chmod, chown, utimens, xattr', { timeout: TIMEOUT }, () => {
   it('the patched fuse-native addon is loaded (scripts/build-fuse.mjs ran at install)', async () => {
     const f = await fixture()
     const ready = f.server!.events.find(e => e.op === 'ready')
-    expect(ready).toMatchObject({ op: 'ready', fusePatch: 5 })
+    expect(ready).toMatchObject({ op: 'ready', fusePatch: 6 })
     expect((ready as { fuseAddon: string }).fuseAddon).toMatch(/\/fuse-native\/build\/Release\/fuse\.node$/)
     expect(f.server!.stderr).not.toMatch(/stock prebuild is loaded/)
   })
@@ -904,7 +905,8 @@ describe('events reported for each mutating operation', { timeout: TIMEOUT }, ()
   it.each([
     { mode: 'notifications', env: {} },
     { mode: 'a queue of one (most notifications wait for JS instead)', env: { SYNCMESH_FUSE_QUEUE_MAX: '1' } },
-    { mode: 'SYNCMESH_FUSE_ASYNC=0', env: { SYNCMESH_FUSE_ASYNC: '0' } }
+    { mode: 'SYNCMESH_FUSE_ASYNC=0', env: { SYNCMESH_FUSE_ASYNC: '0' } },
+    { mode: 'libfuse\'s fuse_loop_mt (SYNCMESH_FUSE_LOOP=mt)', env: { SYNCMESH_FUSE_LOOP: 'mt' } }
   ])('events replayed in order give the data folder\'s tree after concurrent creates, renames and unlinks; $mode', { timeout: 120000 }, async ({ env }) => {
     const f = await fixture({ env: { ...process.env, ...env } })
     const s = f.server!
@@ -977,6 +979,35 @@ for i in range(n):
     const sorted = (m: Map<string, string>): string[] => [...m].map(([k, v]) => `${v} ${k}`).sort()
     expect(sorted(tree)).toEqual(sorted(disk))
     expect(disk.size).toBeGreaterThan(100)
+  })
+
+  // The addon's request loop (level 6) has one thread read and serve requests; before a request waits for
+  // JS it hands the reading over to another thread. So while JS is busy inside one request (serve.js blocks
+  // its event loop in the report of 'slow'), requests answered in C still are, by another thread.
+  it('while a request waits for a busy JS, getattr, open and read (answered in C) go on; a read that must wait for the disk is whole', { timeout: 60000 }, async () => {
+    const f = await fixture({ env: { ...process.env, SYNCMESH_SERVE_BLOCK_ON: 'slow', SYNCMESH_SERVE_BLOCK_MS: '4000' } })
+    const s = f.server!
+    const big = Buffer.alloc(3 * 1024 * 1024)
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i, i)
+    await fsp.writeFile(path.join(f.mnt, 'a'), 'hello')
+    await fsp.writeFile(path.join(f.mnt, 'big'), big)
+    const mkdir = fsp.mkdir(path.join(f.mnt, 'slow'))
+    let mkdirDone = false
+    void mkdir.then(() => { mkdirDone = true }, () => { mkdirDone = true })
+    await s.waitFor(e => e.op === 'blocking', 'JS blocked in the mkdir')
+    for (let i = 0; i < 10; i++) {
+      expect(await fsp.readFile(path.join(f.mnt, 'a'), 'utf8')).toBe('hello')
+      expect((await fsp.stat(path.join(f.mnt, 'big'))).size).toBe(big.length)
+    }
+    // the pages of the data folder's file dropped: the loop's thread hands over before reading from disk
+    const dropped = await py('import os,sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)', path.join(f.data, 'big'))
+    expect(dropped.stderr).toBe('')
+    expect((await fsp.readFile(path.join(f.mnt, 'big'))).equals(big)).toBe(true)
+    expect(mkdirDone).toBe(false)
+    await mkdir
+    expect((await fsp.stat(path.join(f.data, 'slow'))).isDirectory()).toBe(true)
+    await fsp.writeFile(path.join(f.mnt, 'after'), 'x')
+    await s.waitFor(changed('after', 'write'), 'the write after')
   })
 
   it('sequential writes of a large file report one merged range', async () => {

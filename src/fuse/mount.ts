@@ -14,7 +14,10 @@
  *   getxattr, read, write; the open(2) of create/open, the close(2) after release): see FuseTuning.fastPaths
  *   and scripts/build-fuse.mjs. SYNCMESH_FUSE_FASTPATHS=0 keeps everything in JS. From level 5 create, open
  *   for writing and release do not wait for JS: they queue a notification, in order (FuseTuning.events);
- *   SYNCMESH_FUSE_ASYNC=0 makes them wait as at level 4, SYNCMESH_FUSE_QUEUE_MAX bounds the queue.
+ *   SYNCMESH_FUSE_ASYNC=0 makes them wait as at level 4, SYNCMESH_FUSE_QUEUE_MAX bounds the queue. From
+ *   level 6 the addon serves with its own request loop (one thread reads and serves, and hands the reading
+ *   over before it waits for JS, the order lock or the disk) instead of libfuse's fuse_loop_mt;
+ *   SYNCMESH_FUSE_LOOP=mt keeps fuse_loop_mt.
  * - Files unlinked while open: libfuse2 renames them to .fuse_hiddenXXXX; they are moved into
  *   <dataDir>/<reservedName>/fuse-hidden instead, so the data folder only shows the removal.
  * - Extended attributes and mknod of fifos/devices go through a python3 helper (Node has no API for them).
@@ -177,7 +180,8 @@ export class SyncMount {
       fastPaths,
       events: process.env.SYNCMESH_FUSE_ASYNC !== '0' ? binding.takeEvents : undefined,
       queueMax: queueMaxFromEnv(),
-      order: binding.order
+      order: binding.order,
+      leadLoop: process.env.SYNCMESH_FUSE_LOOP !== 'mt'
     })
     await new Promise<void>((resolve, reject) => {
       fuse.mount(err => {

@@ -11,7 +11,7 @@ type FuseOps = Fuse.FuseOps
 type FuseStatfs = Fuse.FuseStatfs
 import { EINVAL, ENODATA, ENOENT, EPERM, ERANGE, ENOSYS, toErrno } from './errno.js'
 import type { NativeHelper } from './helper.js'
-import type { NativeOrder, NativeTakeEvents, NativeTakeRanges, NativeUtimensat } from './hygiene.js'
+import type { NativeEvents, NativeOrder, NativeTakeEvents, NativeTakeRanges, NativeUtimensat } from './hygiene.js'
 import { WrittenRanges } from './ranges.js'
 import type { ChangeKind, ChangeSink } from './types.js'
 
@@ -43,8 +43,13 @@ const CAP = 'security.capability'
 const EV_CREATE = 1
 const EV_OPEN = 2
 const EV_RELEASE = 3
-/** How long after the addon's wake-up its queue is taken (batches a burst of notifications). */
-const DRAIN_DELAY_MS = 1
+/**
+ * While notifications keep coming, how often the addon's queue is taken (without a wake-up: see nativeWoke).
+ * Each take costs the event loop a wake-up (tens of µs on this VM, more than handling the notifications), so
+ * a burst of small-file creations is taken in batches; the scanner lets a path settle for 50 ms anyway, and
+ * every request JS serves and isOpenForWrite take the queue first.
+ */
+const POLL_MS = 5
 /** How often the notifications that had to wait for JS are logged (at most). */
 const FALLBACK_LOG_MS = 10000
 
@@ -231,8 +236,8 @@ export class Passthrough {
     }
   }
 
-  /** With the patched fuse-native's notifications (level 5): where to take them. */
-  private nativeEvents: (() => unknown[] | undefined) | undefined
+  /** With the patched fuse-native's notifications (level 6): where to take them. */
+  private nativeEvents: (() => NativeEvents | undefined) | undefined
   private draining = false
   private drainTimer: NodeJS.Timeout | undefined
   private fallbacks = 0
@@ -303,17 +308,26 @@ export class Passthrough {
     this.draining = true
     try {
       const ev = take()
-      if (ev === undefined || ev.length === 0) return
-      const fallbacks = ev[0]
-      if (typeof fallbacks === 'number' && fallbacks > 0) this.noteFallbacks(fallbacks)
-      for (let i = 1; i + 3 < ev.length; i += 4) {
-        const op = ev[i]
-        const p = ev[i + 1]
-        const fd = ev[i + 2]
-        if (typeof p !== 'string' || typeof fd !== 'number') continue
-        if (op === EV_CREATE) this.recordCreated(p, fd)
+      if (ev === undefined) return
+      const [fallbacks, meta, joined, ranges] = ev
+      if (fallbacks > 0) this.noteFallbacks(fallbacks)
+      const n = meta.length / 3
+      if (n === 0) return
+      // the addon will not wake the event loop again until a take finds its queue empty: take it again soon
+      this.armPollTimer()
+      const paths = joined.split('\0')
+      let r = 0
+      for (let i = 0; i < n; i++) {
+        const op = meta[3 * i]
+        const fd = meta[3 * i + 1]
+        const p = paths[i]
+        if (op === EV_CREATE) this.recordCreated(p, fd, false)
         else if (op === EV_OPEN) this.addHandle(fd, p)
-        else if (op === EV_RELEASE) this.released(p, fd, ev[i + 3] as Float64Array | null | undefined)
+        else if (op === EV_RELEASE) {
+          const pairs = meta[3 * i + 2]
+          this.released(p, fd, ranges, r, pairs)
+          if (pairs > 0) r += 2 * pairs
+        }
       }
     } finally {
       this.draining = false
@@ -321,16 +335,21 @@ export class Passthrough {
   }
 
   /**
-   * The addon queued something (it wakes the event loop once until the queue is taken): take it a moment
-   * later, so that a burst is taken in a few batches instead of one wake-up per notification. Nothing waits
-   * for this (requests JS serves and isOpenForWrite drain first), only the reports are that much later.
+   * The addon queued something after a take that found its queue empty (it wakes the event loop only
+   * then): taken at once, so that a lone mutation is reported without delay. A take that finds
+   * notifications leaves the addon's wake-up off and takes again POLL_MS later (drainNative), until one
+   * finds the queue empty: a burst costs one wake-up of the event loop per POLL_MS, not one per take.
    */
   nativeWoke (): void {
+    this.drainNative()
+  }
+
+  private armPollTimer (): void {
     if (this.drainTimer !== undefined) return
     this.drainTimer = setTimeout(() => {
       this.drainTimer = undefined
       this.drainNative()
-    }, DRAIN_DELAY_MS)
+    }, POLL_MS)
     this.drainTimer.unref()
   }
 
@@ -528,9 +547,10 @@ export class Passthrough {
     cb(0, fd)
   }
 
-  private recordCreated (p: string, fd: number): void {
+  /** `cacheCap` false: the addon answers getxattr for this path, JS's cache of it would never be read. */
+  private recordCreated (p: string, fd: number, cacheCap = true): void {
     this.addHandle(fd, p)
-    this.capAbsent.set(p, Date.now() + CAP_TTL_MS)
+    if (cacheCap) this.capAbsent.set(p, Date.now() + CAP_TTL_MS)
     this.changed(p, 'create')
   }
 
@@ -620,12 +640,15 @@ export class Passthrough {
     return h
   }
 
-  /** A release notification: the addon took the ranges written into it and closed the descriptor. */
-  private released (p: string, fd: number, ranges: Float64Array | null | undefined): void {
+  /**
+   * A release notification: the addon took the ranges written into it (the `pairs` [start, end) pairs at
+   * ranges[at]; -1: the whole file counts) and closed the descriptor.
+   */
+  private released (p: string, fd: number, ranges: Float64Array, at: number, pairs: number): void {
     const h = this.forgetHandle(fd)
     if (h === undefined) return
-    if (ranges === null) h.whole = true
-    else if (ranges !== undefined) for (let i = 0; i + 1 < ranges.length; i += 2) h.ranges.add(ranges[i], ranges[i + 1])
+    if (pairs < 0) h.whole = true
+    else for (let i = at; i < at + 2 * pairs; i += 2) h.ranges.add(ranges[i], ranges[i + 1])
     this.reportWrites(p, h, false)
   }
 
@@ -890,6 +913,12 @@ export interface FastPathConfig {
   queueMax: number
   /** level 5: called when the addon queued notifications (it takes them: Passthrough.drainNative) */
   onEvents?: () => void
+  /**
+   * level 6: serve with the addon's own request loop (one thread reads and serves what C answers, handing
+   * the reading over to another thread before it waits for JS, the order lock or the disk) instead of
+   * libfuse's fuse_loop_mt (see "The request loop" in scripts/build-fuse.mjs)
+   */
+  leadLoop?: boolean
 }
 
 export interface FuseTuning {
@@ -916,6 +945,8 @@ export interface FuseTuning {
   queueMax?: number
   /** with events: the addon's ordering lock, for Passthrough.exclusive */
   order?: NativeOrder
+  /** with fastPaths, patched fuse-native level 6: its own request loop instead of fuse_loop_mt (default true) */
+  leadLoop?: boolean
 }
 
 let warnedStock = false
@@ -992,11 +1023,12 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
       super(mountPoint, ops, { timeout: false })
       const take = tuning.fastPaths
       const events = take !== undefined ? tuning.events : undefined
+      const leadLoop = tuning.leadLoop ?? true
       this._syncmeshPassthrough = take === undefined
         ? undefined
         : events === undefined
-          ? pt.fastPathConfig
-          : { ...pt.fastPathConfig, queueMax: tuning.queueMax ?? 65536, onEvents: () => { pt.nativeWoke() } }
+          ? { ...pt.fastPathConfig, leadLoop }
+          : { ...pt.fastPathConfig, leadLoop, queueMax: tuning.queueMax ?? 65536, onEvents: () => { pt.nativeWoke() } }
       if (take !== undefined) pt.useNativeWrites(take, () => this._thread)
       if (take !== undefined && tuning.order !== undefined) pt.useNativeOrder(tuning.order, () => this._thread)
       if (events !== undefined) {

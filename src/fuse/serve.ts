@@ -12,14 +12,67 @@
  *   {"op":"stopped","openForWrite":0}                  unmounted (paths JS still counted as open for writing)
  * Unmounts on SIGTERM/SIGINT and exits 0. Log lines go to stderr.
  *
- * stdout is written with async fs.write on fd 1 (process.stdout is synchronous for pipes on Linux, and a
- * reader that stops reading must not stall the file system's event loop).
+ * For tests, SYNCMESH_SERVE_BLOCK_ON=PATH: when a change of PATH is reported, {"op":"blocking","path":PATH}
+ * is written and the event loop is then blocked for SYNCMESH_SERVE_BLOCK_MS (default 3000) ms, as a busy
+ * JS would be, inside the request that reported it (which waits for JS meanwhile).
+ *
+ * stdout is never written synchronously (process.stdout is synchronous for pipes on Linux, and a reader
+ * that stops reading must not stall the file system's event loop): when it is a pipe or socket, through a
+ * non-blocking stream of its own (libuv writes at once while the pipe has room, else when it has again: no
+ * thread-pool round trip per batch of events, which cost the serving process a wake-up of a pool thread
+ * and one of its event loop each); otherwise (a file) with async fs.write on fd 1.
  */
 import fs from 'node:fs'
+import net from 'node:net'
 import { SyncMount } from './mount.js'
 import type { ChangeKind, ChangeSink } from './types.js'
 
-class LineWriter {
+interface EventWriter {
+  push: (obj: unknown) => void
+  /** Writes what was pushed without waiting for the end of this tick (where the writer can). */
+  flush?: () => void
+  /** Resolves when everything pushed has been written (or dropped: the reader is gone). */
+  drain: () => Promise<void>
+}
+
+/** JSON lines to a pipe or socket on fd 1, through a non-blocking stream. */
+class PipeLineWriter implements EventWriter {
+  private readonly sock: net.Socket
+  private gone = false
+  private corked = false
+
+  constructor (fd: number) {
+    this.sock = new net.Socket({ fd, readable: false, writable: true })
+    this.sock.on('error', () => { this.gone = true }) // reader gone (EPIPE): events are dropped
+  }
+
+  /** Writes what was pushed now (as far as the pipe takes it), not at the end of this tick. */
+  flush (): void {
+    if (!this.corked) return
+    this.corked = false
+    this.sock.uncork()
+  }
+
+  push (obj: unknown): void {
+    if (this.gone) return
+    if (!this.corked) {
+      // the events of one drain go out in one write(2)
+      this.corked = true
+      this.sock.cork()
+      process.nextTick(() => { this.flush() })
+    }
+    this.sock.write(JSON.stringify(obj) + '\n')
+  }
+
+  drain (): Promise<void> {
+    if (this.gone) return Promise.resolve()
+    // the callback of an empty write runs once everything before it is written (or the stream failed)
+    return new Promise(resolve => this.sock.write('', () => resolve()))
+  }
+}
+
+/** JSON lines to fd 1 with async fs.write (when it is a file). */
+class LineWriter implements EventWriter {
   private queue: string[] = []
   private writing = false
   private idle: Array<() => void> = []
@@ -69,16 +122,38 @@ if (dataDir === undefined || mountPoint === undefined) {
   process.exit(2)
 }
 
-const out = new LineWriter()
+function stdoutWriter (): EventWriter {
+  try {
+    const st = fs.fstatSync(1)
+    if (st.isFIFO() || st.isSocket()) return new PipeLineWriter(1)
+  } catch {}
+  return new LineWriter()
+}
+
+const out = stdoutWriter()
+const blockOn = process.env.SYNCMESH_SERVE_BLOCK_ON
+const blockMs = Number(process.env.SYNCMESH_SERVE_BLOCK_MS ?? 3000)
+
+/** SYNCMESH_SERVE_BLOCK_ON (tests): a busy event loop, inside the request that reported `path`. */
+function maybeBlock (path: string): void {
+  if (blockOn === undefined || path !== blockOn) return
+  out.push({ op: 'blocking', path })
+  out.flush?.()
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, blockMs)
+}
+
 const sink: ChangeSink = {
   changed (path: string, kind: ChangeKind, ranges?: Array<[number, number]>) {
     out.push(ranges === undefined ? { op: 'changed', path, kind } : { op: 'changed', path, kind, ranges })
+    maybeBlock(path)
   },
   removed (path: string, isDir: boolean) {
     out.push({ op: 'removed', path, isDir })
+    maybeBlock(path)
   },
   renamed (from: string, to: string) {
     out.push({ op: 'renamed', from, to })
+    maybeBlock(to)
   }
 }
 
