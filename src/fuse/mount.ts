@@ -82,8 +82,8 @@ export class SyncMount {
       dataDir: init.dataDir,
       mountPoint: init.mountPoint,
       reservedName,
-      attrTimeout: init.attrTimeout ?? 1,
-      entryTimeout: init.entryTimeout ?? 1
+      attrTimeout: init.attrTimeout ?? 0,
+      entryTimeout: init.entryTimeout ?? 0
     }
   }
 

@@ -21,8 +21,11 @@ export interface SyncMountInit {
   mountPoint: string
   /** Name of the node's internal folder at the root of dataDir, hidden through the mount. @default '.syncmesh' */
   reservedName?: string
-  /** Kernel attribute cache time in seconds (0 = always ask). @default 1 */
+  /**
+   * Kernel attribute cache time in seconds (0 = always ask). @default 0: what a node uses, so that a
+   * version the puller installs shows in the mount at once (and what the benchmarks measure)
+   */
   attrTimeout?: number
-  /** Kernel name-lookup cache time in seconds (0 = always ask). @default 1 */
+  /** Kernel name-lookup cache time in seconds (0 = always ask). @default 0 (as attrTimeout) */
   entryTimeout?: number
 }
