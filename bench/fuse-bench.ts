@@ -4,7 +4,8 @@
  * process; this process only writes), and through `bindfs -o big_writes` when bindfs is installed.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/fuse-bench.js [--mib 1024] [--files 10000] [--runs 2]
- *     [--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-mt,bindfs] [--serve-env KEY=VALUE ...]
+ *     [--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-mt,bindfs,mesh] [--serve-env KEY=VALUE ...]
+ *     [--mesh-paced 200] [--mesh-gap 25] [--mesh-burst 1000]
  *
  * The targets run in the order --only names them, a target named twice runs twice (to interleave them on
  * a noisy machine); direct also runs once more at the end.
@@ -15,6 +16,9 @@
  * it (patch level 4's way) instead of queueing a notification. 'mount-mt' serves with SYNCMESH_FUSE_LOOP=mt:
  * libfuse's fuse_loop_mt instead of the addon's own request loop (patch level 5's way).
  *
+ * 'mesh' (run last, whatever its place in --only): two nodes with --mount, the time from a file's close in
+ * one node's mount to its content read back in the other's (bench/mount-mesh.ts).
+ *
  * Needs root (or fuse for the user), /dev/fuse, libfuse2 + fuse; bindfs is optional (apt-get install -y bindfs).
  * Every small-file run writes into a fresh folder (this disk slows down for minutes after mass deletes).
  */
@@ -24,6 +28,8 @@ import fsp from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { cleanupAll, installSignalHandlers, isMounted, onCleanup } from './lib.js'
+import { benchMountMesh, printMesh, type MeshResult } from './mount-mesh.js'
 
 interface Result { target: string, writeMBs: number, writeSecs: number, filesPerSec: number, filesSecs: number }
 
@@ -49,11 +55,6 @@ function run (cmd: string, argv: string[]): Promise<{ ok: boolean, out: string }
 
 async function which (cmd: string): Promise<boolean> {
   return (await run('sh', ['-c', `command -v ${cmd}`])).ok
-}
-
-async function isMounted (mnt: string): Promise<boolean> {
-  const info = await fsp.readFile('/proc/self/mountinfo', 'utf8')
-  return info.split('\n').some(l => l.split(' ')[4] === mnt)
 }
 
 async function writeBig (dir: string, mib: number): Promise<number> {
@@ -145,7 +146,9 @@ async function main (): Promise<void> {
   const mib = Number(arg('--mib', '1024'))
   const files = Number(arg('--files', '10000'))
   const runs = Math.max(1, Number(arg('--runs', '2')))
-  const only = arg('--only', 'direct,mount,mount-uring,bindfs').split(',').filter(Boolean)
+  const only = arg('--only', 'direct,mount,mount-uring,bindfs,mesh').split(',').filter(Boolean)
+  installSignalHandlers()
+  let mesh: MeshResult | undefined
   const serveEnv: NodeJS.ProcessEnv = { ...process.env }
   for (const kv of args('--serve-env')) {
     const eq = kv.indexOf('=')
@@ -156,12 +159,22 @@ async function main (): Promise<void> {
   const results: Result[] = []
   let child: ChildProcess | undefined
   const mounts: string[] = []
+  // also on Ctrl-C (lib's signal handlers run the cleanups): the serving child, the mounts, the folder
+  const release = async (): Promise<void> => {
+    if (child !== undefined) await stopChild(child)
+    child = undefined
+    for (const m of mounts) if (await isMounted(m)) await run('umount', ['-l', m])
+    await fsp.rm(root, { recursive: true, force: true, maxRetries: 5 })
+  }
+  onCleanup(release)
   try {
     // untimed warm-up: the first large writer on this machine pays for reclaiming the page cache
-    const warm = path.join(root, 'warmup')
-    await fsp.mkdir(warm)
-    await writeBig(warm, mib)
-    await run('sync', [])
+    if (only.some((k) => k !== 'mesh')) {
+      const warm = path.join(root, 'warmup')
+      await fsp.mkdir(warm)
+      await writeBig(warm, mib)
+      await run('sync', [])
+    }
     const mountRuns = new Map<string, [string, NodeJS.ProcessEnv]>([
       ['mount', ['syncmesh mount', serveEnv]],
       ['mount-uring', ['syncmesh, io_uring', { ...serveEnv, UV_USE_IO_URING: '1' }]],
@@ -170,6 +183,7 @@ async function main (): Promise<void> {
       ['mount-mt', ['syncmesh, fuse_loop_mt', { ...serveEnv, SYNCMESH_FUSE_LOOP: 'mt' }]]
     ])
     for (const [i, key] of only.entries()) {
+      if (key === 'mesh') continue
       if (key === 'direct') {
         const dir = path.join(root, `direct-${i}`)
         await fsp.mkdir(dir)
@@ -208,7 +222,7 @@ async function main (): Promise<void> {
         }
         continue
       }
-      throw new Error(`unknown target ${key} (--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-mt,bindfs)`)
+      throw new Error(`unknown target ${key} (--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-mt,bindfs,mesh)`)
     }
     if (only.includes('direct')) {
       // again at the end: this shared disk's speed drifts; ratios use the mean of both direct runs
@@ -216,10 +230,17 @@ async function main (): Promise<void> {
       await fsp.mkdir(dir)
       results.push(await measure('direct (again)', dir, mib, files, `${stamp}b`, runs))
     }
+    if (only.includes('mesh')) {
+      mesh = await benchMountMesh({
+        paced: Number(arg('--mesh-paced', '200')),
+        gapMs: Number(arg('--mesh-gap', '25')),
+        burst: Number(arg('--mesh-burst', '1000')),
+        timeoutS: 120,
+        log: (m) => { console.log(m) }
+      })
+    }
   } finally {
-    if (child !== undefined) await stopChild(child)
-    for (const m of mounts) if (await isMounted(m)) await run('umount', ['-l', m])
-    await fsp.rm(root, { recursive: true, force: true })
+    await cleanupAll()
   }
 
   const directs = results.filter(r => r.target.startsWith('direct'))
@@ -234,6 +255,7 @@ async function main (): Promise<void> {
     const fr = direct !== undefined ? (r.filesPerSec / direct.filesPerSec).toFixed(2) : '-'
     console.log(`${r.target.padEnd(22)} ${r.writeMBs.toFixed(1).padStart(11)} ${wr.padStart(10)} ${r.filesPerSec.toFixed(0).padStart(9)} ${fr.padStart(10)}`)
   }
+  if (mesh !== undefined) printMesh(mesh)
 }
 
 main().catch(err => {

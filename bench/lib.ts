@@ -5,7 +5,7 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createWriteStream, readFileSync, rmSync, type WriteStream } from 'node:fs'
-import { open, writeFile, access } from 'node:fs/promises'
+import { open, readFile, writeFile, access } from 'node:fs/promises'
 import { constants as FS } from 'node:fs'
 import { createServer, createConnection } from 'node:net'
 import { cpus, totalmem, release, loadavg } from 'node:os'
@@ -224,6 +224,11 @@ export async function waitIdle (nodes: NodeProc[], quietMs = 1000, timeoutMs = 3
 // Figures
 
 /** Nearest-rank percentile of sorted values (p in 0..100). */
+/** Whether `mnt` is a mount point now (Linux /proc/self/mountinfo). */
+export async function isMounted (mnt: string): Promise<boolean> {
+  return (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === mnt)
+}
+
 export function percentile (sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN
   const rank = Math.ceil((p / 100) * sorted.length)
