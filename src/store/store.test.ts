@@ -120,6 +120,23 @@ async function allRecords (n: TestNode): Promise<StoredRecord[]> {
   return out
 }
 
+/**
+ * Reopen a closed node's store as a database made before a feature: without `metaKey` in its
+ * meta record (and with `sublevel` emptied).
+ */
+async function reopenAsOlder (n: TestNode, metaKey: string, sublevel?: string): Promise<void> {
+  const { Level } = await import('level')
+  const db = new Level<string, unknown>(n.dbPath, { valueEncoding: 'json' })
+  if (sublevel != null) await db.sublevel(sublevel).clear()
+  const meta = db.sublevel<string, Record<string, unknown>>('m', { valueEncoding: 'json' })
+  const m = (await meta.get('meta'))!
+  delete m[metaKey]
+  await meta.put('meta', m)
+  await db.close()
+  n.store = openStore(n)
+  await n.store.open()
+}
+
 /** The totals Store.count() keeps, counted from every record. */
 async function recount (n: TestNode): Promise<ReturnType<Store['count']>> {
   const c = { files: 0, dirs: 0, symlinks: 0, deleted: 0, bytes: 0, pendingFiles: 0, pendingBytes: 0 }
@@ -614,16 +631,7 @@ describe('Store: replication between two stores', () => {
     await recordLocal(a, copyPath)
     await a.store.close()
     // a database from before the index: no `x` entries, no flag
-    const { Level } = await import('level')
-    const db = new Level<string, unknown>(a.dbPath, { valueEncoding: 'json' })
-    await db.sublevel('x').clear()
-    const meta = db.sublevel<string, Record<string, unknown>>('m', { valueEncoding: 'json' })
-    const m = (await meta.get('meta'))!
-    delete m.copies
-    await meta.put('meta', m)
-    await db.close()
-    a.store = openStore(a)
-    await a.store.open()
+    await reopenAsOlder(a, 'copies', 'x')
     // the base arrives later: the copy, known only through the rebuilt index, is dropped
     await writeLocal(a, 'k.txt', 'same bytes')
     await recordLocal(a, 'k.txt')
@@ -1070,15 +1078,7 @@ describe('Store: persistence', () => {
     expect(b.store.count()).toEqual(expected)
     await b.store.close()
     // a database from before the totals
-    const { Level } = await import('level')
-    const db = new Level<string, unknown>(b.dbPath, { valueEncoding: 'json' })
-    const meta = db.sublevel<string, Record<string, unknown>>('m', { valueEncoding: 'json' })
-    const m = (await meta.get('meta'))!
-    delete m.counts
-    await meta.put('meta', m)
-    await db.close()
-    b.store = openStore(b)
-    await b.store.open()
+    await reopenAsOlder(b, 'counts')
     expect(b.store.count()).toEqual(expected)
   })
 
