@@ -715,7 +715,7 @@ static fuse_thread_t *syncmesh_ft (void) {
 static void syncmesh_order_lock (fuse_thread_t *ft) {
   if (uv_mutex_trylock(&ft->syncmesh_order) == 0) return;
   syncmesh_handoff();
-  syncmesh_order_lock(ft);
+  uv_mutex_lock(&ft->syncmesh_order); /* asleep until it is free (the holder may be waiting for JS for long) */
 }
 
 /* A notification for JS, or NULL when there is no queue, it is full, or no memory. With the order lock held. */

@@ -221,6 +221,24 @@ const changed = (p: string, kind: string) => (e: Ev): boolean => e.op === 'chang
 const removed = (p: string, isDir: boolean) => (e: Ev): boolean => e.op === 'removed' && e.path === p && e.isDir === isDir
 const renamed = (from: string, to: string) => (e: Ev): boolean => e.op === 'renamed' && e.from === from && e.to === to
 
+/** The addon's request loop (the default) and libfuse's fuse_loop_mt, for tests of both. */
+const LOOPS = [
+  { mode: 'the addon\'s request loop', env: {} },
+  { mode: 'libfuse\'s fuse_loop_mt (SYNCMESH_FUSE_LOOP=mt)', env: { SYNCMESH_FUSE_LOOP: 'mt' } }
+]
+
+let clockTicks: number | undefined
+/** CPU time (user + system, s) process `pid` has used, from /proc/PID/stat. */
+async function cpuSeconds (pid: number): Promise<number> {
+  if (clockTicks === undefined) {
+    const r = await run('getconf', ['CLK_TCK'])
+    clockTicks = Number(r.stdout.trim()) > 0 ? Number(r.stdout.trim()) : 100
+  }
+  const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ') // from field 3 (state) on
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks // utime, stime (fields 14, 15)
+}
+
 // ------------------------------------------------------------------------------------------------
 
 describe('attributes, directories, reserved folder', { timeout: TIMEOUT }, () => {
@@ -1008,6 +1026,35 @@ for i in range(n):
     expect((await fsp.stat(path.join(f.data, 'slow'))).isDirectory()).toBe(true)
     await fsp.writeFile(path.join(f.mnt, 'after'), 'x')
     await s.waitFor(changed('after', 'write'), 'the write after')
+  })
+
+  // The order lock: a create that finds it held by a request waiting for JS sleeps until it is free (it once
+  // retried in a loop, burning a CPU for as long as JS was busy). serve.js blocks its event loop in the
+  // report of the mkdir of 'slow', which holds the order lock; the serving process's CPU time is measured
+  // over a window while a create waits for the lock.
+  it.each(LOOPS)('a create waiting for the order lock while JS is busy sleeps (no CPU burnt); $mode', { timeout: 60000 }, async ({ env }) => {
+    const f = await fixture({ env: { ...process.env, ...env, SYNCMESH_SERVE_BLOCK_ON: 'slow', SYNCMESH_SERVE_BLOCK_MS: '4000' } })
+    const s = f.server!
+    const pid = s.child.pid!
+    // the create is made in a folder of its own: the kernel holds the root folder's lock during the mkdir
+    // there (and a lookup that is not cached needs it), so 'd' is looked up before
+    await fsp.mkdir(path.join(f.data, 'd'))
+    expect((await fsp.stat(path.join(f.mnt, 'd'))).isDirectory()).toBe(true)
+    const mkdir = fsp.mkdir(path.join(f.mnt, 'slow'))
+    await s.waitFor(e => e.op === 'blocking', 'JS blocked in the mkdir')
+    const create = fsp.writeFile(path.join(f.mnt, 'd', 'new'), 'x')
+    let createDone = false
+    void create.then(() => { createDone = true }, () => { createDone = true })
+    const start = Date.now()
+    const cpu0 = await cpuSeconds(pid)
+    // the measurement window (the event loop of the server stays blocked for 4 s)
+    while (Date.now() - start < 1500) await delay(100)
+    const used = (await cpuSeconds(pid)) - cpu0
+    expect(createDone).toBe(false) // it did wait for the lock all along
+    expect(used).toBeLessThan(0.3)
+    await mkdir
+    await create
+    await s.waitFor(changed('d/new', 'create'), 'the create')
   })
 
   it('sequential writes of a large file report one merged range', async () => {
