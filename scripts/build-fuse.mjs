@@ -37,8 +37,9 @@
  *   synchronous step (the puller's last check and rename), never waiting for it.
  * - level 6: (a) the addon's own request loop in place of libfuse's fuse_loop_mt, for mounts whose config
  *   has `leadLoop: true`: one thread at a time reads /dev/fuse and serves what it read; before it waits for
- *   anything that may take long (JS, the order lock held by another thread, the disk) it hands the reading
- *   over to another thread. See "The request loop". (b) syncmesh_take_events packs the notifications into
+ *   anything that may take long (JS, the order lock held by another thread, the disk, libfuse's path locks
+ *   while a rename, unlink or rmdir is in progress) it hands the reading over to another thread. See "The
+ *   request loop". (b) syncmesh_take_events packs the notifications into
  *   four values ([fallbacks, meta, paths, ranges]; level 5 built an array of four values per notification,
  *   which cost JS more than handling them), and a take that finds notifications leaves the wake-up off:
  *   JS takes the queue again a few ms later on its own (passthrough.ts POLL_MS), until a take finds it
@@ -180,31 +181,78 @@ NAPI_METHOD(syncmesh_utimensat) {
    syncmesh_loop instead lets one thread at a time read (the leader) and serve what it read itself, so a
    stream of requests served in C runs on one thread without hand-offs, as in a single-threaded loop; but
    before this thread waits for anything that may take long, it hands the reading over (syncmesh_handoff):
-   to an idle thread, else to a new one (at most SYNCMESH_LOOP_MAX_THREADS), and goes on with its request; when
-   done it becomes idle (or reads again, if nobody took over). It waits, and so hands over, before:
-   - every call into JS (FUSE_NATIVE_HANDLER, and the fallbacks that first fetch the thread's locals);
-   - the order lock, when another thread holds it (that one may be waiting for JS);
-   - a read whose data are not in the page cache (preadv2 RWF_NOWAIT says so), a write larger than
-     SYNCMESH_INLINE_WRITE (the cost of the hand-off is small beside it, and a writer throttled by the
-     kernel's dirty-page limits must not hold up other programs' requests).
-   So nothing that waits for JS, for the lock or for the disk's reads holds up the other requests: they are
+   to an idle thread, else to a new one, and goes on with its request; when done it becomes idle (or reads
+   again, if nobody took over). It hands over:
+   - before libfuse even looks at a request of a kind C does not answer (syncmesh_inline_op: everything but
+     lookup, getattr, open, read, write, flush, release, getxattr, create, forget, interrupt and init): JS
+     serves it, and libfuse takes the request's path locks first, which may wait;
+   - before any request while a rename, unlink or rmdir is in progress on the mount (lp->wlocking): those
+     are the requests for which libfuse write-locks a node (get_path_wrlock, get_path2), and while one holds
+     or waits for such a lock, libfuse makes requests on paths under that node wait in get_path (before our
+     code runs) until it is done, i.e. until JS has served it: the leader must not be the one waiting;
+   - before every call into JS (FUSE_NATIVE_HANDLER, and the fallbacks that first fetch the thread's locals);
+   - before the order lock, when another thread holds it (that one may be waiting for JS);
+   - before a read whose data are not in the page cache (preadv2 RWF_NOWAIT says so), and before a write
+     larger than SYNCMESH_INLINE_WRITE (the cost of the hand-off is small beside it, and a writer throttled by
+     the kernel's dirty-page limits must not hold up other programs' requests).
+   So nothing that waits for JS, for the locks or for the disk's reads holds up the other requests: they are
    read and served by another thread as with fuse_loop_mt. What still runs on the leader are the short system
-   calls of the fast paths (lstat, open, close, small pwrite, lgetxattr) and libfuse's own work; libfuse's
-   path locks (a lookup under a folder JS is renaming waits for the rename) are the one wait not handed over:
-   bounded by that JS call, which waits for nothing of the loop. */
+   calls of the fast paths (lstat, open, close, small pwrite, lgetxattr) and libfuse's own work.
+   Threads: as many as requests wait at once (plus one reading), like fuse_loop_mt, up to
+   SYNCMESH_LOOP_MAX_THREADS (a bound against runaway growth, far above what a mount needs); beyond
+   SYNCMESH_LOOP_MAX_IDLE idle threads, a thread that finds the lead taken ends. When no thread can be
+   started (pthread_create fails, or the bound), the lead stays free and the first thread to come back to
+   the loop takes it; that is logged once. Threads are joined (by the next thread that ends, and all of them
+   before the loop returns), so none still runs when the mount's state is freed. */
 #include <signal.h>
 #include <sys/uio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define SYNCMESH_RWF_NOWAIT 0x00000008 /* RWF_NOWAIT (Linux 4.14); sys/uio.h has it only with _GNU_SOURCE */
-#if !defined(RWF_NOWAIT) && defined(__LP64__)
-extern ssize_t preadv2 (int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags);
-#endif
-#if defined(RWF_NOWAIT) || defined(__LP64__)
-#define SYNCMESH_HAVE_PREADV2 1
-#endif
 
-#define SYNCMESH_LOOP_MAX_THREADS 10
+#define SYNCMESH_LOOP_MAX_THREADS 4096
+#define SYNCMESH_LOOP_MAX_IDLE 8
 #define SYNCMESH_INLINE_WRITE (64 * 1024)
+
+/* FUSE opcodes (the kernel's protocol, linux/fuse.h) the loop looks at before libfuse takes a request */
+enum {
+  SYNCMESH_OP_LOOKUP = 1, SYNCMESH_OP_FORGET = 2, SYNCMESH_OP_GETATTR = 3, SYNCMESH_OP_UNLINK = 10,
+  SYNCMESH_OP_RMDIR = 11, SYNCMESH_OP_RENAME = 12, SYNCMESH_OP_OPEN = 14, SYNCMESH_OP_READ = 15,
+  SYNCMESH_OP_WRITE = 16, SYNCMESH_OP_RELEASE = 18, SYNCMESH_OP_GETXATTR = 22, SYNCMESH_OP_FLUSH = 25,
+  SYNCMESH_OP_INIT = 26, SYNCMESH_OP_CREATE = 35, SYNCMESH_OP_INTERRUPT = 36, SYNCMESH_OP_BATCH_FORGET = 42,
+  SYNCMESH_OP_RENAME2 = 45
+};
+
+/* Requests the leader serves itself: answered in C (the fast paths, or libfuse: flush is not implemented) or
+   cheap bookkeeping. A fast path that turns out to need JS (the reserved folder, a full queue) hands over
+   itself, after libfuse took the path locks: these take read locks only, which wait only while a
+   write-locking request is in progress (lp->wlocking). */
+static int syncmesh_inline_op (uint32_t op) {
+  switch (op) {
+    case SYNCMESH_OP_LOOKUP: case SYNCMESH_OP_FORGET: case SYNCMESH_OP_GETATTR: case SYNCMESH_OP_OPEN:
+    case SYNCMESH_OP_READ: case SYNCMESH_OP_WRITE: case SYNCMESH_OP_RELEASE: case SYNCMESH_OP_GETXATTR:
+    case SYNCMESH_OP_FLUSH: case SYNCMESH_OP_INIT: case SYNCMESH_OP_CREATE: case SYNCMESH_OP_INTERRUPT:
+    case SYNCMESH_OP_BATCH_FORGET:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+/* Requests for which libfuse write-locks a node (libfuse2: unlink, rmdir, rename) */
+static int syncmesh_wlocking_op (uint32_t op) {
+  return op == SYNCMESH_OP_UNLINK || op == SYNCMESH_OP_RMDIR || op == SYNCMESH_OP_RENAME || op == SYNCMESH_OP_RENAME2;
+}
+
+struct syncmesh_loop;
+
+/* One thread the loop started; on lp->ended once it left the loop, until joined. */
+struct syncmesh_worker {
+  pthread_t id;
+  struct syncmesh_loop *lp;
+  struct syncmesh_worker *next;
+};
 
 struct syncmesh_loop {
   struct fuse_session *se;
@@ -218,7 +266,11 @@ struct syncmesh_loop {
   int threads; /* threads in the loop besides the first */
   int exiting;
   int error;
+  int wlocking; /* write-locking requests (unlink, rmdir, rename) being served; atomic */
+  struct syncmesh_worker *ended; /* threads that left the loop, to be joined */
   uint64_t handoffs; /* diagnostics */
+  uint64_t spawn_failures; /* hand-overs that could start no thread (pthread_create failed, or the bound) */
+  int peak_threads;
 };
 
 /* The loop this thread leads, NULL when it does not lead (or is no loop thread). */
@@ -226,20 +278,51 @@ static __thread struct syncmesh_loop *syncmesh_leading = NULL;
 
 static void *syncmesh_loop_thread (void *data);
 
-/* With lp->mut held: a new loop thread with every signal blocked (they go to Node's main thread). */
+/* Blocks the signals meant for the process's main thread (as fuse_loop_mt does for its threads); synchronous
+   ones (SIGSEGV, SIGBUS, SIGFPE, SIGILL, ...) must stay deliverable to the thread that raised them. */
+static void syncmesh_block_signals (sigset_t *old) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGQUIT);
+  pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+/* Joins the threads of a list taken from lp->ended (without lp->mut held: they may still be finishing). */
+static void syncmesh_join_ended (struct syncmesh_worker *w) {
+  while (w != NULL) {
+    struct syncmesh_worker *next = w->next;
+    pthread_join(w->id, NULL);
+    free(w);
+    w = next;
+  }
+}
+
+/* With lp->mut held: a new loop thread. -1 (counted, logged once) when none can be started. */
 static int syncmesh_loop_spawn (struct syncmesh_loop *lp) {
-  pthread_t t;
-  pthread_attr_t attr;
-  sigset_t all, old;
-  if (pthread_attr_init(&attr) != 0) return -1;
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  int err = pthread_create(&t, &attr, syncmesh_loop_thread, lp);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
-  if (err != 0) return -1;
+  int err = EAGAIN;
+  struct syncmesh_worker *w = NULL;
+  if (lp->threads + 1 < SYNCMESH_LOOP_MAX_THREADS && (w = (struct syncmesh_worker *) calloc(1, sizeof(struct syncmesh_worker))) != NULL) {
+    sigset_t old;
+    w->lp = lp;
+    syncmesh_block_signals(&old);
+    err = pthread_create(&w->id, NULL, syncmesh_loop_thread, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+  } else if (lp->threads + 1 < SYNCMESH_LOOP_MAX_THREADS) {
+    err = ENOMEM;
+  }
+  if (err != 0) {
+    free(w);
+    if (lp->spawn_failures++ == 0) {
+      fprintf(stderr, "[fuse] request loop: cannot start another thread (%s, %d running): requests wait until a busy thread is free (logged once)\\n",
+        lp->threads + 1 >= SYNCMESH_LOOP_MAX_THREADS ? "the bound of SYNCMESH_LOOP_MAX_THREADS" : strerror(err), lp->threads + 1);
+    }
+    return -1;
+  }
   lp->threads++;
+  if (lp->threads > lp->peak_threads) lp->peak_threads = lp->threads;
   return 0;
 }
 
@@ -253,20 +336,32 @@ static void syncmesh_handoff (void) {
   lp->lead_taken = 0;
   lp->handoffs++;
   if (lp->idle > 0) pthread_cond_signal(&lp->lead_cond);
-  else if (!lp->exiting && lp->threads + 1 < SYNCMESH_LOOP_MAX_THREADS) syncmesh_loop_spawn(lp);
+  else if (!lp->exiting) syncmesh_loop_spawn(lp);
   pthread_mutex_unlock(&lp->mut);
 }
 
-/* Takes the lead when free and serves requests while leading; returns when the session ends. */
-static void syncmesh_loop_work (struct syncmesh_loop *lp, char *buf) {
+/* The opcode of a request read into fbuf (struct fuse_in_header: len, then opcode), 0 when not in memory. */
+static uint32_t syncmesh_opcode (const struct fuse_buf *fbuf) {
+  uint32_t op = 0;
+  if (!(fbuf->flags & FUSE_BUF_IS_FD) && fbuf->mem != NULL && fbuf->size >= 2 * sizeof(uint32_t)) {
+    memcpy(&op, (const char *) fbuf->mem + sizeof(uint32_t), sizeof(uint32_t));
+  }
+  return op;
+}
+
+/* Takes the lead when free and serves requests while leading; returns when the session ends, or (not the
+   first thread) when enough threads are idle already. */
+static void syncmesh_loop_work (struct syncmesh_loop *lp, char *buf, int first) {
   pthread_mutex_lock(&lp->mut);
   for (;;) {
+    int retire = 0;
     while (lp->lead_taken && !lp->exiting) {
+      if (!first && lp->idle >= SYNCMESH_LOOP_MAX_IDLE) { retire = 1; break; }
       lp->idle++;
       pthread_cond_wait(&lp->lead_cond, &lp->mut);
       lp->idle--;
     }
-    if (lp->exiting) break;
+    if (lp->exiting || retire) break;
     lp->lead_taken = 1;
     pthread_mutex_unlock(&lp->mut);
     syncmesh_leading = lp;
@@ -282,7 +377,13 @@ static void syncmesh_loop_work (struct syncmesh_loop *lp, char *buf) {
         end = 1;
         break;
       }
+      uint32_t op = syncmesh_opcode(&fbuf);
+      int wlocking = syncmesh_wlocking_op(op);
+      /* counted before the hand-over: the next leader sees it */
+      if (wlocking) __atomic_add_fetch(&lp->wlocking, 1, __ATOMIC_SEQ_CST);
+      if (wlocking || !syncmesh_inline_op(op) || __atomic_load_n(&lp->wlocking, __ATOMIC_SEQ_CST) > 0) syncmesh_handoff();
       fuse_session_process_buf(lp->se, &fbuf, ch);
+      if (wlocking) __atomic_sub_fetch(&lp->wlocking, 1, __ATOMIC_SEQ_CST);
     }
     syncmesh_leading = NULL;
     pthread_mutex_lock(&lp->mut);
@@ -297,22 +398,31 @@ static void syncmesh_loop_work (struct syncmesh_loop *lp, char *buf) {
 }
 
 static void *syncmesh_loop_thread (void *data) {
-  struct syncmesh_loop *lp = (struct syncmesh_loop *) data;
+  struct syncmesh_worker *self = (struct syncmesh_worker *) data;
+  struct syncmesh_loop *lp = self->lp;
   char *buf = (char *) malloc(lp->bufsize);
-  if (buf != NULL) syncmesh_loop_work(lp, buf);
+  if (buf != NULL) syncmesh_loop_work(lp, buf, 0);
+  free(buf);
+  /* joins the threads that ended before it, then leaves itself to be joined */
+  pthread_mutex_lock(&lp->mut);
+  struct syncmesh_worker *ended = lp->ended;
+  lp->ended = NULL;
+  pthread_mutex_unlock(&lp->mut);
+  syncmesh_join_ended(ended);
   pthread_mutex_lock(&lp->mut);
   lp->threads--;
+  self->next = lp->ended;
+  lp->ended = self;
   pthread_cond_broadcast(&lp->done_cond);
-  if (buf == NULL) pthread_cond_signal(&lp->lead_cond); /* (the lead it was spawned for is still free) */
+  if (buf == NULL) pthread_cond_signal(&lp->lead_cond); /* (the lead it was started for may still be free) */
   pthread_mutex_unlock(&lp->mut);
-  free(buf);
   return NULL;
 }
 
 /* Runs the loop in the calling thread (fuse-native's FUSE thread) until the session ends, then waits for the
-   threads it started. -2: it could not start (nothing was read), the caller uses fuse_loop_mt. */
+   threads it started and joins them. -2: it could not start (nothing was read), the caller uses fuse_loop_mt. */
 static int syncmesh_loop_run (struct fuse *f, struct syncmesh_loop *lp) {
-  sigset_t all, old;
+  sigset_t old;
   memset(lp, 0, sizeof(struct syncmesh_loop));
   lp->se = fuse_get_session(f);
   lp->ch = fuse_session_next_chan(lp->se, NULL);
@@ -325,18 +435,21 @@ static int syncmesh_loop_run (struct fuse *f, struct syncmesh_loop *lp) {
     free(buf);
     return -2;
   }
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  syncmesh_loop_work(lp, buf);
+  syncmesh_block_signals(&old);
+  syncmesh_loop_work(lp, buf, 1);
   pthread_mutex_lock(&lp->mut);
   while (lp->threads > 0) pthread_cond_wait(&lp->done_cond, &lp->mut);
+  struct syncmesh_worker *ended = lp->ended;
+  lp->ended = NULL;
   pthread_mutex_unlock(&lp->mut);
+  syncmesh_join_ended(ended);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   fuse_stop_cleanup_thread(f);
   fuse_session_reset(lp->se);
   free(buf);
   if (getenv("SYNCMESH_FUSE_STATS") != NULL && strcmp(getenv("SYNCMESH_FUSE_STATS"), "1") == 0) {
-    fprintf(stderr, "[fuse] request loop: %llu hand-overs of the lead\\n", (unsigned long long) lp->handoffs);
+    fprintf(stderr, "[fuse] request loop: %llu hand-overs of the lead, at most %d threads besides the first, %llu hand-overs that could start no thread\\n",
+      (unsigned long long) lp->handoffs, lp->peak_threads, (unsigned long long) lp->spawn_failures);
   }
   return lp->error < 0 ? -1 : 0;
 }
@@ -388,6 +501,7 @@ const THREAD_FIELDS = `  /* ${MARK}: fast paths (syncmesh_setup); syncmesh_data_
   int syncmesh_wake_pending; /* woken and not taken since, or JS will take again soon (level 6): no need to wake it */
   napi_ref syncmesh_on_events;
   int syncmesh_lead_loop; /* level 6: serve with syncmesh_loop_run instead of fuse_loop_mt */
+  int syncmesh_nowait_off; /* preadv2 RWF_NOWAIT failed as unsupported: reads do not ask the page cache alone (atomic) */
 `
 
 /** Our fast paths, inserted before fuse-native's "// Top-level dispatcher" (after its FUSE methods). */
@@ -435,6 +549,7 @@ static void syncmesh_setup (napi_env env, napi_value self, fuse_thread_t *ft) {
   ft->syncmesh_sync_fallbacks = 0;
   ft->syncmesh_wake_pending = 0;
   ft->syncmesh_queue_max = 0;
+  ft->syncmesh_nowait_off = 0;
   if (qmax > 0 && haveOnEvents && napi_create_reference(env, onEvents, 1, &ft->syncmesh_on_events) == napi_ok) {
     /* never closed, like fuse-native's own handles: ft lives as long as the process (fuse-native keeps a
        reference to the Fuse object, which holds the buffer ft is in) */
@@ -633,20 +748,52 @@ NAPI_METHOD(syncmesh_take_ranges) {
   return out;
 }
 
+/* preadv2(2) with RWF_NOWAIT: what the page cache has at offset, without waiting for the disk (EAGAIN when it
+   has nothing there). Through syscall(2): glibc declares preadv2 only with _GNU_SOURCE. */
+static ssize_t syncmesh_read_nowait (int fd, char *buf, size_t len, off_t offset) {
+#ifdef SYS_preadv2
+  struct iovec iov = { buf, len };
+  return syscall(SYS_preadv2, fd, &iov, 1, (long) offset, (long) ((uint64_t) offset >> 32), SYNCMESH_RWF_NOWAIT);
+#else
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
 /* read: pread(2) from the handle; nothing for JS. */
 static int syncmesh_read (const char *path, char *buf, size_t len, off_t offset, struct fuse_file_info *info) {
   if (info == NULL || info->fh == 0) return fuse_native_read(path, buf, len, offset, info);
   int fd = (int) info->fh;
   size_t done = 0;
   if (syncmesh_leading != NULL) {
-    /* leading the loop: only what the page cache has, without waiting for the disk */
-    struct iovec iov = { buf, len };
-#ifdef SYNCMESH_HAVE_PREADV2
-    ssize_t n = preadv2(fd, &iov, 1, offset, SYNCMESH_RWF_NOWAIT);
-    if (n < 0 && errno != EAGAIN && errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL) return -errno;
-    if (n == 0 || (n > 0 && (size_t) n == len)) return (int) n;
-    if (n > 0) done = (size_t) n;
-#endif
+    /* leading the loop: only what the page cache has, without waiting for the disk. A short count is not
+       "not cached": the kernel asks whole pages (4 KiB and more) also of a 6-byte file, so the rest is asked
+       again: 0 is the end of the file, EAGAIN what the disk must give */
+    fuse_thread_t *ft = (fuse_thread_t *) fuse_get_context()->private_data;
+    int known = 0; /* done is all there is (the end of the file, or len) */
+    if (!__atomic_load_n(&ft->syncmesh_nowait_off, __ATOMIC_RELAXED)) {
+      for (;;) {
+        ssize_t n = syncmesh_read_nowait(fd, buf + done, len - done, offset + (off_t) done);
+        if (n > 0) {
+          done += (size_t) n;
+          if (done == len) { known = 1; break; }
+          continue;
+        }
+        if (n == 0) { known = 1; break; }
+        if (errno == EAGAIN) break;
+        if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL) {
+          /* the kernel or the data folder's file system cannot say: every read hands over first from now on */
+          if (__atomic_exchange_n(&ft->syncmesh_nowait_off, 1, __ATOMIC_RELAXED) == 0) {
+            fprintf(stderr, "[fuse] reads cannot ask the page cache alone (preadv2 RWF_NOWAIT: %s): every read through the mount is handed to another thread (logged once)\\n", strerror(errno));
+          }
+          break;
+        }
+        if (errno == EINTR) continue;
+        if (done > 0) { known = 1; break; }
+        return -errno;
+      }
+    }
+    if (known) return (int) done;
     syncmesh_handoff(); /* the rest waits for the disk */
   }
   while (done < len) {
@@ -715,7 +862,7 @@ static fuse_thread_t *syncmesh_ft (void) {
 static void syncmesh_order_lock (fuse_thread_t *ft) {
   if (uv_mutex_trylock(&ft->syncmesh_order) == 0) return;
   syncmesh_handoff();
-  syncmesh_order_lock(ft);
+  uv_mutex_lock(&ft->syncmesh_order); /* asleep until it is free (the holder may be waiting for JS for long) */
 }
 
 /* A notification for JS, or NULL when there is no queue, it is full, or no memory. With the order lock held. */

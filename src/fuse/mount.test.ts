@@ -221,6 +221,85 @@ const changed = (p: string, kind: string) => (e: Ev): boolean => e.op === 'chang
 const removed = (p: string, isDir: boolean) => (e: Ev): boolean => e.op === 'removed' && e.path === p && e.isDir === isDir
 const renamed = (from: string, to: string) => (e: Ev): boolean => e.op === 'renamed' && e.from === from && e.to === to
 
+/** The addon's request loop (the default) and libfuse's fuse_loop_mt, for tests of both. */
+const LOOPS = [
+  { mode: 'the addon\'s request loop', env: {} },
+  { mode: 'libfuse\'s fuse_loop_mt (SYNCMESH_FUSE_LOOP=mt)', env: { SYNCMESH_FUSE_LOOP: 'mt' } }
+]
+
+let clockTicks: number | undefined
+/** CPU time (user + system, s) process `pid` has used, from /proc/PID/stat. */
+async function cpuSeconds (pid: number): Promise<number> {
+  if (clockTicks === undefined) {
+    const r = await run('getconf', ['CLK_TCK'])
+    clockTicks = Number(r.stdout.trim()) > 0 ? Number(r.stdout.trim()) : 100
+  }
+  const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ') // from field 3 (state) on
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks // utime, stime (fields 14, 15)
+}
+
+/** Polls `cond` until it holds; fails after timeoutMs. */
+async function waitUntil (cond: () => Promise<boolean>, what: string, timeoutMs = 10000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await delay(20)
+  }
+}
+
+/** System call numbers of the architectures the tests run on, for /proc/PID/syscall. */
+const SYSCALLS: Record<string, Record<string, number>> = {
+  x64: { pread64: 17, openat: 257 },
+  arm64: { pread64: 67, openat: 56 }
+}
+
+function syscallName (line: string): string {
+  const nr = Number(line.split(' ')[0])
+  const table = SYSCALLS[process.arch] ?? {}
+  return Object.keys(table).find(k => table[k] === nr) ?? line.split(' ')[0]
+}
+
+/** Whether process `pid` (its main thread) is inside system call `name`. */
+async function inSyscall (pid: number, name: string): Promise<boolean> {
+  return syscallName(await fsp.readFile(`/proc/${pid}/syscall`, 'utf8').catch(() => '')) === name
+}
+
+/** The system call each thread of process `pid` is in (its number when not one of SYSCALLS, or "running"). */
+async function syscallsOfThreads (pid: number): Promise<string[]> {
+  const tids = await fsp.readdir(`/proc/${pid}/task`).catch(() => [] as string[])
+  return await Promise.all(tids.map(async t => syscallName(await fsp.readFile(`/proc/${pid}/task/${t}/syscall`, 'utf8').catch(() => ''))))
+}
+
+/** A python3 child running `code` (stdin and stdout piped), whose output lines can be waited for. */
+function spawnPython (code: string, ...args: string[]): { child: ChildProcess, waitLine: (line: string, timeoutMs?: number) => Promise<string> } {
+  const child = spawn(PYTHON, ['-c', code, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  let exited = false
+  const wake = new Set<() => void>()
+  child.stdout!.setEncoding('utf8')
+  child.stdout!.on('data', (chunk: string) => { out += chunk; for (const w of [...wake]) w() })
+  child.stderr!.setEncoding('utf8')
+  child.stderr!.on('data', (chunk: string) => { err += chunk })
+  child.once('exit', () => { exited = true; for (const w of [...wake]) w() })
+  const waitLine = async (line: string, timeoutMs = 20000): Promise<string> => {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      if (out.split('\n').includes(line)) return line
+      if (exited) throw new Error(`python exited before printing ${JSON.stringify(line)}: ${out}${err}`)
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error(`timed out waiting for ${JSON.stringify(line)} from python: ${out}${err}`)
+      await new Promise<void>(resolve => {
+        const done = (): void => { clearTimeout(t); wake.delete(done); resolve() }
+        const t = setTimeout(done, left)
+        wake.add(done)
+      })
+    }
+  }
+  return { child, waitLine }
+}
+
 // ------------------------------------------------------------------------------------------------
 
 describe('attributes, directories, reserved folder', { timeout: TIMEOUT }, () => {
@@ -1008,6 +1087,124 @@ for i in range(n):
     expect((await fsp.stat(path.join(f.data, 'slow'))).isDirectory()).toBe(true)
     await fsp.writeFile(path.join(f.mnt, 'after'), 'x')
     await s.waitFor(changed('after', 'write'), 'the write after')
+  })
+
+  // The order lock: a create that finds it held by a request waiting for JS sleeps until it is free (it once
+  // retried in a loop, burning a CPU for as long as JS was busy). serve.js blocks its event loop in the
+  // report of the mkdir of 'slow', which holds the order lock; the serving process's CPU time is measured
+  // over a window while a create waits for the lock.
+  it.each(LOOPS)('a create waiting for the order lock while JS is busy sleeps (no CPU burnt); $mode', { timeout: 60000 }, async ({ env }) => {
+    const f = await fixture({ env: { ...process.env, ...env, SYNCMESH_SERVE_BLOCK_ON: 'slow', SYNCMESH_SERVE_BLOCK_MS: '4000' } })
+    const s = f.server!
+    const pid = s.child.pid!
+    // the create is made in a folder of its own: the kernel holds the root folder's lock during the mkdir
+    // there (and a lookup that is not cached needs it), so 'd' is looked up before
+    await fsp.mkdir(path.join(f.data, 'd'))
+    expect((await fsp.stat(path.join(f.mnt, 'd'))).isDirectory()).toBe(true)
+    const mkdir = fsp.mkdir(path.join(f.mnt, 'slow'))
+    await s.waitFor(e => e.op === 'blocking', 'JS blocked in the mkdir')
+    const create = fsp.writeFile(path.join(f.mnt, 'd', 'new'), 'x')
+    let createDone = false
+    void create.then(() => { createDone = true }, () => { createDone = true })
+    const start = Date.now()
+    const cpu0 = await cpuSeconds(pid)
+    // the measurement window (the event loop of the server stays blocked for 4 s)
+    while (Date.now() - start < 1500) await delay(100)
+    const used = (await cpuSeconds(pid)) - cpu0
+    expect(createDone).toBe(false) // it did wait for the lock all along
+    expect(used).toBeLessThan(0.3)
+    await mkdir
+    await create
+    await s.waitFor(changed('d/new', 'create'), 'the create')
+  })
+
+  // libfuse write-locks the node a rename, unlink or rmdir works on until JS has served it, and makes
+  // requests on paths under that node wait (in libfuse, before the file system sees them). The addon's loop
+  // hands the reading over before such a request may wait, so requests on other paths go on: here JS is
+  // busy in the report of a rename of the folder d (serve.js blocks in it), a read of a file under d waits,
+  // and a stat of another file must still be answered at once.
+  it.each(LOOPS)('while JS is busy in a rename, a read under the renamed folder waits and a stat of another path is answered at once; $mode', { timeout: 60000 }, async ({ env }) => {
+    const f = await fixture({ env: { ...process.env, ...env, SYNCMESH_SERVE_BLOCK_ON: 'e', SYNCMESH_SERVE_BLOCK_MS: '4000' } })
+    const s = f.server!
+    await fsp.mkdir(path.join(f.data, 'd'))
+    await fsp.writeFile(path.join(f.data, 'd', 'f'), 'under d')
+    await fsp.writeFile(path.join(f.data, 'other'), 'other')
+    const reader = spawnPython(`
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+sys.stdout.write('open\\n'); sys.stdout.flush()
+sys.stdin.readline()
+sys.stdout.write(os.pread(fd, 100, 0).decode() + '\\n'); sys.stdout.flush()
+`, path.join(f.mnt, 'd', 'f'))
+    f.cleanups.push(async () => { reader.child.kill('SIGKILL') })
+    await reader.waitLine('open')
+    expect((await fsp.stat(path.join(f.mnt, 'other'))).size).toBe(5)
+    const rename = fsp.rename(path.join(f.mnt, 'd'), path.join(f.mnt, 'e'))
+    let renameDone = false
+    void rename.then(() => { renameDone = true }, () => { renameDone = true })
+    await s.waitFor(e => e.op === 'blocking', 'JS blocked in the rename')
+    reader.child.stdin!.write('\n')
+    await waitUntil(async () => await inSyscall(reader.child.pid!, 'pread64'), 'the read under d to be waiting')
+    const t0 = Date.now()
+    expect((await fsp.stat(path.join(f.mnt, 'other'))).size).toBe(5)
+    const took = Date.now() - t0
+    expect(took).toBeLessThan(1000)
+    expect(renameDone).toBe(false)
+    await rename
+    expect(await reader.waitLine('under d')).toBe('under d')
+  })
+
+  // More requests waiting at once than the loop once allowed threads (10): sixteen here (the mkdir of 'slow'
+  // waiting for JS, fifteen creates in folders of their own waiting for the order lock it holds); a stat
+  // must still be answered by another thread.
+  it('with sixteen requests waiting (for JS, for the order lock), a stat is still answered at once', { timeout: 60000 }, async () => {
+    const f = await fixture({ env: { ...process.env, SYNCMESH_SERVE_BLOCK_ON: 'slow', SYNCMESH_SERVE_BLOCK_MS: '4000' } })
+    const s = f.server!
+    const N = 15
+    for (let i = 0; i < N; i++) await fsp.mkdir(path.join(f.data, `d${i}`))
+    await fsp.writeFile(path.join(f.data, 'other'), 'other')
+    // looked up before the mkdir: the kernel holds the root folder's lock during it, which a lookup that is
+    // not cached needs (and the creates are made in folders of their own, whose locks the kernel takes)
+    for (let i = 0; i < N; i++) expect((await fsp.stat(path.join(f.mnt, `d${i}`))).isDirectory()).toBe(true)
+    expect((await fsp.stat(path.join(f.mnt, 'other'))).size).toBe(5)
+    const mkdir = fsp.mkdir(path.join(f.mnt, 'slow'))
+    await s.waitFor(e => e.op === 'blocking', 'JS blocked in the mkdir')
+    const creators = spawnPython(`
+import os, sys, threading
+root, n = sys.argv[1], int(sys.argv[2])
+def create(i):
+    os.close(os.open(os.path.join(root, 'd%d' % i, 'new'), os.O_WRONLY | os.O_CREAT, 0o644))
+ts = [threading.Thread(target=create, args=(i,)) for i in range(n)]
+for t in ts: t.start()
+for t in ts: t.join()
+sys.stdout.write('created\\n'); sys.stdout.flush()
+`, f.mnt, String(N))
+    f.cleanups.push(async () => { creators.child.kill('SIGKILL') })
+    // every creating thread is inside its open(2) (in the kernel, or its request served and waiting for the lock)
+    await waitUntil(async () => (await syscallsOfThreads(creators.child.pid!)).filter(n => n === 'openat').length === N, `${N} creates to be waiting`)
+    const t0 = Date.now()
+    expect((await fsp.stat(path.join(f.mnt, 'other'))).size).toBe(5)
+    const took = Date.now() - t0
+    expect(took).toBeLessThan(1000)
+    await mkdir
+    await creators.waitLine('created')
+    for (let i = 0; i < N; i++) await s.waitFor(changed(`d${i}/new`, 'create'), `the create in d${i}`)
+  })
+
+  // Reads of small files in the page cache are served by the loop's leader itself: the kernel asks a whole
+  // page (or more) of a 6-byte file, and the short count from the page cache is the end of the file, not
+  // "the rest is on the disk" (the addon counts hand-overs of the lead, logged with SYNCMESH_FUSE_STATS=1).
+  it('reads of small cached files do not hand the loop over', { timeout: 60000 }, async () => {
+    const f = await fixture({ env: { ...process.env, SYNCMESH_FUSE_STATS: '1' } })
+    const s = f.server!
+    const N = 100
+    for (let i = 0; i < N; i++) await fsp.writeFile(path.join(f.data, `s${i}`), `small${i % 10}`)
+    for (let i = 0; i < N; i++) await fsp.readFile(path.join(f.data, `s${i}`)) // in the page cache
+    for (let i = 0; i < N; i++) expect(await fsp.readFile(path.join(f.mnt, `s${i}`), 'utf8')).toBe(`small${i % 10}`)
+    await s.stop()
+    const m = /request loop: (\d+) hand-overs/.exec(s.stderr)
+    expect(m).not.toBeNull()
+    expect(Number(m![1])).toBeLessThan(N / 4)
   })
 
   it('sequential writes of a large file report one merged range', async () => {

@@ -240,6 +240,8 @@ export class Passthrough {
   private nativeEvents: (() => NativeEvents | undefined) | undefined
   private draining = false
   private drainTimer: NodeJS.Timeout | undefined
+  /** closeAll ran (the mount is gone): nothing more is taken from the addon or reported */
+  private closed = false
   private fallbacks = 0
   private fallbacksLoggedAt = 0
 
@@ -304,17 +306,18 @@ export class Passthrough {
    */
   drainNative (): void {
     const take = this.nativeEvents
-    if (take === undefined || this.draining) return
+    if (take === undefined || this.draining || this.closed) return
     this.draining = true
     try {
       const ev = take()
       if (ev === undefined) return
       const [fallbacks, meta, joined, ranges] = ev
-      if (fallbacks > 0) this.noteFallbacks(fallbacks)
       const n = meta.length / 3
-      if (n === 0) return
       // the addon will not wake the event loop again until a take finds its queue empty: take it again soon
-      this.armPollTimer()
+      // (armed first: whatever below throws, the notifications still queued are taken)
+      if (n > 0) this.armPollTimer()
+      if (fallbacks > 0) this.noteFallbacks(fallbacks)
+      if (n === 0) return
       const paths = joined.split('\0')
       let r = 0
       for (let i = 0; i < n; i++) {
@@ -345,7 +348,7 @@ export class Passthrough {
   }
 
   private armPollTimer (): void {
-    if (this.drainTimer !== undefined) return
+    if (this.drainTimer !== undefined || this.closed) return
     this.drainTimer = setTimeout(() => {
       this.drainTimer = undefined
       this.drainNative()
@@ -896,6 +899,10 @@ export class Passthrough {
    * the addon's close at release) would hit that file instead.
    */
   closeAll (ownedByAddon = false): Promise<void> {
+    // the poll of the addon's queue (drainNative) must not fire after stop and report to the sink
+    this.closed = true
+    if (this.drainTimer !== undefined) clearTimeout(this.drainTimer)
+    this.drainTimer = undefined
     const fds = [...this.handles.keys()]
     this.handles.clear()
     if (ownedByAddon) return Promise.resolve()
