@@ -4,7 +4,7 @@
  * process; this process only writes), and through `bindfs -o big_writes` when bindfs is installed.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/fuse-bench.js [--mib 1024] [--files 10000] [--runs 2]
- *     [--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-mt,bindfs,mesh] [--serve-env KEY=VALUE ...]
+ *     [--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-lead,bindfs,mesh] [--serve-env KEY=VALUE ...]
  *     [--mesh-paced 200] [--mesh-gap 25] [--mesh-burst 1000]
  *
  * The targets run in the order --only names them, a target named twice runs twice (to interleave them on
@@ -13,8 +13,8 @@
  * of its thread pool; Node leaves that off by default). 'mount-nofast' serves with
  * SYNCMESH_FUSE_FASTPATHS=0: getattr, fgetattr and getxattr go to JS even with the patched fuse-native.
  * 'mount-sync' serves with SYNCMESH_FUSE_ASYNC=0: create, open for writing and release call JS and wait for
- * it (patch level 4's way) instead of queueing a notification. 'mount-mt' serves with SYNCMESH_FUSE_LOOP=mt:
- * libfuse's fuse_loop_mt instead of the addon's own request loop (patch level 5's way).
+ * it (patch level 4's way) instead of queueing a notification. 'mount-lead' serves with SYNCMESH_FUSE_LOOP=lead:
+ * the addon's own request loop instead of libfuse's fuse_loop_mt.
  *
  * 'mesh' (run last, whatever its place in --only): two nodes with --mount, the time from a file's close in
  * one node's mount to its content read back in the other's (bench/mount-mesh.ts).
@@ -180,7 +180,7 @@ async function main (): Promise<void> {
       ['mount-uring', ['syncmesh, io_uring', { ...serveEnv, UV_USE_IO_URING: '1' }]],
       ['mount-nofast', ['syncmesh, no C paths', { ...serveEnv, SYNCMESH_FUSE_FASTPATHS: '0' }]],
       ['mount-sync', ['syncmesh, JS waited', { ...serveEnv, SYNCMESH_FUSE_ASYNC: '0' }]],
-      ['mount-mt', ['syncmesh, fuse_loop_mt', { ...serveEnv, SYNCMESH_FUSE_LOOP: 'mt' }]]
+      ['mount-lead', ['syncmesh, addon loop', { ...serveEnv, SYNCMESH_FUSE_LOOP: 'lead' }]]
     ])
     for (const [i, key] of only.entries()) {
       if (key === 'mesh') continue
@@ -222,7 +222,7 @@ async function main (): Promise<void> {
         }
         continue
       }
-      throw new Error(`unknown target ${key} (--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-mt,bindfs,mesh)`)
+      throw new Error(`unknown target ${key} (--only direct,mount,mount-uring,mount-nofast,mount-sync,mount-lead,bindfs,mesh)`)
     }
     if (only.includes('direct')) {
       // again at the end: this shared disk's speed drifts; ratios use the mean of both direct runs

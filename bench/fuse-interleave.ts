@@ -2,12 +2,12 @@
  * Small-file creation through several mounts at once, in batches that rotate between them (so that the
  * load of a shared machine falls on all of them alike): the Syncmesh mount with the addon's fast paths
  * ('fast'), with SYNCMESH_FUSE_ASYNC=0 ('sync': create, open for writing and release wait for JS, as at
- * patch level 4), with SYNCMESH_FUSE_FASTPATHS=0 ('nofast'), with SYNCMESH_FUSE_LOOP=mt ('mt': libfuse's
- * fuse_loop_mt instead of the addon's own request loop, as at patch level 5), and `bindfs -o big_writes` ('bindfs').
+ * patch level 4), with SYNCMESH_FUSE_FASTPATHS=0 ('nofast'), with SYNCMESH_FUSE_LOOP=lead ('lead': the
+ * addon's own request loop instead of libfuse's fuse_loop_mt), and `bindfs -o big_writes` ('bindfs').
  * Prints, per target, the best and median files/s over the batches and the serving process's CPU time per
  * created file (from /proc; less sensitive to other work than wall-clock time).
  *
- *   npx tsc -p tsconfig.json && node dist/bench/fuse-interleave.js [--rounds 30] [--batch 500] [--only fast,sync,nofast,mt,bindfs]
+ *   npx tsc -p tsconfig.json && node dist/bench/fuse-interleave.js [--rounds 30] [--batch 500] [--only fast,sync,nofast,lead,bindfs]
  *
  * Needs root, /dev/fuse, libfuse2 + fuse; bindfs is optional. Every batch writes into a fresh folder.
  */
@@ -25,7 +25,7 @@ const SERVE_ENV = new Map<string, Record<string, string>>([
   ['fast', {}],
   ['sync', { SYNCMESH_FUSE_ASYNC: '0' }],
   ['nofast', { SYNCMESH_FUSE_FASTPATHS: '0' }],
-  ['mt', { SYNCMESH_FUSE_LOOP: 'mt' }]
+  ['lead', { SYNCMESH_FUSE_LOOP: 'lead' }]
 ])
 
 function arg (name: string, def: string): string {

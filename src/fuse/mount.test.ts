@@ -221,10 +221,10 @@ const changed = (p: string, kind: string) => (e: Ev): boolean => e.op === 'chang
 const removed = (p: string, isDir: boolean) => (e: Ev): boolean => e.op === 'removed' && e.path === p && e.isDir === isDir
 const renamed = (from: string, to: string) => (e: Ev): boolean => e.op === 'renamed' && e.from === from && e.to === to
 
-/** The addon's request loop (the default) and libfuse's fuse_loop_mt, for tests of both. */
+/** libfuse's fuse_loop_mt (the default) and the addon's request loop, for tests of both. */
 const LOOPS = [
-  { mode: 'the addon\'s request loop', env: {} },
-  { mode: 'libfuse\'s fuse_loop_mt (SYNCMESH_FUSE_LOOP=mt)', env: { SYNCMESH_FUSE_LOOP: 'mt' } }
+  { mode: 'libfuse\'s fuse_loop_mt', env: {} },
+  { mode: 'the addon\'s request loop (SYNCMESH_FUSE_LOOP=lead)', env: { SYNCMESH_FUSE_LOOP: 'lead' } }
 ]
 
 let clockTicks: number | undefined
@@ -985,7 +985,7 @@ describe('events reported for each mutating operation', { timeout: TIMEOUT }, ()
     { mode: 'notifications', env: {} },
     { mode: 'a queue of one (most notifications wait for JS instead)', env: { SYNCMESH_FUSE_QUEUE_MAX: '1' } },
     { mode: 'SYNCMESH_FUSE_ASYNC=0', env: { SYNCMESH_FUSE_ASYNC: '0' } },
-    { mode: 'libfuse\'s fuse_loop_mt (SYNCMESH_FUSE_LOOP=mt)', env: { SYNCMESH_FUSE_LOOP: 'mt' } }
+    { mode: 'the addon\'s request loop (SYNCMESH_FUSE_LOOP=lead)', env: { SYNCMESH_FUSE_LOOP: 'lead' } }
   ])('events replayed in order give the data folder\'s tree after concurrent creates, renames and unlinks; $mode', { timeout: 120000 }, async ({ env }) => {
     const f = await fixture({ env: { ...process.env, ...env } })
     const s = f.server!
@@ -1157,8 +1157,8 @@ sys.stdout.write(os.pread(fd, 100, 0).decode() + '\\n'); sys.stdout.flush()
   // More requests waiting at once than the loop once allowed threads (10): sixteen here (the mkdir of 'slow'
   // waiting for JS, fifteen creates in folders of their own waiting for the order lock it holds); a stat
   // must still be answered by another thread.
-  it('with sixteen requests waiting (for JS, for the order lock), a stat is still answered at once', { timeout: 60000 }, async () => {
-    const f = await fixture({ env: { ...process.env, SYNCMESH_SERVE_BLOCK_ON: 'slow', SYNCMESH_SERVE_BLOCK_MS: '4000' } })
+  it.each(LOOPS)('with sixteen requests waiting (for JS, for the order lock), a stat is still answered at once; $mode', { timeout: 60000 }, async ({ env }) => {
+    const f = await fixture({ env: { ...process.env, SYNCMESH_SERVE_BLOCK_ON: 'slow', SYNCMESH_SERVE_BLOCK_MS: '4000', ...env } })
     const s = f.server!
     const N = 15
     for (let i = 0; i < N; i++) await fsp.mkdir(path.join(f.data, `d${i}`))
@@ -1194,8 +1194,8 @@ sys.stdout.write('created\\n'); sys.stdout.flush()
   // Reads of small files in the page cache are served by the loop's leader itself: the kernel asks a whole
   // page (or more) of a 6-byte file, and the short count from the page cache is the end of the file, not
   // "the rest is on the disk" (the addon counts hand-overs of the lead, logged with SYNCMESH_FUSE_STATS=1).
-  it('reads of small cached files do not hand the loop over', { timeout: 60000 }, async () => {
-    const f = await fixture({ env: { ...process.env, SYNCMESH_FUSE_STATS: '1' } })
+  it('reads of small cached files do not hand the addon\'s request loop over', { timeout: 60000 }, async () => {
+    const f = await fixture({ env: { ...process.env, SYNCMESH_FUSE_STATS: '1', SYNCMESH_FUSE_LOOP: 'lead' } })
     const s = f.server!
     const N = 100
     for (let i = 0; i < N; i++) await fsp.writeFile(path.join(f.data, `s${i}`), `small${i % 10}`)

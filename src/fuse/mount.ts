@@ -15,9 +15,9 @@
  *   and scripts/build-fuse.mjs. SYNCMESH_FUSE_FASTPATHS=0 keeps everything in JS. From level 5 create, open
  *   for writing and release do not wait for JS: they queue a notification, in order (FuseTuning.events);
  *   SYNCMESH_FUSE_ASYNC=0 makes them wait as at level 4, SYNCMESH_FUSE_QUEUE_MAX bounds the queue. From
- *   level 6 the addon serves with its own request loop (one thread reads and serves, and hands the reading
- *   over before it waits for JS, the order lock or the disk) instead of libfuse's fuse_loop_mt;
- *   SYNCMESH_FUSE_LOOP=mt keeps fuse_loop_mt.
+ *   level 6 the addon also has a request loop of its own (one thread reads and serves, and hands the reading
+ *   over before it waits for JS, the order lock or the disk): SYNCMESH_FUSE_LOOP=lead serves with it instead
+ *   of libfuse's fuse_loop_mt, the default (faster here for sequential writes, as fast for creations).
  * - Files unlinked while open: libfuse2 renames them to .fuse_hiddenXXXX; they are moved into
  *   <dataDir>/<reservedName>/fuse-hidden instead, so the data folder only shows the removal.
  * - Extended attributes and mknod of fifos/devices go through a python3 helper (Node has no API for them).
@@ -181,7 +181,7 @@ export class SyncMount {
       events: process.env.SYNCMESH_FUSE_ASYNC !== '0' ? binding.takeEvents : undefined,
       queueMax: queueMaxFromEnv(),
       order: binding.order,
-      leadLoop: process.env.SYNCMESH_FUSE_LOOP !== 'mt'
+      leadLoop: process.env.SYNCMESH_FUSE_LOOP === 'lead'
     })
     await new Promise<void>((resolve, reject) => {
       fuse.mount(err => {

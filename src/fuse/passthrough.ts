@@ -952,7 +952,7 @@ export interface FuseTuning {
   queueMax?: number
   /** with events: the addon's ordering lock, for Passthrough.exclusive */
   order?: NativeOrder
-  /** with fastPaths, patched fuse-native level 6: its own request loop instead of fuse_loop_mt (default true) */
+  /** with fastPaths, patched fuse-native level 6: its own request loop instead of fuse_loop_mt (default false) */
   leadLoop?: boolean
 }
 
@@ -1030,7 +1030,7 @@ export function createFuse (Base: FuseClass, pt: Passthrough, mountPoint: string
       super(mountPoint, ops, { timeout: false })
       const take = tuning.fastPaths
       const events = take !== undefined ? tuning.events : undefined
-      const leadLoop = tuning.leadLoop ?? true
+      const leadLoop = tuning.leadLoop ?? false
       this._syncmeshPassthrough = take === undefined
         ? undefined
         : events === undefined
