@@ -12,6 +12,7 @@ import {
   chooseBlockSize,
   contentId,
   hashFile,
+  hashLargeFile,
   sha256Hex
 } from './blocks.js'
 
@@ -168,5 +169,39 @@ describe('hashFile', () => {
 
   it('fails on a missing file', async () => {
     await expect(hashFile(join(dir, 'nope'))).rejects.toMatchObject({ code: 'ENOENT' })
+  })
+})
+
+describe('hashLargeFile', () => {
+  let dir: string
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'syncmesh-blocks-'))
+  })
+
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('gives what hashFile gives, with the blocks split over several threads (runs of unequal length too)', async () => {
+    const data = randomBytes(MiB + 3 * KiB) // 9 blocks of 128 KiB, the last short
+    const p = join(dir, 'f')
+    await writeFile(p, data)
+    for (const threads of [2, 3, 4]) {
+      expect(await hashLargeFile(p, data.length, { threads, minBytes: 0 }), `${threads} threads`).toEqual(expected(data))
+    }
+  })
+
+  it('reads the file again when it is not the size it was seen at (it changed meanwhile)', async () => {
+    const data = randomBytes(MiB)
+    const p = join(dir, 'f')
+    await writeFile(p, data)
+    // seen larger than it is now (it shrank), and smaller (it grew)
+    expect(await hashLargeFile(p, data.length + 200 * KiB, { threads: 2, minBytes: 0 })).toEqual(expected(data))
+    expect(await hashLargeFile(p, data.length - 200 * KiB, { threads: 2, minBytes: 0 })).toEqual(expected(data))
+  })
+
+  it('fails as a read would when the file is gone (the scanner treats ENOENT as a removal)', async () => {
+    await expect(hashLargeFile(join(dir, 'gone'), 4 * MiB, { threads: 2, minBytes: 0 })).rejects.toMatchObject({ code: 'ENOENT' })
   })
 })

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto'
 import { closeSync, openSync, readSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
+import { Worker } from 'node:worker_threads'
 
 export const MIN_BLOCK_SIZE = 128 * 1024
 export const MAX_BLOCK_SIZE = 16 * 1024 * 1024
@@ -39,6 +41,81 @@ export interface HashedContent {
   blockSize: number
   blocks: string[]
   hash: string
+}
+
+/** Files from this size up are hashed by several threads at once (hashLargeFile). */
+export const PARALLEL_HASH_MIN = 64 * 1024 * 1024
+
+/**
+ * The code of a hashing thread: blocks [first, first + count) of a file, each read whole
+ * with synchronous calls and hashed; posts their hashes and the bytes read (fewer than
+ * asked when the file shrank), or an error's code and message. Inline, so that it runs
+ * from the compiled code and from the sources (tests) alike.
+ */
+const HASH_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads')
+const { openSync, readSync, closeSync } = require('node:fs')
+const { createHash } = require('node:crypto')
+const { path, blockSize, first, count } = workerData
+let fd = -1
+try {
+  fd = openSync(path, 'r')
+  const buf = Buffer.allocUnsafe(blockSize)
+  const blocks = []
+  let bytes = 0
+  for (let i = first; i < first + count; i++) {
+    let filled = 0
+    while (filled < blockSize) {
+      const n = readSync(fd, buf, filled, blockSize - filled, i * blockSize + filled)
+      if (n === 0) break
+      filled += n
+    }
+    if (filled === 0) break
+    blocks.push(createHash('sha256').update(buf.subarray(0, filled)).digest('hex'))
+    bytes += filled
+    if (filled < blockSize) break
+  }
+  parentPort.postMessage({ blocks, bytes })
+} catch (err) {
+  parentPort.postMessage({ error: { code: err.code, message: err.message } })
+} finally {
+  if (fd >= 0) closeSync(fd)
+}
+`
+
+function hashRange (path: string, blockSize: number, first: number, count: number): Promise<{ blocks: string[], bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(HASH_WORKER, { eval: true, workerData: { path, blockSize, first, count } })
+    w.once('message', (m: { blocks: string[], bytes: number } | { error: { code?: string, message: string } }) => {
+      if ('error' in m) reject(Object.assign(new Error(m.error.message), { code: m.error.code }))
+      else resolve(m)
+    })
+    w.once('error', reject)
+    w.once('exit', (code) => { if (code !== 0) reject(new Error(`hashing thread exited with ${code}`)) })
+  })
+}
+
+/**
+ * Hash a large file (at least `minBytes`, PARALLEL_HASH_MIN) with `threads` threads, each
+ * reading and hashing its own run of blocks, so that a new large file is announced sooner
+ * (1 GiB in about half the time on two cores) and the event loop stays free meanwhile.
+ * Gives what hashFile gives: when the file's size is no longer `size` (it changed while it
+ * was read), hashFile reads it again.
+ */
+export async function hashLargeFile (path: string, size: number, opts: { threads?: number, minBytes?: number } = {}): Promise<HashedContent> {
+  const threads = opts.threads ?? Math.min(4, Math.max(2, availableParallelism()))
+  if (size < (opts.minBytes ?? PARALLEL_HASH_MIN) || threads < 2) return await hashFile(path, size)
+  const blockSize = chooseBlockSize(size)
+  const n = blockCount(size, blockSize)
+  const per = Math.ceil(n / threads)
+  const runs: Array<[number, number]> = []
+  for (let first = 0; first < n; first += per) runs.push([first, Math.min(per, n - first)])
+  const parts = await Promise.all(runs.map(async ([first, count]) => await hashRange(path, blockSize, first, count)))
+  const blocks = parts.flatMap((p) => p.blocks)
+  const bytes = parts.reduce((a, p) => a + p.bytes, 0)
+  // a run cut short (the file shrank), or a size that no longer fits these blocks
+  if (bytes !== size || blocks.length !== n) return await hashFile(path)
+  return { size, blockSize, blocks, hash: contentId(blocks) }
 }
 
 /**

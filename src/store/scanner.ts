@@ -1,7 +1,7 @@
 import { watch, type Dirent, type FSWatcher } from 'node:fs'
 import { readdir, readlink } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
-import { blockCount, blockLength, chooseBlockSize, contentId, sha256Hex, hashFile, hashSmallFileSync, type HashedContent } from './blocks.js'
+import { blockCount, blockLength, chooseBlockSize, contentId, sha256Hex, hashLargeFile, hashSmallFileSync, type HashedContent } from './blocks.js'
 import { RESERVED, sameObserved, isErrno, type DataFolder, type Observed } from './datafolder.js'
 import { isValidPath } from './paths.js'
 import type { LocalObservation, Store } from './store.js'
@@ -411,7 +411,7 @@ export class Scanner {
       if (observed.type === 'file') {
         const h = (ranges != null ? await this.rehashRanges(path, observed, ranges) : null) ??
           hashSmallFileSync(this.data.abs(path), observed.size) ??
-          await hashFile(this.data.abs(path), observed.size)
+          await hashLargeFile(this.data.abs(path), observed.size)
         // still being written: record it once it settles (its next event, or a rescan)
         if (!sameObserved(this.data.observeSync(path), observed)) {
           this.written.set(path, null)
