@@ -210,7 +210,7 @@ describe('protocol 2: BatchRequest and block frames', () => {
   const want = (patch: Partial<Want> = {}): Want => ({ hash: HASH, size: 128 * 1024, pathHint: 'a/b.bin', offsetHint: 128 * 1024, ...patch })
 
   it('round trips a batch request', () => {
-    const r = { id: 9, wants: [want(), want({ pathHint: '', offsetHint: 0, size: 1 })] }
+    const r = { id: 9, wants: [want(), want({ pathHint: '', offsetHint: 0, size: 1 }), want({ unhashedOk: true })] }
     expect(decodeBatchRequest(encodeBatchRequest(r))).toEqual(r)
     expect(decodeBatchRequest(new Uint8ArrayList(encodeBatchRequest(r)))).toEqual(r)
   })
@@ -222,9 +222,9 @@ describe('protocol 2: BatchRequest and block frames', () => {
     wireError(() => encodeBatchRequest({ id: 1, wants: [want({ pathHint: '../x' })] }))
     wireError(() => encodeBatchRequest({ id: 1, wants: [want({ hash: 'zz' })] }))
     // built by hand past the encoder's checks
-    const tooMany = pb.BatchRequest.encode({ id: 1, wants: Array.from({ length: TRANSFER_LIMITS.maxWants + 5 }, () => ({ hash: new Uint8Array(32), size: 1, pathHint: '', offsetHint: 0 })) })
+    const tooMany = pb.BatchRequest.encode({ id: 1, wants: Array.from({ length: TRANSFER_LIMITS.maxWants + 5 }, () => ({ hash: new Uint8Array(32), size: 1, pathHint: '', offsetHint: 0, unhashedOk: false })) })
     wireError(() => decodeBatchRequest(tooMany))
-    wireError(() => decodeBatchRequest(pb.BatchRequest.encode({ id: 1, wants: [{ hash: new Uint8Array(31), size: 1, pathHint: '', offsetHint: 0 }] })))
+    wireError(() => decodeBatchRequest(pb.BatchRequest.encode({ id: 1, wants: [{ hash: new Uint8Array(31), size: 1, pathHint: '', offsetHint: 0, unhashedOk: false }] })))
     wireError(() => decodeBatchRequest(pb.BatchRequest.encode({ id: 1, wants: [] })))
   })
 

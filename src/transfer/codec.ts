@@ -227,6 +227,12 @@ export interface Want {
   pathHint: string
   /** Where the block probably starts in pathHint. */
   offsetHint: number
+  /**
+   * The responder may send the block without hashing it when its record of the file still
+   * matches the file (size, mtime, inode): the requester hashes every block and asks again
+   * without this before it counts a mismatch against the responder. Absent: false.
+   */
+  unhashedOk?: boolean
 }
 
 export interface BatchRequest {
@@ -272,7 +278,7 @@ export function encodeBatchRequest (r: BatchRequest): Uint8Array<ArrayBuffer> {
     checkWants(r.wants, kind)
     const wants = r.wants.map((w) => {
       if (typeof w.hash !== 'string' || !HEX_HASH.test(w.hash)) fail(kind, 'hash is not 64 lowercase hex characters')
-      return { hash: new Uint8Array(Buffer.from(w.hash, 'hex')), size: w.size, pathHint: w.pathHint, offsetHint: w.offsetHint }
+      return { hash: new Uint8Array(Buffer.from(w.hash, 'hex')), size: w.size, pathHint: w.pathHint, offsetHint: w.offsetHint, unhashedOk: w.unhashedOk === true }
     })
     return pb.BatchRequest.encode({ id: r.id, wants })
   })
@@ -288,7 +294,7 @@ export function decodeBatchRequest (bytes: Uint8Array | Uint8ArrayList): BatchRe
     const wants = m.wants.map((w): Want => {
       if (w.hash.byteLength !== TRANSFER_LIMITS.hashBytes) fail(kind, `hash is not ${TRANSFER_LIMITS.hashBytes} bytes`)
       const hash = Buffer.from(w.hash.buffer, w.hash.byteOffset, w.hash.byteLength).toString('hex')
-      return { hash, size: w.size, pathHint: w.pathHint, offsetHint: w.offsetHint }
+      return { hash, size: w.size, pathHint: w.pathHint, offsetHint: w.offsetHint, ...(w.unhashedOk ? { unhashedOk: true } : {}) }
     })
     return { id: m.id, wants }
   })

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, mkdtemp, open, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -7,7 +7,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { streamPair } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { DataFolder } from '../store/datafolder.js'
+import { DataFolder, observedFromStat } from '../store/datafolder.js'
 import type { Store } from '../store/store.js'
 import type { Want } from './codec.js'
 import { BLOCK_PROTOCOL, BLOCK_PROTOCOL_V2, BlockServer, BlockUnavailableError, PeerBlockClient, type BlockHost, type BlockResult } from './protocol.js'
@@ -142,6 +142,57 @@ describe('block protocol 2 (batches)', () => {
     const verified = got.map((g, i) => g.result.data != null && sha(flat(g.result)) === wants[i].hash)
     expect(verified).toEqual([true, false, true, false])
     c.close()
+    await bsrv.stop()
+  })
+
+  /** A store that records d/big.bin as it is on disk now (blocks of `bs`), with no block index. */
+  async function recordingBig (): Promise<Store> {
+    const st = await lstat(data.abs('d/big.bin'))
+    const blocks = bigWants().map((w) => w.hash)
+    const rec = {
+      path: 'd/big.bin', type: 'file', mode: st.mode & 0o7777, size: big.length, mtimeMs: st.mtimeMs, blockSize: bs, blocks, hash: 'c'.repeat(64), target: '', deleted: false,
+      version: { vv: { n: 1 }, hlc: { wall: 1, logical: 0 }, node: 'n' }, seq: 1, have: true,
+      disk: { ...observedFromStat(st), hash: 'c'.repeat(64), target: '', version: { vv: { n: 1 }, hlc: { wall: 1, logical: 0 }, node: 'n' } }
+    }
+    return { blockSources: async () => [], get: async (p: string) => p === 'd/big.bin' ? rec : undefined } as unknown as Store
+  }
+
+  it('sends the blocks of a file still as recorded without hashing them again, when the requester checks them (unhashedOk)', async () => {
+    const { server, client, serverPeer } = await hostPair()
+    const bsrv = new BlockServer({ store: await recordingBig(), data, host: server })
+    await bsrv.start()
+    const c = new PeerBlockClient(client, serverPeer, 16 * 1024 * KiB)
+    const unhashedOk = bigWants().map((w) => ({ ...w, unhashedOk: true }))
+    const got = await collect(c, unhashedOk)
+    for (let i = 0; i < 4; i++) expect(flat(got[i].result).equals(big.subarray(i * bs, (i + 1) * bs))).toBe(true)
+    // a block that opens the file is hashed; from then on the open file is used as recorded
+    const first = bsrv.stats.blocksUnhashed
+    expect(first).toBeGreaterThanOrEqual(1)
+    const again = await collect(c, unhashedOk)
+    for (let i = 0; i < 4; i++) expect(flat(again[i].result).equals(big.subarray(i * bs, (i + 1) * bs))).toBe(true)
+    expect(bsrv.stats.blocksUnhashed).toBe(first + 4)
+    // a requester that does not say it checks gets every block hashed
+    await collect(c, bigWants())
+    expect(bsrv.stats.blocksUnhashed).toBe(first + 4)
+    await bsrv.stop()
+  })
+
+  it('a file changed in place behind its record (size, mtime and inode kept): the unhashed block is stale, and asked again (hashed) it is not found', async () => {
+    const { server, client, serverPeer } = await hostPair()
+    const bsrv = new BlockServer({ store: await recordingBig(), data, host: server })
+    await bsrv.start()
+    const c = new PeerBlockClient(client, serverPeer, 16 * 1024 * KiB)
+    const wants = bigWants().map((w) => ({ ...w, unhashedOk: true }))
+    await collect(c, wants.slice(1, 2)) // the file is open now (and as recorded)
+    const before = await lstat(data.abs('d/big.bin'))
+    const fh = await open(data.abs('d/big.bin'), 'r+')
+    await fh.write(randomBytes(100), 0, 100, 2 * bs + 10)
+    await fh.close()
+    await utimes(data.abs('d/big.bin'), before.atimeMs / 1000, before.mtimeMs / 1000) // (a Date would round the ms)
+    const stale = await collect(c, [wants[2]])
+    expect(sha(flat(stale[0].result))).not.toBe(wants[2].hash)
+    const again = await collect(c, [{ ...wants[2], unhashedOk: false }])
+    expect(again[0].result.error).toBeInstanceOf(BlockUnavailableError)
     await bsrv.stop()
   })
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { closeSync, openSync, readSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
@@ -9,8 +9,9 @@ import {
   encodeBlockRequest, encodeBlockResponse, type BatchRequest, type BlockRequest, type BlockResponse, type BlockStatus, type Want
 } from './codec.js'
 import type { Store } from '../store/store.js'
-import { RESERVED, type DataFolder } from '../store/datafolder.js'
-import { readAt } from '../store/blocks.js'
+import { RESERVED, observedFromStat, sameObserved, type DataFolder } from '../store/datafolder.js'
+import { blockLength, readAt } from '../store/blocks.js'
+import type { StoredRecord } from '../store/types.js'
 
 /** One block per request, the block inside a protobuf response. */
 export const BLOCK_PROTOCOL = '/syncmesh/blocks/1.0.0'
@@ -66,7 +67,11 @@ export class PeerTraffic {
  * pipelined; up to `concurrency` are read from disk at once and answered as they finish
  * (the stream is not read further meanwhile, which bounds what one peer can queue).
  * Each block is hashed before it is sent, so a file changed behind the index is never
- * served as the old block (the scanner is told instead).
+ * served as the old block (the scanner is told instead). The exception: a requester that
+ * hashes what it gets and asks again before it blames us (Want.unhashedOk) gets a block of
+ * a file still as this node recorded it (size, mtime and inode, looked at after the read)
+ * without a second hash; a change that leaves all three as they were is caught by the
+ * requester, and its second request is hashed here.
  */
 export class BlockServer {
   private readonly store: Store
@@ -80,7 +85,7 @@ export class BlockServer {
   private readonly requestsPerSecond: number
   private readonly streams = new Set<Stream>()
   /** Counters for status and metrics. */
-  readonly stats = { blocksServed: 0, bytesServed: 0, notFound: 0 }
+  readonly stats = { blocksServed: 0, bytesServed: 0, notFound: 0, blocksUnhashed: 0 }
   /** Fault injection (simulations): alter every block before it is sent (a lying peer). */
   corrupt: ((data: Uint8Array) => Uint8Array) | null = null
   /** Fault injection (simulations): wait this long before answering each block (a slow peer). */
@@ -200,7 +205,7 @@ export class BlockServer {
     // the requester's path and offset usually hold the block here too: try them before
     // the block index (every block is hashed before it is sent, so a wrong guess is safe)
     if (w.pathHint !== '' && !isReserved(w.pathHint)) {
-      data = await this.readVerified(w.pathHint, w.offsetHint, w.size, w.hash).catch(() => null)
+      data = await this.readVerified(w.pathHint, w.offsetHint, w.size, w.hash, w.unhashedOk === true).catch(() => null)
     }
     if (data == null) {
       for (const src of await this.store.blockSources(w.hash, 8)) {
@@ -290,12 +295,20 @@ export class BlockServer {
     await sent
   }
 
-  /** `size` bytes of `rel` at `offset`, if they hash to `hash`; else null. */
-  private async readVerified (rel: string, offset: number, size: number, hash: string): Promise<Buffer | null> {
+  /**
+   * `size` bytes of `rel` at `offset`, if they hash to `hash` (or, `unhashedOk`, if the
+   * file is still as recorded and its record has that block there); else null.
+   */
+  private async readVerified (rel: string, offset: number, size: number, hash: string, unhashedOk = false): Promise<Buffer | null> {
     if (size <= SMALL_READ && offset === 0 && !this.handles.has(rel)) return readSmallVerified(this.data.abs(rel), size, hash)
     const cached = this.handles.get(rel)
     if (cached != null) {
       const data = await readAt(cached.fh, offset, size).catch(() => null)
+      if (data != null && unhashedOk && await this.asRecorded(rel, cached, offset, size, hash)) {
+        this.stats.blocksUnhashed++
+        cached.used = Date.now()
+        return data
+      }
       if (data != null && sha256(data) === hash) { cached.used = Date.now(); return data }
       // replaced since it was opened (or it never held this block): look again below
       this.dropHandle(rel)
@@ -315,7 +328,29 @@ export class BlockServer {
    * block): one read per block instead of open, read, close. Bounded, and closed after a
    * few idle seconds; a handle to a replaced file is noticed by the hash check.
    */
-  private readonly handles = new Map<string, { fh: FileHandle, used: number }>()
+  private readonly handles = new Map<string, OpenFile>()
+
+  /**
+   * Whether the block of `rel` at `offset` (`size` bytes, hash `hash`) is, by this node's
+   * record, what the open file holds now: the record (read once per open file) says the
+   * disk holds its version, whose block there is `hash`, and the file's size, mtime and
+   * inode, looked at now (after the read), are still those recorded.
+   */
+  private async asRecorded (rel: string, file: OpenFile, offset: number, size: number, hash: string): Promise<boolean> {
+    if (file.record === undefined) {
+      const r = await this.store.get(rel).catch(() => undefined)
+      file.record = r != null && r.type === 'file' && !r.deleted && r.disk != null && r.disk.hash === r.hash ? r : null
+    }
+    const r = file.record
+    if (r == null || r.blockSize <= 0 || offset % r.blockSize !== 0) return false
+    const i = offset / r.blockSize
+    if (r.blocks[i] !== hash || blockLength(r.size, r.blockSize, i) !== size) return false
+    try {
+      return sameObserved(observedFromStat(fstatSync(file.fh.fd)), r.disk)
+    } catch {
+      return false
+    }
+  }
   private sweeper: NodeJS.Timeout | null = null
 
   private keepHandle (rel: string, fh: FileHandle): void {
@@ -324,7 +359,7 @@ export class BlockServer {
       const oldest = [...this.handles.entries()].sort((a, b) => a[1].used - b[1].used)[0]
       this.dropHandle(oldest[0])
     }
-    this.handles.set(rel, { fh, used: Date.now() })
+    this.handles.set(rel, { fh, used: Date.now(), record: undefined })
     if (this.sweeper == null) {
       this.sweeper = setInterval(() => {
         const now = Date.now()
@@ -342,6 +377,9 @@ export class BlockServer {
     void h.fh.close().catch(() => {})
   }
 }
+
+/** A file kept open for the next blocks, and (once looked up) its record if the disk holds its version. */
+interface OpenFile { fh: FileHandle, used: number, record: StoredRecord | null | undefined }
 
 const MAX_OPEN_FILES = 64
 const IDLE_CLOSE_MS = 5_000

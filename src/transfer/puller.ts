@@ -44,6 +44,12 @@ interface FetchJob {
   tried: Set<string>
   /** Why the last peer asked did not serve it (null: no peer asked yet). */
   lastErr: Error | null
+  /**
+   * Asked with the block hashed by the peer (Want.unhashedOk unset): after a block that did
+   * not match its hash, the same peer is asked once more this way before it is struck (it
+   * may have sent a block of a file changed behind its record without hashing it).
+   */
+  verify?: boolean
   deliver: (data: Uint8ArrayList) => Promise<void> | void
 }
 
@@ -124,7 +130,7 @@ export class Puller {
   private workers = 0
   private started = false
   private idleWaiters: Array<() => void> = []
-  readonly stats = { blocksFetched: 0, bytesFetched: 0, blocksCopiedLocally: 0, blocksReused: 0, badBlocks: 0, filesInstalled: 0 }
+  readonly stats = { blocksFetched: 0, bytesFetched: 0, blocksCopiedLocally: 0, blocksReused: 0, badBlocks: 0, blocksReasked: 0, filesInstalled: 0 }
   lastError: string | null = null
 
   constructor (components: PullerComponents, init: PullerInit = {}) {
@@ -414,7 +420,7 @@ export class Puller {
         }
         for (const j of batch) j.tried.add(id)
         asking++
-        await peer.requestMany(batch.map((j) => j.want), (i, r) => {
+        await peer.requestMany(batch.map((j) => j.verify === true ? j.want : { ...j.want, unhashedOk: true }), (i, r) => {
           const j = batch[i]
           if (r.error != null) {
             j.lastErr = r.error instanceof BlockUnavailableError ? r.error : new PullError(`peer ${id}: ${r.error.message}`)
@@ -423,6 +429,15 @@ export class Puller {
             return
           }
           if (r.data.byteLength !== j.want.size || sha256List(r.data) !== j.want.hash) {
+            if (j.verify !== true) {
+              // asked unhashed: ask the same peer again, hashed, before counting it against it
+              this.stats.blocksReasked++
+              j.verify = true
+              j.tried.delete(id)
+              queue.push(j)
+              notify()
+              return
+            }
             this.strike(id, j.path)
             j.lastErr = new PullError(`peer ${id} sent a corrupt block`)
             queue.push(j)

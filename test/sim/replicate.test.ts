@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { randomBytes, createHash } from 'node:crypto'
-import { chmod, mkdir, readFile, rename, rm, symlink, readdir, stat } from 'node:fs/promises'
+import { chmod, mkdir, open, readFile, rename, rm, symlink, readdir, stat, utimes } from 'node:fs/promises'
 import { Mesh, waitFor, type SimNode } from './harness.js'
 
 let mesh: Mesh | null = null
@@ -156,6 +156,32 @@ describe('transfers', () => {
     await c.n.join(a.addr())
     await waitFor(async () => (await c.n.store.needCount()) === 0, 20_000, 'C got the file from an honest peer')
     expect(Buffer.compare(await readFile(c.path('payload.bin')), content)).toBe(0)
+  })
+
+  it('a file changed behind its holder\'s record (size, mtime and inode kept) is asked again, hashed, and its holder is not struck', async () => {
+    mesh = await Mesh.create()
+    const a = await mesh.add('a')
+    const c = await mesh.add('c')
+    await a.start()
+    const content = randomBytes(2 * 1024 * 1024) // 16 blocks of 128 KiB
+    await a.write('payload.bin', content)
+    await waitFor(async () => (await a.n.store.get('payload.bin'))?.disk != null, 10_000, 'A recorded the file')
+    await a.stop()
+    // changed while A is down, its size, mtime and inode kept: A's start-up scan sees nothing new
+    const before = await stat(a.path('payload.bin'))
+    const fh = await open(a.path('payload.bin'), 'r+')
+    await fh.write(randomBytes(64), 0, 64, 9 * 128 * 1024 + 5)
+    await fh.close()
+    await utimes(a.path('payload.bin'), before.atimeMs / 1000, before.mtimeMs / 1000)
+    await a.start()
+    await c.start({ join: [a.addr()] })
+    // A sends the blocks of its open file unhashed; the changed one does not match, and asked again
+    // (hashed) A has no such block: C does not take it for a lie
+    await waitFor(() => c.n.puller.stats.blocksReasked >= 1 && c.n.puller.lastError != null, 20_000, 'C asked again and gave up for now')
+    expect(a.n.blockServer.stats.blocksUnhashed).toBeGreaterThan(0)
+    expect(c.n.puller.stats.badBlocks).toBe(0)
+    expect(c.n.puller.bannedPeers()).toEqual([])
+    expect(await c.read('payload.bin')).toBeNull()
   })
 
   it('pulls many small files in groups, and a lying peer\'s corrupt ones are never installed', async () => {

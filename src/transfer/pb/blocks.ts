@@ -367,6 +367,7 @@ export interface Want {
   size: number
   pathHint: string
   offsetHint: number
+  unhashedOk: boolean
 }
 
 export namespace Want {
@@ -399,6 +400,11 @@ export namespace Want {
           w.uint64Number(obj.offsetHint)
         }
 
+        if ((obj.unhashedOk != null && obj.unhashedOk !== false)) {
+          w.uint32(40)
+          w.bool(obj.unhashedOk)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -407,7 +413,8 @@ export namespace Want {
           hash: uint8ArrayAlloc(0),
           size: 0,
           pathHint: '',
-          offsetHint: 0
+          offsetHint: 0,
+          unhashedOk: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -430,6 +437,10 @@ export namespace Want {
             }
             case 4: {
               obj.offsetHint = reader.uint64Number()
+              break
+            }
+            case 5: {
+              obj.unhashedOk = reader.bool()
               break
             }
             default: {
@@ -475,6 +486,13 @@ export namespace Want {
               }
               break
             }
+            case 5: {
+              yield {
+                field: `${prefix}.unhashedOk`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -507,6 +525,11 @@ export namespace Want {
     value: number
   }
 
+  export interface WantUnhashedOkFieldEvent {
+    field: '$.unhashedOk'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Want>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Want.codec())
   }
@@ -515,7 +538,7 @@ export namespace Want {
     return decodeMessage(buf, Want.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Want>): Generator<WantHashFieldEvent | WantSizeFieldEvent | WantPathHintFieldEvent | WantOffsetHintFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Want>): Generator<WantHashFieldEvent | WantSizeFieldEvent | WantPathHintFieldEvent | WantOffsetHintFieldEvent | WantUnhashedOkFieldEvent> {
     return streamMessage(buf, Want.codec(), opts)
   }
 }
@@ -661,6 +684,12 @@ export namespace BatchRequest {
     index: number
   }
 
+  export interface BatchRequestWantsUnhashedOkFieldEvent {
+    field: '$.wants[].unhashedOk'
+    value: boolean
+    index: number
+  }
+
   export function encode (obj: Partial<BatchRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, BatchRequest.codec())
   }
@@ -669,7 +698,7 @@ export namespace BatchRequest {
     return decodeMessage(buf, BatchRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<BatchRequest>): Generator<BatchRequestIdFieldEvent | BatchRequestWantsHashFieldEvent | BatchRequestWantsSizeFieldEvent | BatchRequestWantsPathHintFieldEvent | BatchRequestWantsOffsetHintFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<BatchRequest>): Generator<BatchRequestIdFieldEvent | BatchRequestWantsHashFieldEvent | BatchRequestWantsSizeFieldEvent | BatchRequestWantsPathHintFieldEvent | BatchRequestWantsOffsetHintFieldEvent | BatchRequestWantsUnhashedOkFieldEvent> {
     return streamMessage(buf, BatchRequest.codec(), opts)
   }
 }
