@@ -170,20 +170,9 @@ describe('hashFile', () => {
   it('fails on a missing file', async () => {
     await expect(hashFile(join(dir, 'nope'))).rejects.toMatchObject({ code: 'ENOENT' })
   })
-})
 
-describe('hashLargeFile', () => {
-  let dir: string
-
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'syncmesh-blocks-'))
-  })
-
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
-
-  it('gives what hashFile gives, with the blocks split over several threads (runs of unequal length too)', async () => {
+  // hashLargeFile: the same, several threads at once
+  it('hashLargeFile gives what hashFile gives, with the blocks split over several threads (runs of unequal length too)', async () => {
     const data = randomBytes(MiB + 3 * KiB) // 9 blocks of 128 KiB, the last short
     const p = join(dir, 'f')
     await writeFile(p, data)
@@ -192,7 +181,7 @@ describe('hashLargeFile', () => {
     }
   })
 
-  it('reads the file again when it is not the size it was seen at (it changed meanwhile)', async () => {
+  it('hashLargeFile reads the file again when it is not the size it was seen at (it changed meanwhile)', async () => {
     const data = randomBytes(MiB)
     const p = join(dir, 'f')
     await writeFile(p, data)
@@ -201,7 +190,8 @@ describe('hashLargeFile', () => {
     expect(await hashLargeFile(p, data.length - 200 * KiB, { threads: 2, minBytes: 0 })).toEqual(expected(data))
   })
 
-  it('fails as a read would when the file is gone (the scanner treats ENOENT as a removal)', async () => {
+  it('hashLargeFile fails as a read would when the file is gone (the scanner treats ENOENT as a removal)', async () => {
     await expect(hashLargeFile(join(dir, 'gone'), 4 * MiB, { threads: 2, minBytes: 0 })).rejects.toMatchObject({ code: 'ENOENT' })
   })
+
 })

@@ -157,12 +157,16 @@ describe('block protocol 2 (batches)', () => {
     return { blockSources: async () => [], get: async (p: string) => p === 'd/big.bin' ? rec : undefined } as unknown as Store
   }
 
-  it('sends the blocks of a file still as recorded without hashing them again, when the requester checks them (unhashedOk)', async () => {
+  /** A block server on that store and a client of it; and the big file's wants, marked unhashedOk. */
+  async function servingRecorded (): Promise<{ bsrv: BlockServer, c: PeerBlockClient, wants: Want[] }> {
     const { server, client, serverPeer } = await hostPair()
     const bsrv = new BlockServer({ store: await recordingBig(), data, host: server })
     await bsrv.start()
-    const c = new PeerBlockClient(client, serverPeer, 16 * 1024 * KiB)
-    const unhashedOk = bigWants().map((w) => ({ ...w, unhashedOk: true }))
+    return { bsrv, c: new PeerBlockClient(client, serverPeer, 16 * 1024 * KiB), wants: bigWants().map((w) => ({ ...w, unhashedOk: true })) }
+  }
+
+  it('sends the blocks of a file still as recorded without hashing them again, when the requester checks them (unhashedOk)', async () => {
+    const { bsrv, c, wants: unhashedOk } = await servingRecorded()
     const got = await collect(c, unhashedOk)
     for (let i = 0; i < 4; i++) expect(flat(got[i].result).equals(big.subarray(i * bs, (i + 1) * bs))).toBe(true)
     // a block that opens the file is hashed; from then on the open file is used as recorded
@@ -178,11 +182,7 @@ describe('block protocol 2 (batches)', () => {
   })
 
   it('a file changed in place behind its record (size, mtime and inode kept): the unhashed block is stale, and asked again (hashed) it is not found', async () => {
-    const { server, client, serverPeer } = await hostPair()
-    const bsrv = new BlockServer({ store: await recordingBig(), data, host: server })
-    await bsrv.start()
-    const c = new PeerBlockClient(client, serverPeer, 16 * 1024 * KiB)
-    const wants = bigWants().map((w) => ({ ...w, unhashedOk: true }))
+    const { bsrv, c, wants } = await servingRecorded()
     await collect(c, wants.slice(1, 2)) // the file is open now (and as recorded)
     const before = await lstat(data.abs('d/big.bin'))
     const fh = await open(data.abs('d/big.bin'), 'r+')
