@@ -178,6 +178,7 @@ describe('block protocol 2 (batches)', () => {
     // a requester that does not say it checks gets every block hashed
     await collect(c, bigWants())
     expect(bsrv.stats.blocksUnhashed).toBe(first + 4)
+    c.close()
     await bsrv.stop()
   })
 
@@ -193,6 +194,7 @@ describe('block protocol 2 (batches)', () => {
     expect(sha(flat(stale[0].result))).not.toBe(wants[2].hash)
     const again = await collect(c, [{ ...wants[2], unhashedOk: false }])
     expect(again[0].result.error).toBeInstanceOf(BlockUnavailableError)
+    c.close()
     await bsrv.stop()
   })
 
