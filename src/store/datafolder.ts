@@ -77,7 +77,9 @@ export class DataFolder {
    */
   observeSync (rel: string): Observed | null {
     try {
-      return observedFromStat(lstatSync(this.abs(rel)))
+      // a missing path is common (every new file the puller installs): no error made for it
+      const st = lstatSync(this.abs(rel), { throwIfNoEntry: false })
+      return st === undefined ? null : observedFromStat(st)
     } catch (err) {
       if (isErrno(err, 'ENOENT', 'ENOTDIR')) return null
       throw err

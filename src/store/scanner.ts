@@ -7,6 +7,9 @@ import { isValidPath } from './paths.js'
 import type { LocalObservation, Store } from './store.js'
 import type { StoredRecord } from './types.js'
 
+/** Entries a walk looks at between turns of the event loop. */
+const WALK_YIELD = 500
+
 export interface ScannerInit {
   /**
    * Full rescan period (what a missed event or a change made while stopped left behind).
@@ -78,6 +81,8 @@ export class Scanner {
   private readonly written = new Map<string, Array<[number, number]> | null>()
   private running: Promise<void> = Promise.resolve()
   private started = false
+  /** Entries walked so far (the walk yields every WALK_YIELD). */
+  private walked = 0
   /** Paths the node itself is writing: their events are ignored until released. */
   readonly busy = new Map<string, number>()
   /**
@@ -341,14 +346,18 @@ export class Scanner {
         this.lastError = `skipped ${JSON.stringify(path)}: not a path the mesh can carry`
         continue
       }
+      // a stat without the thread pool (as for hashing small files): a round trip through
+      // it per entry made a scan of 20,000 files take 0.8 s, mostly waiting; the event
+      // loop gets a turn every WALK_YIELD entries
+      if (++this.walked % WALK_YIELD === 0) await new Promise((resolve) => setImmediate(resolve))
       if (this.busy.has(path)) {
         seen.add(path)
         // a held directory (the puller is updating it) still has contents: walk them
-        const held = await this.data.observe(path)
+        const held = this.data.observeSync(path)
         if (held?.type === 'dir') await this.walk(path, seen, out, known)
         continue
       }
-      const observed = await this.data.observe(path)
+      const observed = this.data.observeSync(path)
       if (observed == null) continue
       seen.add(path)
       if (observed.type === 'dir') await this.watchTree(path)
