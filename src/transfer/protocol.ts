@@ -4,6 +4,7 @@ import { open, type FileHandle } from 'node:fs/promises'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { readFrames, writeFrame } from './frames.js'
 import {
   TRANSFER_LIMITS, decodeBatchRequest, decodeBlockFrame, decodeBlockRequest, decodeBlockResponse, encodeBatchRequest, encodeBlockFrame,
   encodeBlockRequest, encodeBlockResponse, type BatchRequest, type BlockRequest, type BlockResponse, type BlockStatus, type Want
@@ -444,14 +445,17 @@ interface PendingBatch {
  * yet received (yamux grants window as data arrives, so the requester must bound it).
  * Speaks protocol 2 (batches) when the peer does, else 1.0.0 block by block.
  */
+/** Where a client writes its requests. */
+interface FrameWriter { write: (data: Uint8Array | Uint8ArrayList) => Promise<void> }
+
 export class PeerBlockClient {
   readonly peer: PeerId
   private readonly host: BlockHost
   private readonly maxInFlight: number
-  private lp: LengthPrefixedStream<Stream> | null = null
+  private lp: FrameWriter | null = null
   private raw: Stream | null = null
   private version: 1 | 2 = 2
-  private opening: Promise<LengthPrefixedStream<Stream>> | null = null
+  private opening: Promise<FrameWriter> | null = null
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
   private readonly batches = new Map<number, PendingBatch>()
@@ -600,17 +604,23 @@ export class PeerBlockClient {
     batch.done()
   }
 
-  private async stream (): Promise<LengthPrefixedStream<Stream>> {
+  private async stream (): Promise<FrameWriter> {
     if (this.lp != null) return this.lp
     if (this.opening == null) {
       this.opening = (async () => {
         const stream = await this.host.dialProtocol(this.peer, [BLOCK_PROTOCOL_V2, BLOCK_PROTOCOL])
         this.raw = stream
         this.version = stream.protocol === BLOCK_PROTOCOL ? 1 : 2
-        const lp = lpStream(stream, { maxDataLength: this.version === 2 ? TRANSFER_LIMITS.maxFrameBytes : MAX_FRAME, maxBufferSize: MAX_BUFFER })
-        this.lp = lp
-        void (this.version === 2 ? this.readFrames(lp) : this.readLoop(lp))
-        return lp
+        if (this.version === 2) {
+          // one frame per block: taken as the data arrives (frames.ts)
+          this.lp = { write: async (data) => { await writeFrame(stream, data) } }
+          readFrames(stream, TRANSFER_LIMITS.maxFrameBytes, (frame) => { this.onFrame(frame) }).catch((err: Error) => { this.fail(err) })
+        } else {
+          const lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_BUFFER })
+          this.lp = lp
+          void this.readLoop(lp)
+        }
+        return this.lp
       })()
       this.opening.catch(() => { this.opening = null })
     }
@@ -632,31 +642,26 @@ export class PeerBlockClient {
     }
   }
 
-  private async readFrames (lp: LengthPrefixedStream<Stream>): Promise<void> {
-    try {
-      for (;;) {
-        const { header, data } = decodeBlockFrame(await lp.read())
-        const b = this.batches.get(header.id)
-        // an answer to nothing asked (or asked and answered already) is ignored
-        if (b == null || header.index >= b.wants.length || b.answered[header.index]) continue
-        b.answered[header.index] = true
-        b.remaining--
-        if (b.remaining === 0) this.batches.delete(header.id)
-        this.unreserve(b.wants[header.index].size)
-        if (header.status === 'ok') {
-          this.bytesIn += data.byteLength
-          this.traffic?.received(this.peer.toString(), data.byteLength)
-        }
-        const result: BlockResult = header.status === 'ok'
-          ? { data }
-          : { error: new BlockUnavailableError(`peer has no block ${b.wants[header.index].hash.slice(0, 12)} (${header.status})`) }
-        // the caller's handler must not end the stream for everyone
-        try { b.onBlock(header.index, result) } catch {}
-        if (b.remaining === 0) b.done()
-      }
-    } catch (err) {
-      this.fail(err instanceof Error ? err : new Error(String(err)))
+  /** One frame of protocol 2: a block (or why not) for a want of a batch; a bad frame ends the stream. */
+  private onFrame (frame: Uint8ArrayList): void {
+    const { header, data } = decodeBlockFrame(frame)
+    const b = this.batches.get(header.id)
+    // an answer to nothing asked (or asked and answered already) is ignored
+    if (b == null || header.index >= b.wants.length || b.answered[header.index]) return
+    b.answered[header.index] = true
+    b.remaining--
+    if (b.remaining === 0) this.batches.delete(header.id)
+    this.unreserve(b.wants[header.index].size)
+    if (header.status === 'ok') {
+      this.bytesIn += data.byteLength
+      this.traffic?.received(this.peer.toString(), data.byteLength)
     }
+    const result: BlockResult = header.status === 'ok'
+      ? { data }
+      : { error: new BlockUnavailableError(`peer has no block ${b.wants[header.index].hash.slice(0, 12)} (${header.status})`) }
+    // the caller's handler must not end the stream for everyone
+    try { b.onBlock(header.index, result) } catch {}
+    if (b.remaining === 0) b.done()
   }
 
   private fail (err: Error): void {
