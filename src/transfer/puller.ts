@@ -26,6 +26,7 @@ import type { Store } from '../store/store.js'
 import type { StoredRecord } from '../store/types.js'
 import { TRANSFER_LIMITS, type Want } from './codec.js'
 import { BlockUnavailableError, type PeerBlockClient } from './protocol.js'
+import { TempWriter } from './tempwriter.js'
 
 /** A file of one block up to this size is a small file: pulled in groups, written in one go. */
 export const SMALL_FILE = 128 * 1024
@@ -127,6 +128,8 @@ export class Puller {
   private readonly strikes = new Map<string, number>()
   private readonly banned = new Map<string, number>()
   private readonly onNeed = (recs: StoredRecord[]): void => { this.enqueueRecords(recs) }
+  /** The temp files of small files in groups are written on a thread of its own. */
+  private readonly tempWriter = new TempWriter()
   private workers = 0
   private started = false
   private idleWaiters: Array<() => void> = []
@@ -165,6 +168,7 @@ export class Puller {
     this.retry.clear()
     this.attempts.clear()
     while (this.workers > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
+    await this.tempWriter.close()
   }
 
   /** Files being pulled now, with bytes done. */
@@ -339,7 +343,10 @@ export class Puller {
       const todo = items.filter((_it, i) => ready[i])
       const installs: Array<Promise<void>> = []
       const install = (rec: StoredRecord, observed: Observed | null, data: Uint8ArrayList | Uint8Array): void => {
-        installs.push((async () => { await this.installTmp(writeSmall(this.data.partialPath(rec.hash, rec.path), data, rec), rec, observed) })()
+        installs.push((async () => {
+          const tmp = this.data.partialPath(rec.hash, rec.path)
+          await this.installTmp(tmp, rec, observed, await this.tempWriter.write(tmp, data, rec.mode, rec.mtimeMs))
+        })()
           .then(() => {
             this.stats.filesInstalled++
             this.attempts.delete(rec.path)
@@ -571,14 +578,14 @@ export class Puller {
   }
 
   /** Rename a finished temp file or link over `rec.path` (its parent is there), if the target is unchanged. */
-  private async installTmp (tmp: string, rec: StoredRecord, observed: Observed | null): Promise<void> {
+  private async installTmp (tmp: string, rec: StoredRecord, observed: Observed | null, written?: Observed): Promise<void> {
     const abs = this.data.abs(rec.path)
     const installed = await this.store.install(rec, async () => await this.atomically(rec.path, () => {
       const now = this.data.observeSync(rec.path)
       // written locally meanwhile: the store records it first (conflict rule), then we retry
       if (!sameObserved(now, observed)) throw new PullError('changed locally during the pull; recording it first')
       // the temp file's own state: a rename keeps inode, size, mode and mtime
-      const ready = observedFromStat(lstatSync(tmp))
+      const ready = written ?? observedFromStat(lstatSync(tmp))
       if (now?.type === 'dir') rmdirSync(abs)
       renameSync(tmp, abs)
       return ready
