@@ -67,6 +67,7 @@ export class NodeMetrics {
     fromStat('syncmesh_blocks_served_bytes_total', 'Bytes of blocks sent to peers', 'blocks', 'bytesServed')
     fromStat('syncmesh_blocks_not_found_total', 'Block requests this node could not answer', 'blocks', 'notFound')
     fromStat('syncmesh_blocks_served_unhashed_total', 'Blocks sent without hashing them again (the file still as recorded, to a requester that checks)', 'blocks', 'blocksUnhashed')
+    fromStat('syncmesh_blocks_served_from_cache_total', 'Small blocks sent from memory (hashed or fetched a moment ago), without reading a file', 'blocks', 'blocksFromCache')
     fromStat('syncmesh_blocks_fetched_total', 'Blocks fetched from peers', 'puller', 'blocksFetched')
     fromStat('syncmesh_blocks_fetched_bytes_total', 'Bytes of blocks fetched from peers', 'puller', 'bytesFetched')
     fromStat('syncmesh_blocks_copied_locally_total', 'Blocks copied from a local file instead of fetched', 'puller', 'blocksCopiedLocally')

@@ -20,6 +20,7 @@ import { Store } from '../store/store.js'
 import { HybridClock, type WallClock } from '../store/hlc.js'
 import { DataFolder } from '../store/datafolder.js'
 import { Scanner } from '../store/scanner.js'
+import { BlockCache } from '../store/blockcache.js'
 import { isConflictPath } from '../store/version.js'
 import { oneLine } from '../store/errors.js'
 import { Announcer, meshTopic } from '../gossip/announcer.js'
@@ -145,6 +146,8 @@ export class SyncNode {
   readonly store: Store
   readonly data: DataFolder
   readonly scanner: Scanner
+  /** Small blocks just hashed or fetched, served from memory (BlockCache). */
+  readonly blockCache = new BlockCache()
   readonly clock: HybridClock
   readonly nodeId: NodeId
   libp2p!: Libp2p<Services>
@@ -196,7 +199,7 @@ export class SyncNode {
     this.data = new DataFolder(home.dataDir)
     this.store = new Store({ path: home.dbDir, nodeId: this.nodeId, data: this.data, clock: this.clock })
     this.book = new SetBook({ store: this.store, now: opts.now })
-    this.scanner = new Scanner({ store: this.store, data: this.data, log: (m) => this.log('warn', m) }, {
+    this.scanner = new Scanner({ store: this.store, data: this.data, log: (m) => this.log('warn', m), cache: this.blockCache }, {
       rescanIntervalMs: opts.rescanIntervalMs ?? home.config.rescanIntervalMs,
       watch: opts.mount == null && (opts.watch ?? true)
     })
@@ -305,10 +308,11 @@ export class SyncNode {
       throw new NodeError(`cannot start libp2p: ${msg.split('\n')[0]}`)
     }
     const host = this.libp2p as unknown as BlockHost
-    this.blockServer = new BlockServer({ store: this.store, data: this.data, host, onStale: (p) => this.scanner.touch(p), traffic: this.traffic })
+    this.blockServer = new BlockServer({ store: this.store, data: this.data, host, onStale: (p) => this.scanner.touch(p), traffic: this.traffic, cache: this.blockCache })
     this.puller = new Puller({
       store: this.store,
       data: this.data,
+      cache: this.blockCache,
       scanner: this.scanner,
       peers: () => [...this.clients.values()],
       log: (m) => this.log('warn', m)

@@ -197,7 +197,7 @@ export const SMALL_HASH = MIN_BLOCK_SIZE
  * three round trips through the thread pool, and a burst of new small files is bound by
  * those. Null when the file is (now) larger than SMALL_HASH: hash it with hashFile.
  */
-export function hashSmallFileSync (path: string, expectedSize: number): HashedContent | null {
+export function hashSmallFileSync (path: string, expectedSize: number, read?: (hash: string, data: Buffer) => void): HashedContent | null {
   if (expectedSize > SMALL_HASH) return null
   const fd = openSync(path, 'r')
   try {
@@ -211,6 +211,7 @@ export function hashSmallFileSync (path: string, expectedSize: number): HashedCo
       if (size === buf.byteLength) return null
     }
     const blocks = size === 0 ? [] : [sha256Hex(buf.subarray(0, size))]
+    if (size > 0) read?.(blocks[0], buf.subarray(0, size))
     return { size, blockSize: chooseBlockSize(size), blocks, hash: contentId(blocks) }
   } finally {
     closeSync(fd)

@@ -4,6 +4,7 @@ import { open } from 'node:fs/promises'
 import { blockCount, blockLength, chooseBlockSize, contentId, sha256Hex, hashLargeFile, hashSmallFileSync, type HashedContent } from './blocks.js'
 import { RESERVED, sameObserved, isErrno, type DataFolder, type Observed } from './datafolder.js'
 import { isValidPath } from './paths.js'
+import type { BlockCache } from './blockcache.js'
 import type { LocalObservation, Store } from './store.js'
 import type { StoredRecord } from './types.js'
 
@@ -45,6 +46,8 @@ export interface ScannerComponents {
   store: Store
   data: DataFolder
   log?: (msg: string) => void
+  /** Where the content of small files it hashes is kept a while, for serving them. */
+  cache?: BlockCache
 }
 
 /** Something that knows a path is being written right now (the FUSE mount: open handles). */
@@ -64,6 +67,7 @@ export interface WriteTracker {
  */
 export class Scanner {
   private readonly store: Store
+  private readonly cache: BlockCache | null
   private readonly data: DataFolder
   private readonly log: (msg: string) => void
   private readonly rescanIntervalMs: number
@@ -95,8 +99,11 @@ export class Scanner {
   /** The last error met while scanning, for status. */
   lastError: string | null = null
 
+  private readonly keep = (hash: string, data: Buffer): void => { this.cache?.add(hash, data) }
+
   constructor (components: ScannerComponents, init: ScannerInit = {}) {
     this.store = components.store
+    this.cache = components.cache ?? null
     this.data = components.data
     this.log = components.log ?? (() => {})
     this.rescanIntervalMs = init.rescanIntervalMs ?? 60_000
@@ -419,7 +426,7 @@ export class Scanner {
     try {
       if (observed.type === 'file') {
         const h = (ranges != null ? await this.rehashRanges(path, observed, ranges) : null) ??
-          hashSmallFileSync(this.data.abs(path), observed.size) ??
+          hashSmallFileSync(this.data.abs(path), observed.size, this.keep) ??
           await hashLargeFile(this.data.abs(path), observed.size)
         // still being written: record it once it settles (its next event, or a rescan)
         if (!sameObserved(this.data.observeSync(path), observed)) {

@@ -5,6 +5,7 @@ import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { readFrames, writeFrame } from './frames.js'
+import type { BlockCache } from '../store/blockcache.js'
 import {
   TRANSFER_LIMITS, decodeBatchRequest, decodeBlockFrame, decodeBlockRequest, decodeBlockResponse, encodeBatchRequest, encodeBlockFrame,
   encodeBlockRequest, encodeBlockResponse, type BatchRequest, type BlockRequest, type BlockResponse, type BlockStatus, type Want
@@ -76,6 +77,7 @@ export class PeerTraffic {
  */
 export class BlockServer {
   private readonly store: Store
+  private readonly cache: BlockCache | null
   private readonly data: DataFolder
   private readonly host: BlockHost
   private readonly onStale: (path: string) => void
@@ -86,14 +88,15 @@ export class BlockServer {
   private readonly requestsPerSecond: number
   private readonly streams = new Set<Stream>()
   /** Counters for status and metrics. */
-  readonly stats = { blocksServed: 0, bytesServed: 0, notFound: 0, blocksUnhashed: 0 }
+  readonly stats = { blocksServed: 0, bytesServed: 0, notFound: 0, blocksUnhashed: 0, blocksFromCache: 0 }
   /** Fault injection (simulations): alter every block before it is sent (a lying peer). */
   corrupt: ((data: Uint8Array) => Uint8Array) | null = null
   /** Fault injection (simulations): wait this long before answering each block (a slow peer). */
   delayMs = 0
 
-  constructor (components: { store: Store, data: DataFolder, host: BlockHost, onStale?: (path: string) => void, traffic?: PeerTraffic }, init: { concurrency?: number, requestsPerSecond?: number } = {}) {
+  constructor (components: { store: Store, data: DataFolder, host: BlockHost, onStale?: (path: string) => void, traffic?: PeerTraffic, cache?: BlockCache }, init: { concurrency?: number, requestsPerSecond?: number } = {}) {
     this.store = components.store
+    this.cache = components.cache ?? null
     this.data = components.data
     this.host = components.host
     this.onStale = components.onStale ?? (() => {})
@@ -202,10 +205,12 @@ export class BlockServer {
    */
   private async find (w: Want): Promise<Uint8Array | null> {
     if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs))
-    let data: Buffer | null = null
+    // a small block read or received a moment ago (hashed then): no file read, no hash
+    let data: Uint8Array | null = this.cache?.get(w.hash, w.size) ?? null
+    if (data != null) this.stats.blocksFromCache++
     // the requester's path and offset usually hold the block here too: try them before
     // the block index (every block is hashed before it is sent, so a wrong guess is safe)
-    if (w.pathHint !== '' && !isReserved(w.pathHint)) {
+    if (data == null && w.pathHint !== '' && !isReserved(w.pathHint)) {
       data = await this.readVerified(w.pathHint, w.offsetHint, w.size, w.hash, w.unhashedOk === true).catch(() => null)
     }
     if (data == null) {

@@ -150,6 +150,7 @@ describe('transfers', () => {
     await a.stop()
     await c.start({ join: [liar.addr()] })
     await waitFor(() => c.n.puller.stats.badBlocks >= 3, 15_000, 'C saw corrupt blocks')
+    expect(liar.n.blockServer.stats.blocksFromCache).toBeGreaterThan(0)
     expect(await c.read('payload.bin')).toBeNull()
     expect(c.n.puller.bannedPeers()).toContain(liar.n.peerId.toString())
     await a.start()
@@ -194,12 +195,15 @@ describe('transfers', () => {
     const files = Array.from({ length: 600 }, (_v, i) => ({ rel: `many/f${i}.dat`, content: randomBytes(1 + (i * 97) % 9000) }))
     for (const f of files) await a.write(f.rel, f.content)
     await mesh.waitConverged()
-    // every other block the liar serves is corrupt
+    // A's scanner had just read and hashed them: served from memory
+    expect(a.n.blockServer.stats.blocksFromCache).toBeGreaterThan(0)
+    // every other block the liar serves is corrupt (also those it serves from memory)
     let n = 0
     liar.n.blockServer.corrupt = (d) => { if (n++ % 2 === 0) return d; const x = Buffer.from(d); x[0] ^= 0xff; return x }
     await a.stop()
     await c.start({ join: [liar.addr()] })
     await waitFor(() => c.n.puller.stats.badBlocks >= 3, 15_000, 'C saw corrupt blocks')
+    expect(liar.n.blockServer.stats.blocksFromCache).toBeGreaterThan(0)
     // what C installed from the liar is what A wrote, nothing else
     for (const f of files) {
       const got = await c.read(f.rel)
