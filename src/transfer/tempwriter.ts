@@ -25,10 +25,15 @@ import type { Observed } from '../store/datafolder.js'
 const WRITER = `
 const { parentPort } = require('node:worker_threads')
 const { openSync, writeSync, fchmodSync, futimesSync, fstatSync, closeSync, rmSync } = require('node:fs')
-parentPort.on('message', ({ id, buf, items }) => {
+parentPort.on('message', ({ id, buf, paths, nums }) => {
   const bytes = new Uint8Array(buf)
-  const out = []
-  for (const [tmp, off, len, mode, mtimeMs] of items) {
+  const tmps = paths.split('\\0')
+  // per file: offset, length, mode, mtime in; inode, size, mode, mtime out (NaN: failed)
+  const out = new Float64Array(tmps.length * 4)
+  const errors = {}
+  for (let i = 0; i < tmps.length; i++) {
+    const tmp = tmps[i]
+    const off = nums[4 * i], len = nums[4 * i + 1], mode = nums[4 * i + 2], mtimeMs = nums[4 * i + 3]
     let fd = -1
     try {
       fd = openSync(tmp, 'w', mode)
@@ -39,18 +44,17 @@ parentPort.on('message', ({ id, buf, items }) => {
       const closing = fd
       fd = -1
       closeSync(closing)
-      out.push([st.ino, st.size, st.mode & 0o7777, Math.floor(st.mtimeMs)])
+      out.set([st.ino, st.size, st.mode & 0o7777, Math.floor(st.mtimeMs)], 4 * i)
     } catch (err) {
       if (fd >= 0) { try { closeSync(fd) } catch {} }
       try { rmSync(tmp, { force: true }) } catch {}
-      out.push({ code: err.code, message: err.message })
+      out[4 * i] = NaN
+      errors[i] = { code: err.code, message: err.message }
     }
   }
-  parentPort.postMessage({ id, out })
+  parentPort.postMessage({ id, out, errors }, [out.buffer])
 })
 `
-
-type Result = [ino: number, size: number, mode: number, mtimeMs: number] | { code?: string, message: string }
 
 interface Pending {
   tmp: string
@@ -101,22 +105,27 @@ export class TempWriter {
     for (const p of batch) total += p.data.byteLength
     const buf = new ArrayBuffer(total)
     const bytes = new Uint8Array(buf)
-    const items: Array<[string, number, number, number, number]> = []
+    // the paths as one string and the numbers as one array: a structured clone of an
+    // array per file cost more than writing the bytes
+    const nums = new Float64Array(batch.length * 4)
     let off = 0
-    for (const p of batch) {
-      const start = off
+    batch.forEach((p, i) => {
+      nums[4 * i] = off
       if (p.data instanceof Uint8Array) {
         bytes.set(p.data, off)
         off += p.data.byteLength
       } else {
         for (const chunk of p.data) { bytes.set(chunk, off); off += chunk.byteLength }
       }
-      items.push([p.tmp, start, off - start, p.mode, p.mtimeMs])
-    }
+      nums[4 * i + 1] = p.data.byteLength
+      nums[4 * i + 2] = p.mode
+      nums[4 * i + 3] = p.mtimeMs
+    })
+    const paths = batch.map((p) => p.tmp).join('\0') // no path holds a NUL
     const id = this.nextId++
     this.inFlight.set(id, batch)
     try {
-      this.thread().postMessage({ id, buf, items }, [buf])
+      this.thread().postMessage({ id, buf, paths, nums }, [buf, nums.buffer])
     } catch (err) {
       this.inFlight.delete(id)
       for (const p of batch) p.reject(err as Error)
@@ -127,16 +136,16 @@ export class TempWriter {
     if (this.worker != null) return this.worker
     const w = new Worker(WRITER, { eval: true })
     w.unref()
-    w.on('message', ({ id, out }: { id: number, out: Result[] }) => {
+    w.on('message', ({ id, out, errors }: { id: number, out: Float64Array, errors: Record<number, { code?: string, message: string }> }) => {
       const batch = this.inFlight.get(id)
       if (batch == null) return
       this.inFlight.delete(id)
       batch.forEach((p, i) => {
-        const r = out[i]
-        if (Array.isArray(r)) {
-          p.resolve({ type: 'file', ino: r[0], size: r[1], mode: r[2], mtimeMs: r[3] })
+        const e = errors[i]
+        if (e == null) {
+          p.resolve({ type: 'file', ino: out[4 * i], size: out[4 * i + 1], mode: out[4 * i + 2], mtimeMs: out[4 * i + 3] })
         } else {
-          p.reject(Object.assign(new Error(r.message), { code: r.code }))
+          p.reject(Object.assign(new Error(e.message), { code: e.code }))
         }
       })
     })
