@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { HEAP_FLOOR_FLAG, reexecWithHeapFloor, tuneGc } from './gc.js'
+import { HEAP_FLOOR_FLAG, MALLOC_TUNABLES, reexecWithHeapFloor, tuneGc } from './gc.js'
 
 describe('tuneGc', () => {
   it('sets the flag only on V8s that have it (13.6 and later)', () => {
@@ -11,15 +11,24 @@ describe('tuneGc', () => {
 })
 
 describe('reexecWithHeapFloor', () => {
-  const fake = (execArgv: string[], env: Record<string, string> = {}): { calls: string[][], proc: NonNullable<Parameters<typeof reexecWithHeapFloor>[1]> } => {
+  const fake = (execArgv: string[], env: Record<string, string> = {}): { calls: string[][], envs: NodeJS.ProcessEnv[], proc: NonNullable<Parameters<typeof reexecWithHeapFloor>[1]> } => {
     const calls: string[][] = []
-    return { calls, proc: { execArgv, execPath: '/n/node', argv: ['/n/node', '/s/syncmesh.js'], env, execve: (file: string, args: string[]) => { calls.push([file, ...args]) } } }
+    const envs: NodeJS.ProcessEnv[] = []
+    return { calls, envs, proc: { execArgv, execPath: '/n/node', argv: ['/n/node', '/s/syncmesh.js'], env, execve: (file: string, args: string[], e: NodeJS.ProcessEnv) => { calls.push([file, ...args]); envs.push(e) } } }
   }
 
   it('re-executes `start` with the floor, keeping node flags before the script and the arguments after it', () => {
-    const f = fake(['--cpu-prof'])
+    const f = fake(['--cpu-prof'], { HOME: '/h' })
     expect(reexecWithHeapFloor(['start', '--home', 'h'], f.proc)).toBe(true)
     expect(f.calls).toEqual([['/n/node', '/n/node', HEAP_FLOOR_FLAG, '--cpu-prof', '/s/syncmesh.js', 'start', '--home', 'h']])
+    // the environment kept, the allocator's settings added
+    expect(f.envs).toEqual([{ HOME: '/h', GLIBC_TUNABLES: MALLOC_TUNABLES }])
+  })
+
+  it('keeps a GLIBC_TUNABLES of the user\'s own', () => {
+    const f = fake([], { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' })
+    expect(reexecWithHeapFloor(['start'], f.proc)).toBe(true)
+    expect(f.envs).toEqual([{ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }])
   })
 
   it('leaves other commands, a process that has the floor (or a heap size of its own), and SYNCMESH_HEAP_FLOOR=0 alone', () => {

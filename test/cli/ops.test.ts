@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { waitFor } from '../sim/harness.js'
 import { BIN, cleanup, onCleanup, requireBuild, run, start, tempDir } from '../lib/proc.js'
-import { HEAP_FLOOR_FLAG } from '../../src/node/gc.js'
+import { HEAP_FLOOR_FLAG, MALLOC_TUNABLES } from '../../src/node/gc.js'
 
 beforeAll(requireBuild)
 afterEach(cleanup)
@@ -41,6 +41,11 @@ describe('operating a node', () => {
     expect(na.addrs.every((l) => /^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3Koo/.test(l))).toBe(true)
     // the node re-executed itself with V8's heap floor: the same process, the flag now on its command line
     expect((await readFile(`/proc/${na.proc.pid!}/cmdline`, 'utf8')).split('\0')).toEqual(expect.arrayContaining([HEAP_FLOOR_FLAG, 'start', '--metrics']))
+    // the allocator's settings: glibc rewrites the variable as it reads it (Debian's 2.36 leaves the first
+    // setting in it, all three in effect: ld.so --list-tunables), so only its start is checked
+    const tunables = (await readFile(`/proc/${na.proc.pid!}/environ`, 'utf8')).split('\0').find((v) => v.startsWith('GLIBC_TUNABLES='))
+    expect(tunables).toMatch(/^GLIBC_TUNABLES=glibc\.malloc\.\w+=\d+/)
+    expect(`GLIBC_TUNABLES=${MALLOC_TUNABLES}`.startsWith(tunables!)).toBe(true)
     await waitFor(() => na.stderr().includes('peer connected'), 10_000, 'a logged the connection')
     const lines = na.stderr().trim().split('\n')
     for (const l of lines) {
