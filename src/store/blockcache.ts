@@ -44,7 +44,8 @@ export class BlockCache {
     if (n === 0 || n > this.maxBlock || this.entries.has(hash)) return
     let slab = this.slabs[this.slabs.length - 1]
     if (slab == null || slab.used + n > slab.bytes.byteLength) {
-      slab = { bytes: new Uint8Array(SLAB), used: 0, hashes: [] }
+      // not zeroed: only what add() wrote is ever read
+      slab = { bytes: Buffer.allocUnsafeSlow(SLAB), used: 0, hashes: [] }
       this.slabs.push(slab)
       while (this.slabs.length > 1 && this.slabs.length * SLAB > this.maxBytes) this.drop(this.slabs.shift()!)
     }

@@ -700,22 +700,25 @@ export class Store extends EventEmitter<StoreEvents> {
     const tx = new Tx(this)
     await tx.prefetch(batch.map((i) => i.rec.path))
     const done: Array<[typeof batch[number], boolean]> = []
+    const current: Array<{ item: typeof batch[number], cur: StoredRecord }> = []
     for (const item of batch) {
       const cur = await tx.get(item.rec.path)
-      if (cur == null || !sameVersion(cur.version, item.rec.version)) { done.push([item, false]); continue }
-      let observed: Observed | null
-      try {
-        observed = await item.put()
-      } catch (err) {
-        item.reject(err as Error)
-        continue
-      }
+      if (cur == null || !sameVersion(cur.version, item.rec.version)) done.push([item, false])
+      else current.push({ item, cur })
+    }
+    // the puts of the batch at once (each its own path): a put that hands its step to
+    // another thread then goes there with the others in one message
+    const puts = await Promise.allSettled(current.map(async ({ item }) => await item.put()))
+    current.forEach(({ item, cur }, i) => {
+      const r = puts[i]
+      if (r.status === 'rejected') { item.reject(r.reason as Error); return }
+      const observed = r.value
       const disk: DiskState | null = observed == null || cur.deleted
         ? null
         : { ...observed, hash: cur.hash, target: cur.target, version: cur.version }
       tx.put({ ...cur, have: true, disk }, cur.type === 'file' && !cur.deleted ? cur : null, false)
       done.push([item, true])
-    }
+    })
     // an installed base or copy can make a copy redundant (dropRedundantCopies)
     await this.dropRedundantCopies(await tx.commit())
     for (const [item, ok] of done) item.resolve(ok)

@@ -26,7 +26,7 @@ import type { Store } from '../store/store.js'
 import type { StoredRecord } from '../store/types.js'
 import { TRANSFER_LIMITS, type Want } from './codec.js'
 import { BlockUnavailableError, type PeerBlockClient } from './protocol.js'
-import { TempWriter } from './tempwriter.js'
+import { TargetChangedError, TempWriter } from './tempwriter.js'
 import type { BlockCache } from '../store/blockcache.js'
 
 /** A file of one block up to this size is a small file: pulled in groups, written in one go. */
@@ -585,19 +585,37 @@ export class Puller {
 
   /** Rename a finished temp file or link over `rec.path` (its parent is there), if the target is unchanged. */
   private async installTmp (tmp: string, rec: StoredRecord, observed: Observed | null, written?: Observed): Promise<void> {
-    const abs = this.data.abs(rec.path)
-    const installed = await this.store.install(rec, async () => await this.atomically(rec.path, () => {
-      const now = this.data.observeSync(rec.path)
-      // written locally meanwhile: the store records it first (conflict rule), then we retry
-      if (!sameObserved(now, observed)) throw new PullError('changed locally during the pull; recording it first')
-      // the temp file's own state: a rename keeps inode, size, mode and mtime
-      const ready = written ?? observedFromStat(lstatSync(tmp))
-      if (now?.type === 'dir') rmdirSync(abs)
-      renameSync(tmp, abs)
-      return ready
-    })).catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
+    const installed = await this.store.install(rec, async () => written != null && this.scanner.writes == null
+      ? await this.replaceByThread(tmp, rec, observed, written)
+      : await this.atomically(rec.path, () => this.replaceNow(tmp, rec, observed, written)))
+      .catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
     // superseded by a newer version meanwhile: that one is queued already
     if (!installed) await rm(tmp, { force: true })
+  }
+
+  /** The look at `rec.path` and the rename, as one synchronous step here. */
+  private replaceNow (tmp: string, rec: StoredRecord, observed: Observed | null, written?: Observed): Observed | null {
+    const now = this.data.observeSync(rec.path)
+    // written locally meanwhile: the store records it first (conflict rule), then we retry
+    if (!sameObserved(now, observed)) throw new PullError('changed locally during the pull; recording it first')
+    // the temp file's own state: a rename keeps inode, size, mode and mtime
+    const ready = written ?? observedFromStat(lstatSync(tmp))
+    if (now?.type === 'dir') rmdirSync(this.data.abs(rec.path))
+    renameSync(tmp, this.data.abs(rec.path))
+    return ready
+  }
+
+  /**
+   * The same step on the temp-file thread, for a temp file it wrote, without a mount to
+   * order with (the store's install batch runs these at once: one message for all).
+   */
+  private async replaceByThread (tmp: string, rec: StoredRecord, observed: Observed | null, written: Observed): Promise<Observed> {
+    try {
+      await this.tempWriter.replace(tmp, this.data.abs(rec.path), observed)
+    } catch (err) {
+      throw err instanceof TargetChangedError ? new PullError('changed locally during the pull; recording it first') : err
+    }
+    return written
   }
 
   /**

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto'
-import { lstat, mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
+import { lstat, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { observedFromStat } from '../store/datafolder.js'
-import { TempWriter } from './tempwriter.js'
+import { TargetChangedError, TempWriter } from './tempwriter.js'
 
 let dir: string
 let writer: TempWriter
@@ -65,5 +65,45 @@ describe('temp files written on a thread of their own', () => {
     await expect(pending).rejects.toThrow(/closed/)
     const o = await writer.write(join(dir, 'b.part'), randomBytes(10), 0o644, Date.now())
     expect(o.size).toBe(10)
+  })
+
+  it('renames into place only a target that is as expected, in one step on the thread', async () => {
+    const tmp = async (name: string, body: string): Promise<string> => {
+      const p = join(dir, `${name}.part`)
+      await writer.write(p, Buffer.from(body), 0o644, Date.now())
+      return p
+    }
+    // absent, as expected
+    await writer.replace(await tmp('a', 'one'), join(dir, 'a'), null)
+    expect(await readFile(join(dir, 'a'), 'utf8')).toBe('one')
+    // present, as expected: replaced
+    const seen = observedFromStat(await lstat(join(dir, 'a')))
+    await writer.replace(await tmp('a2', 'two'), join(dir, 'a'), seen)
+    expect(await readFile(join(dir, 'a'), 'utf8')).toBe('two')
+    // present though expected absent, or changed since it was looked at: nothing done
+    const t3 = await tmp('a3', 'three')
+    await expect(writer.replace(t3, join(dir, 'a'), null)).rejects.toBeInstanceOf(TargetChangedError)
+    const before = observedFromStat(await lstat(join(dir, 'a')))
+    await writeFile(join(dir, 'a'), 'local write')
+    await utimes(join(dir, 'a'), 1_600_000_000, 1_600_000_000)
+    await expect(writer.replace(t3, join(dir, 'a'), before)).rejects.toBeInstanceOf(TargetChangedError)
+    expect(await readFile(join(dir, 'a'), 'utf8')).toBe('local write')
+    expect(await readFile(t3, 'utf8')).toBe('three')
+    // an empty directory where the file goes, as expected: removed first
+    await mkdir(join(dir, 'd'))
+    await writer.replace(t3, join(dir, 'd'), observedFromStat(await lstat(join(dir, 'd'))))
+    expect(await readFile(join(dir, 'd'), 'utf8')).toBe('three')
+    // under a file (ENOTDIR): not there as expected, and the rename's error comes back
+    await expect(writer.replace(await tmp('b', 'x'), join(dir, 'a', 'b'), null)).rejects.toMatchObject({ code: 'ENOTDIR' })
+  })
+
+  it('replaces asked for together are each answered on their own', async () => {
+    const names = Array.from({ length: 50 }, (_, i) => `r${i}`)
+    await Promise.all(names.map(async (n) => await writer.write(join(dir, `${n}.part`), Buffer.from(n), 0o600, Date.now())))
+    await writeFile(join(dir, 'r7'), 'already here')
+    const results = await Promise.allSettled(names.map(async (n) => { await writer.replace(join(dir, `${n}.part`), join(dir, n), null) }))
+    results.forEach((r, i) => { expect(r.status).toBe(i === 7 ? 'rejected' : 'fulfilled') })
+    expect(await readFile(join(dir, 'r8'), 'utf8')).toBe('r8')
+    expect(await readFile(join(dir, 'r7'), 'utf8')).toBe('already here')
   })
 })
