@@ -312,7 +312,6 @@ export class SyncNode {
     this.puller = new Puller({
       store: this.store,
       data: this.data,
-      cache: this.blockCache,
       scanner: this.scanner,
       peers: () => [...this.clients.values()],
       log: (m) => this.log('warn', m)

@@ -27,7 +27,6 @@ import type { StoredRecord } from '../store/types.js'
 import { TRANSFER_LIMITS, type Want } from './codec.js'
 import { BlockUnavailableError, type PeerBlockClient } from './protocol.js'
 import { TargetChangedError, TempWriter } from './tempwriter.js'
-import type { BlockCache } from '../store/blockcache.js'
 
 /** A file of one block up to this size is a small file: pulled in groups, written in one go. */
 export const SMALL_FILE = 128 * 1024
@@ -92,8 +91,6 @@ export interface PullerComponents {
   /** The peers that can be asked for blocks now. */
   peers: () => PeerBlockClient[]
   log?: (msg: string) => void
-  /** Where the small blocks it fetched (verified) are kept a while, for serving them on. */
-  cache?: BlockCache
 }
 
 export class PullError extends Error {
@@ -112,7 +109,6 @@ export class Puller {
   private readonly data: DataFolder
   private readonly scanner: Scanner
   private readonly peers: () => PeerBlockClient[]
-  private readonly cache: BlockCache | null
   private readonly log: (msg: string) => void
   private readonly concurrency: number
   private readonly blocksPerFile: number
@@ -145,7 +141,6 @@ export class Puller {
     this.data = components.data
     this.scanner = components.scanner
     this.peers = components.peers
-    this.cache = components.cache ?? null
     this.log = components.log ?? (() => {})
     this.concurrency = init.concurrency ?? 64
     this.blocksPerFile = init.blocksPerFile ?? 64
@@ -458,7 +453,6 @@ export class Puller {
           }
           this.stats.blocksFetched++
           this.stats.bytesFetched += j.want.size
-          this.cache?.add(j.want.hash, r.data)
           unwritten += j.want.size
           const w: Promise<void> = Promise.resolve().then(() => j.deliver(r.data)).catch((err: Error) => { failed.push([j, err]) }).finally(() => {
             unwritten -= j.want.size
