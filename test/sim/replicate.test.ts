@@ -86,10 +86,10 @@ describe('three nodes where C knows only A', () => {
     expect(await c.read(copy!)).toBe(await a.read(copy!))
   })
 
-  it('a node that starts syncing while its first scan still walks keeps the writes it missed while down', async () => {
+  it('a node written to while down, with many files to scan at start, keeps its writes (and the mesh\'s)', async () => {
     const [a, b] = await threeNodes()
     const m = mesh!
-    // enough files that B's start-up scan is still walking when A's versions arrive
+    // enough files that B's start-up scan has a walk to make
     for (let d = 0; d < 6; d++) for (let i = 0; i < 250; i++) await a.write(`tree${d}/f${i}.txt`, `${d}/${i}`)
     await a.write('tree5/doc.txt', 'base')
     await m.waitConverged(60_000)
