@@ -129,6 +129,7 @@ export class Store extends EventEmitter<StoreEvents> {
    */
   private readonly blockFilter = new BlockFilter()
   private filled = false
+  private filling: Promise<void> = Promise.resolve()
   /** base path -> its live conflict copies (the `x` sublevel, in memory) */
   private readonly copies = new Map<string, Set<string>>()
   private meta: Meta = { indexId: '', seq: 0 }
@@ -193,16 +194,23 @@ export class Store extends EventEmitter<StoreEvents> {
       const [base, copy] = key.split('\0')
       this.trackCopy(base, copy, true)
     }
-    void this.fillBlockFilter().catch(() => {})
+    this.filling = this.fillBlockFilter().catch(() => {})
   }
 
   /** Reads every block index key into the filter; blocks added meanwhile go in through noteBlock. */
   private async fillBlockFilter (): Promise<void> {
-    for await (const key of this.blockIndex.keys()) {
-      if (this.closed) return
-      this.blockFilter.add(key.slice(0, key.indexOf('/')))
+    const it = this.blockIndex.keys()
+    try {
+      for (;;) {
+        // a thousand keys per step: one promise each cost more than the keys
+        const keys = await it.nextv(1000)
+        if (keys.length === 0 || this.closed) break
+        for (const key of keys) this.blockFilter.add(key.slice(0, key.indexOf('/')))
+      }
+    } finally {
+      await it.close()
     }
-    this.filled = true
+    this.filled = !this.closed
   }
 
   /** Whether the block filter is built (lookups of blocks not held then read nothing). */
@@ -341,6 +349,10 @@ export class Store extends EventEmitter<StoreEvents> {
   /** Where the local disk holds a block with this hash. */
   async blockSources (hash: string, limit = 4): Promise<Array<{ path: string, offset: number }>> {
     const out: Array<{ path: string, offset: number }> = []
+    // while the filter fills (a moment after open) lookups wait for it: an index read per
+    // lookup meanwhile cost more than the wait (a node catching up at start asks for each
+    // small file it pulls)
+    if (!this.filled) await this.filling
     if (this.filled && !this.blockFilter.mayHave(hash)) return out
     for await (const [k, offset] of this.blockIndex.iterator({ gt: `${hash}/`, lt: `${hash}0`, limit })) {
       out.push({ path: k.slice(hash.length + 1), offset })
