@@ -536,7 +536,13 @@ export class Puller {
         await this.data.checkParents(path)
         await this.store.install(rec, async () => {
           await this.atomically(path, () => {
-            const now = unchanged()
+            const now = this.data.observeSync(path)
+            // made meanwhile, with the record's mode: what this step makes (the parent of
+            // the files pulled into it, made for them a moment before), no local change
+            // lost; failing here had the scanner walk the filling directory and record it
+            // as a new local version
+            if (observed == null && now?.type === 'dir' && now.mode === r.mode) return
+            if (!sameObserved(now, observed)) throw new PullError('changed locally during the pull; recording it first')
             if (now != null && now.type !== 'dir') unlinkSync(abs)
           })
           await mkdir(abs, { recursive: true })

@@ -107,6 +107,21 @@ describe('three nodes where C knows only A', () => {
     expect(await a.read('tree5/new-on-b.txt')).toBe('written while down')
   })
 
+  it('a directory a node makes for the files it pulls into it is not taken for a local change', async () => {
+    const [a, b] = await threeNodes()
+    const m = mesh!
+    await b.stop()
+    for (let i = 0; i < 600; i++) await a.write(`fresh/f${i}.txt`, `file ${i}`)
+    await b.start()
+    await m.waitConverged(60_000)
+    // the directory's version is A's alone on every node: B made it for the files and then
+    // installed A's record over it, instead of recording a version of its own
+    const rec = await b.n.store.get('fresh')
+    expect(rec?.type).toBe('dir')
+    expect(Object.keys(rec!.version.vv)).toEqual([a.n.nodeId])
+    expect(b.n.puller.lastError).toBeNull()
+  })
+
   it('identical concurrent content makes no conflict copy', async () => {
     const [a, b] = await threeNodes()
     const m = mesh!
