@@ -146,7 +146,7 @@ export class SyncNode {
   readonly store: Store
   readonly data: DataFolder
   readonly scanner: Scanner
-  /** Small blocks just hashed or fetched, served from memory (BlockCache). */
+  /** Small blocks the scanner just hashed, served from memory (BlockCache). */
   readonly blockCache = new BlockCache()
   readonly clock: HybridClock
   readonly nodeId: NodeId
