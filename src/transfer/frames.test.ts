@@ -88,4 +88,11 @@ describe('length-prefixed frames read as they arrive', () => {
     expect((await done).message).toBe('undecodable')
     expect(b.status).not.toBe('open')
   })
+
+  it('a stream closed before the reading begins ends it at once', async () => {
+    const [a, b] = await pair()
+    b.abort(new Error('gone'))
+    await expect(readFrames(b, 1000, () => {})).rejects.toThrow(/stream (aborted|reset|closed)/)
+    a.abort(new Error('test over'))
+  })
 })

@@ -87,6 +87,8 @@ export async function readFrames (stream: Stream, maxFrame: number, onFrame: (fr
     stream.addEventListener('message', onMessage)
     stream.addEventListener('close', onClose)
     stream.addEventListener('remoteCloseWrite', onEnd)
+    // closed before we listened: no event will come
+    if (stream.status !== 'open') finish(new FrameError(`stream ${stream.status}`))
   })
 }
 
