@@ -458,13 +458,16 @@ describe('Store: replication between two stores', () => {
     expect(wa!.version.vv).toEqual({ [A]: 1, [B]: 1 })
   })
 
-  /** A and B write the same bytes T to f.txt, C a third version W; B's clock is the latest, C's the next. */
-  async function twinsAndAThird (): Promise<{ a: TestNode, b: TestNode, c: TestNode, ra: StoredRecord, rb: StoredRecord, rc: StoredRecord }> {
+  /**
+   * A and B write the same bytes T to f.txt, C a third version W; by default B's clock is
+   * the latest, C's the next (`clocks` sets B's and C's).
+   */
+  async function twinsAndAThird (clocks = { b: T0 + 1000, c: T0 + 500 }): Promise<{ a: TestNode, b: TestNode, c: TestNode, ra: StoredRecord, rb: StoredRecord, rc: StoredRecord }> {
     const a = await makeNode(A)
     const b = await makeNode(B)
     const c = await makeNode('ccccccccccccc')
-    c.clock.t = T0 + 500
-    b.clock.t = T0 + 1000
+    c.clock.t = clocks.c
+    b.clock.t = clocks.b
     await writeLocal(a, 'f.txt', 'twin bytes')
     await writeLocal(b, 'f.txt', 'twin bytes')
     await writeLocal(c, 'f.txt', 'third write')
@@ -548,18 +551,8 @@ describe('Store: replication between two stores', () => {
   })
 
   it('two identical losers of one path kept under two names: the holder of the first in path order drops the second', async () => {
-    const a = await makeNode(A)
-    const b = await makeNode(B)
-    const c = await makeNode('ccccccccccccc')
-    b.clock.t = T0 + 100
-    c.clock.t = T0 + 1000
     // A and B write the same bytes (concurrently), C a third version that beats both
-    await writeLocal(a, 'p.txt', 'same bytes')
-    await writeLocal(b, 'p.txt', 'same bytes')
-    await writeLocal(c, 'p.txt', 'the winner')
-    await recordLocal(a, 'p.txt')
-    await recordLocal(b, 'p.txt')
-    const [rc] = await recordLocal(c, 'p.txt')
+    const { a, b, rc } = await twinsAndAThird({ b: T0 + 100, c: T0 + 1000 })
     // each loser's writer keeps its own version as a copy (they never met each other's)
     await send(a, [rc])
     await send(b, [rc])
