@@ -20,7 +20,7 @@ import { dirname, join } from 'node:path'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { blockLength, readAt } from '../store/blocks.js'
 import { isErrno, observedFromStat, sameObserved, type DataFolder, type Observed } from '../store/datafolder.js'
-import { closeSync, fchmodSync, futimesSync, lstatSync, openSync, renameSync, rmdirSync, rmSync, unlinkSync, writevSync } from 'node:fs'
+import { lstatSync, renameSync, rmdirSync, unlinkSync } from 'node:fs'
 import { mapLimit, type Scanner } from '../store/scanner.js'
 import type { Store } from '../store/store.js'
 import type { StoredRecord } from '../store/types.js'
@@ -648,7 +648,7 @@ export class Puller {
 
   /**
    * A file of at most one block (one that did not come in a group): fetched into memory
-   * and written to its temp file in one go.
+   * and written to its temp file in one go, by the temp-file thread.
    */
   private async fetchSmall (rec: StoredRecord): Promise<string> {
     const tmp = this.data.partialPath(rec.hash, rec.path)
@@ -672,7 +672,8 @@ export class Puller {
         data = got.data
       }
     }
-    return writeSmall(tmp, data, rec)
+    await this.tempWriter.write(tmp, data, rec.mode, rec.mtimeMs)
+    return tmp
   }
 
   /**
@@ -810,35 +811,6 @@ function skipBytes (bufs: Uint8Array[], n: number): Uint8Array[] {
     n = 0
   }
   return out
-}
-
-/**
- * Write a small file's temp file whole, with synchronous calls: create, write, mode,
- * times, close (five system calls). Creating the file in the thread pool instead cost
- * 2.5-4x the CPU on this 2-vCPU machine (measured: 10,000 files made 3,400-5,600/s with
- * 2.6-4.0 CPU-s that way, 8,500-9,000/s with 1.0-1.2 CPU-s this way): each hand-off to a
- * pool thread and back costs more than the create itself, which holds the event loop for
- * 30-250 µs. Returns its path; nothing is left behind on failure.
- */
-function writeSmall (tmp: string, data: Uint8Array | Uint8ArrayList, rec: StoredRecord): string {
-  const fd = openSync(tmp, 'w', rec.mode)
-  try {
-    let bufs = chunksOf(data).filter((b) => b.byteLength > 0)
-    let pos = 0
-    while (bufs.length > 0) {
-      const n = writevSync(fd, bufs, pos)
-      pos += n
-      bufs = skipBytes(bufs, n)
-    }
-    fchmodSync(fd, rec.mode)
-    futimesSync(fd, rec.mtimeMs / 1000, rec.mtimeMs / 1000)
-  } catch (err) {
-    closeSync(fd)
-    rmSync(tmp, { force: true })
-    throw err
-  }
-  closeSync(fd)
-  return tmp
 }
 
 async function writeAll (fh: FileHandle, data: Uint8Array, position: number): Promise<void> {

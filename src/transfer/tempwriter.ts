@@ -13,8 +13,8 @@
  * message: what is asked for in one turn of the event loop goes together (a group of 256
  * small files arrives in a few turns), the bytes copied into one transferred buffer.
  *
- * `write`: what `writeSmall` does, plus an fstat of the open file (the caller gets the temp
- * file's state without a stat of its own). A failed file is removed, and its error (with
+ * `write`: create or truncate the temp file, write it whole, set its mode and times, fstat
+ * and close it (the caller gets the temp file's state without a stat of its own). A failed file is removed, and its error (with
  * its code) goes to that file's caller alone.
  *
  * `replace`: the puller's last step for a path, the look at the target and the rename, as
