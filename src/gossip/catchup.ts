@@ -1,6 +1,6 @@
 import { lpStream } from '@libp2p/utils'
 import type { PeerId, Stream } from '@libp2p/interface'
-import { decodeIndexRequest, decodeIndexResponse, encodeIndexRequest, encodeIndexResponse, splitRecords, LIMITS } from './codec.js'
+import { decodeIndexRequest, decodeIndexResponse, encodeIndexRequest, encodeIndexResponse, splitEncoded, LIMITS } from './codec.js'
 import { toFileRecord, type Store } from '../store/store.js'
 import type { BlockHost } from '../transfer/protocol.js'
 import type { FileRecord } from '../store/types.js'
@@ -143,10 +143,10 @@ export class CatchUp {
         const recs = after >= upTo ? [] : (await this.store.after(after, this.chunkRecords)).filter((r) => r.seq <= upTo)
         const done = recs.length < this.chunkRecords || recs[recs.length - 1].seq >= upTo
         // records are sent in sequence order, in messages well under the size limit
-        const groups = recs.length === 0 ? [[]] : splitRecords(recs.map(toFileRecord), 1024 * 1024)
+        const groups = recs.length === 0 ? [{ records: [], encoded: [] }] : splitEncoded(recs.map(toFileRecord), 1024 * 1024)
         let i = 0
         for (const group of groups) {
-          i += group.length
+          i += group.records.length
           const last = i === 0 ? upTo : recs[i - 1].seq
           const final = done && i === recs.length
           await lp.write(encodeIndexResponse({ indexId, seq: final ? upTo : last, records: group, done: final }))

@@ -13,6 +13,7 @@ import {
   encodeIndexResponse,
   encodeRecord,
   isValidNodeId,
+  splitEncoded,
   splitRecords
 } from './codec.js'
 import * as pb from './pb/gossip.js'
@@ -370,6 +371,34 @@ describe('splitRecords', () => {
     for (const g of splitRecords(big, Infinity)) {
       expect(encodeAnnouncement(announce(g)).byteLength).toBeLessThanOrEqual(LIMITS.maxMessageBytes)
     }
+  })
+
+  it('encodes each group once: messages made from a group are the messages made from its records', () => {
+    const groups = splitEncoded(records, 10_000)
+    expect(groups.map((g) => g.records)).toEqual(splitRecords(records, 10_000))
+    for (const g of groups) {
+      expect(g.encoded).toHaveLength(g.records.length)
+      // an Announcement's records come last in protons' field order: the very same bytes
+      expect(encodeAnnouncement({ ...announce(g.records), records: g })).toEqual(encodeAnnouncement(announce(g.records)))
+      const res = { indexId: 'i1', seq: 77, done: true }
+      const fromGroup = encodeIndexResponse({ ...res, records: g })
+      expect(fromGroup.byteLength).toBe(encodeIndexResponse({ ...res, records: g.records }).byteLength)
+      expect(decodeIndexResponse(fromGroup)).toEqual({ ...res, records: g.records })
+      expect(decodeIndexResponse(encodeIndexResponse({ ...res, done: false, records: g })).done).toBe(false)
+    }
+    // a record longer than 127 bytes: its length takes two varint bytes
+    expect(groups.some((g) => g.encoded.some((e) => e.byteLength >= 128))).toBe(true)
+    // an empty group (the last page of an index catch-up with nothing new)
+    expect(decodeIndexResponse(encodeIndexResponse({ indexId: '', seq: 0, done: true, records: { records: [], encoded: [] } })).records).toEqual([])
+  })
+
+  it('refuses a group whose encodings do not match its records', () => {
+    const [g] = splitEncoded(records.slice(0, 3), 100_000)
+    const broken = { records: g.records, encoded: g.encoded.slice(1) }
+    expect(wireError(() => encodeAnnouncement({ ...announce([]), records: broken })).message).toMatch(/encoded records do not match/)
+    const many = splitEncoded(Array.from({ length: 10_001 }, (_, i) => dir(`d${i}`)), Number.MAX_SAFE_INTEGER)
+    const joined = { records: many.flatMap((x) => x.records), encoded: many.flatMap((x) => x.encoded) }
+    expect(wireError(() => encodeAnnouncement({ ...announce([]), records: joined })).message).toMatch(/limit 10000/)
   })
 
   it('returns no groups for no records and rejects invalid records', () => {
