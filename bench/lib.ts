@@ -229,12 +229,15 @@ export async function waitFor<T> (what: string, cond: () => Promise<T | null | f
   }
 }
 
-/** CPU seconds (user + system) a process has used so far (Linux /proc), null elsewhere. */
-export function cpuSeconds (pid: number | undefined): number | null {
+/**
+ * CPU seconds a process has used so far (Linux /proc), null elsewhere: user + system, or
+ * system (the kernel's part: file creates and renames, socket calls) alone.
+ */
+export function cpuSeconds (pid: number | undefined, part: 'all' | 'sys' = 'all'): number | null {
   if (pid == null) return null
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / 100
+    return ((part === 'all' ? Number(fields[11]) : 0) + Number(fields[12])) / 100
   } catch {
     return null
   }

@@ -114,6 +114,8 @@ interface BigResult {
   writeSeconds: number
   /** CPU seconds (user + system, all threads) each node used from the end of the write to completion */
   cpu: { A: number | null, B: number | null }
+  /** of cpu, the system (kernel) part */
+  sys: { A: number | null, B: number | null }
   nodeStats: Record<string, unknown>
 }
 
@@ -131,6 +133,8 @@ interface SmallResult {
   foundBySweep: number
   /** CPU seconds (user + system, all threads) each node used from the first write to completion */
   cpu: { A: number | null, B: number | null }
+  /** of cpu, the system (kernel) part */
+  sys: { A: number | null, B: number | null }
   nodeStats: Record<string, unknown>
 }
 
@@ -154,6 +158,8 @@ interface CatchUpResult {
   recordSeconds: number
   /** CPU seconds (user + system, all threads) each node used while B caught up */
   cpu: { A: number | null, B: number | null }
+  /** of cpu, the system (kernel) part */
+  sys: { A: number | null, B: number | null }
 }
 
 /** Block hashes of a stream of chunks, as the scanner cuts them (for the content id). */
@@ -231,7 +237,7 @@ async function benchBig (opts: Options, a: NodeProc, b: NodeProc): Promise<BigRe
   }
   await fh.close()
   const t0 = now()
-  const cpu0 = [cpuSeconds(a.proc.pid), cpuSeconds(b.proc.pid)]
+  const cpu0 = cpuSnapshot(a, b)
   const writeSeconds = (t0 - tw) / 1000
   const st = await stat(srcPath)
   const partial = new DataFolder(b.data).partialPath(contentId(hasher.finish()), rel)
@@ -278,7 +284,7 @@ async function benchBig (opts: Options, a: NodeProc, b: NodeProc): Promise<BigRe
     await sleep(5)
   }
   await pollA
-  const cpu = cpuUsed(cpu0, a, b)
+  const { cpu, sys } = cpuUsed(cpu0, a, b)
   const sb = await status(b.home, 10_000).catch(() => null)
   const sa = await status(a.home, 10_000).catch(() => null)
   const complete = doneAt != null && statusIdle != null
@@ -312,14 +318,19 @@ async function benchBig (opts: Options, a: NodeProc, b: NodeProc): Promise<BigRe
     mtimes,
     writeSeconds: r3(writeSeconds),
     cpu,
+    sys,
     nodeStats: { A: pickStats(sa), B: pickStats(sb) }
   }
 }
 
-function cpuUsed (before: Array<number | null>, a: NodeProc, b: NodeProc): { A: number | null, B: number | null } {
-  const after = [cpuSeconds(a.proc.pid), cpuSeconds(b.proc.pid)]
+function cpuSnapshot (a: NodeProc, b: NodeProc): Array<number | null> {
+  return [cpuSeconds(a.proc.pid), cpuSeconds(b.proc.pid), cpuSeconds(a.proc.pid, 'sys'), cpuSeconds(b.proc.pid, 'sys')]
+}
+
+function cpuUsed (before: Array<number | null>, a: NodeProc, b: NodeProc): { cpu: { A: number | null, B: number | null }, sys: { A: number | null, B: number | null } } {
+  const after = cpuSnapshot(a, b)
   const d = (i: number): number | null => before[i] == null || after[i] == null ? null : r1(after[i]! - before[i]!)
-  return { A: d(0), B: d(1) }
+  return { cpu: { A: d(0), B: d(1) }, sys: { A: d(2), B: d(3) } }
 }
 
 async function benchSmall (opts: Options, a: NodeProc, b: NodeProc, dirRel: string): Promise<SmallResult> {
@@ -354,7 +365,7 @@ async function benchSmall (opts: Options, a: NodeProc, b: NodeProc, dirRel: stri
   onCleanup(() => { watcher.close() })
 
   progress(`case 2: writing ${n} files of ${SMALL_SIZE} bytes into A/${dirRel}`)
-  const cpu0 = [cpuSeconds(a.proc.pid), cpuSeconds(b.proc.pid)]
+  const cpu0 = cpuSnapshot(a, b)
   const tFirst = now()
   const closed = await writeFilesFast(srcDir, names, contents)
   const writeSeconds = (closed[n - 1] - tFirst) / 1000
@@ -379,7 +390,7 @@ async function benchSmall (opts: Options, a: NodeProc, b: NodeProc, dirRel: stri
     if (s != null && s.size === SMALL_SIZE) { appeared.set(name, tSweep); foundBySweep++ }
   }
   watcher.close()
-  const cpu = cpuUsed(cpu0, a, b)
+  const { cpu, sys } = cpuUsed(cpu0, a, b)
   const complete = appeared.size >= n
   if (complete) {
     await waitFor('B to report nothing pending', async () => (await status(b.home)).pending.files === 0, 60_000, 100)
@@ -420,6 +431,7 @@ async function benchSmall (opts: Options, a: NodeProc, b: NodeProc, dirRel: stri
     latencyMs: { p50: r1(percentile(lat, 50)), p99: r1(percentile(lat, 99)), max: r1(lat[lat.length - 1] ?? NaN) },
     foundBySweep,
     cpu,
+    sys,
     nodeStats: { A: pickStats(sa), B: pickStats(sb) }
   }
 }
@@ -485,6 +497,7 @@ async function benchCatchUp (opts: Options, a: NodeProc, b: NodeProc, logs: stri
   await waitIdle([a], 500, 30_000)
   progress(`case 3: recorded at A in ${recordSeconds.toFixed(1)} s; starting B`)
   const cpuA0 = cpuSeconds(a.proc.pid)
+  const sysA0 = cpuSeconds(a.proc.pid, 'sys')
   const b2 = await startNode('B2', b.home, logs, { cpuProfDir: opts.cpuProfDir ?? undefined, join: a.addrs[0] })
   const tStart = now()
   const deadline = tStart + opts.timeoutS * 1000
@@ -496,6 +509,7 @@ async function benchCatchUp (opts: Options, a: NodeProc, b: NodeProc, logs: stri
   }
   const seconds = (now() - tStart) / 1000
   const cpu = { A: cpuA0 == null ? null : r1((cpuSeconds(a.proc.pid) ?? cpuA0) - cpuA0), B: r1(cpuSeconds(b2.proc.pid) ?? NaN) }
+  const sys = { A: sysA0 == null ? null : r1((cpuSeconds(a.proc.pid, 'sys') ?? sysA0) - sysA0), B: r1(cpuSeconds(b2.proc.pid, 'sys') ?? NaN) }
   const complete = arrived >= n
   let verified = false
   if (complete) {
@@ -508,7 +522,7 @@ async function benchCatchUp (opts: Options, a: NodeProc, b: NodeProc, logs: stri
   } else {
     progress(`case 3: NOT complete after ${opts.timeoutS} s: ${arrived}/${n} files at B`)
   }
-  return { result: { files: n, arrived, complete, verified, seconds: r3(seconds), filesPerS: r1(arrived / seconds), recordSeconds: r3(recordSeconds), cpu }, b: b2 }
+  return { result: { files: n, arrived, complete, verified, seconds: r3(seconds), filesPerS: r1(arrived / seconds), recordSeconds: r3(recordSeconds), cpu, sys }, b: b2 }
 }
 
 function table (opts: Options, m: Machine, big: BigResult | null, small: SmallResult | null, catchUp: CatchUpResult | null, rs: RsyncResult): string {
@@ -522,7 +536,7 @@ function table (opts: Options, m: Machine, big: BigResult | null, small: SmallRe
     rows.push(['  close -> recorded at A (s)', fmt(big.recordedAtA, 2), '', ''])
     rows.push(['  close -> B starts (s)', fmt(big.startAtB, 2), '', ''])
     rows.push(['  B start -> complete (s)', fmt(big.transfer, 2), '', ''])
-    rows.push(['  CPU s, A / B', `${fmt(big.cpu.A)} / ${fmt(big.cpu.B)}`, '', ''])
+    rows.push(['  CPU s, A / B (kernel part)', `${fmt(big.cpu.A)} / ${fmt(big.cpu.B)} (${fmt(big.sys.A)} / ${fmt(big.sys.B)})`, '', ''])
   }
   if (small != null) {
     const label = `${opts.files} x 4 KiB`
@@ -530,13 +544,13 @@ function table (opts: Options, m: Machine, big: BigResult | null, small: SmallRe
     rows.push([`${label}: seconds`, fmt(small.seconds, 2), fmt(rs.small?.seconds, 2), small.complete ? ratio(small.seconds, rs.small?.seconds) : '-'])
     rows.push(['  latency p50 (ms)', fmt(small.latencyMs.p50), '', ''])
     rows.push(['  latency p99 (ms)', fmt(small.latencyMs.p99), '', ''])
-    rows.push(['  CPU s, A / B', `${fmt(small.cpu.A)} / ${fmt(small.cpu.B)}`, '', ''])
+    rows.push(['  CPU s, A / B (kernel part)', `${fmt(small.cpu.A)} / ${fmt(small.cpu.B)} (${fmt(small.sys.A)} / ${fmt(small.sys.B)})`, '', ''])
   }
   if (catchUp != null) {
     const label = `catch-up, ${opts.files} x 4 KiB`
     rows.push([`${label}: files/s`, `${fmt(catchUp.filesPerS)}${catchUp.complete ? '' : ` (${catchUp.arrived}/${catchUp.files}, incomplete)`}`, fmt(rs.small?.filesPerS), ratio(catchUp.filesPerS, rs.small?.filesPerS)])
     rows.push([`${label}: seconds`, fmt(catchUp.seconds, 2), fmt(rs.small?.seconds, 2), catchUp.complete ? ratio(catchUp.seconds, rs.small?.seconds) : '-'])
-    rows.push(['  CPU s, A / B', `${fmt(catchUp.cpu.A)} / ${fmt(catchUp.cpu.B)}`, '', ''])
+    rows.push(['  CPU s, A / B (kernel part)', `${fmt(catchUp.cpu.A)} / ${fmt(catchUp.cpu.B)} (${fmt(catchUp.sys.A)} / ${fmt(catchUp.sys.B)})`, '', ''])
   }
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)))
   const lines = rows.map((r) => r.map((cell, c) => c === 0 ? cell.padEnd(w[c]) : cell.padStart(w[c])).join('   '))
