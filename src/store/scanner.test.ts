@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { chmod, mkdir, mkdtemp, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises'
+import { appendFile, chmod, mkdir, mkdtemp, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -344,6 +344,31 @@ describe('Scanner with watch: true', () => {
     await unlink(abs('f'))
     await waitFor(async () => (await store.get('f'))?.deleted === true)
     expect(await store.get('newdir')).toMatchObject({ type: 'dir' })
+  })
+
+  it('records small files written in a burst at once, each hashed once', async () => {
+    await scanner.start()
+    const names = Array.from({ length: 200 }, (_, i) => `burst-${i}`)
+    await Promise.all(names.map(async (n, i) => { await write(n, `content ${i}`) }))
+    await waitFor(async () => (await store.getMany(names)).every((r) => r != null), 10_000)
+    expect(scanner.deferred).toBe(0)
+    for (const r of await store.getMany(names)) expect(r?.version.vv[A]).toBeGreaterThan(0)
+    // one version each: no file was recorded twice
+    expect(locals.filter((r) => r.path.startsWith('burst-'))).toHaveLength(200)
+  })
+
+  it('a large file still being written is hashed once it settles: one version, the final content', async () => {
+    await scanner.stop()
+    scanner = new Scanner({ store, data }, { watch: true, settleMs: 20, quietMs: 1000 })
+    await scanner.start()
+    const part = Buffer.alloc(300 * 1024, 7)
+    await write('growing.bin', part)
+    // the first part's event is seen (and left to settle) before the second part comes
+    await waitFor(async () => scanner.deferred > 0)
+    await appendFile(abs('growing.bin'), part)
+    const rec = await waitFor(async () => { const r = await store.get('growing.bin'); return r?.size === 600 * 1024 ? r : null }, 10_000)
+    expect(rec.hash).toBe(await contentHash('growing.bin'))
+    expect(locals.filter((r) => r.path === 'growing.bin')).toHaveLength(1)
   })
 
   it('does not record anything in .syncmesh', async () => {
