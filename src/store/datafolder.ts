@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { constants as FS, lstatSync } from 'node:fs'
 import { copyFile, lstat, mkdir, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises'
 import { dirname, join, sep } from 'node:path'
@@ -57,7 +57,7 @@ export class DataFolder {
 
   /** Where the partial download of a content id lives (kept across restarts). */
   partialPath (contentId: string, rel: string): string {
-    return join(this.tmpDir, `${contentId.slice(0, 32)}-${createHash('sha256').update(rel).digest('hex').slice(0, 16)}.part`)
+    return join(this.tmpDir, `${contentId.slice(0, 32)}-${hash('sha256', rel).slice(0, 16)}.part`)
   }
 
   async observe (rel: string): Promise<Observed | null> {
