@@ -37,6 +37,14 @@ describe('temp files written on a thread of their own', () => {
     }
   })
 
+  it('batch after batch (the thread gives each buffer back for the next): every file exactly its own bytes', async () => {
+    for (const [n, size] of [[40, 30_000], [3, 7], [200, 4096], [1, 0], [5, 300_000]]) {
+      const files = Array.from({ length: n }, (_, i) => ({ path: join(dir, `b${size}-${i}.part`), data: randomBytes(size) }))
+      await Promise.all(files.map(async (f) => await writer.write(f.path, f.data, 0o644, Date.now())))
+      for (const f of files) expect((await readFile(f.path)).equals(f.data)).toBe(true)
+    }
+  })
+
   it('replaces an existing temp file whole', async () => {
     const p = join(dir, 'x.part')
     await writer.write(p, randomBytes(5000), 0o644, Date.now())

@@ -34,6 +34,11 @@ export class TargetChangedError extends Error {
 
 const TYPES = ['file', 'dir', 'symlink'] as const
 
+/** Write buffers: at least this large when made, kept for reuse up to SPARE_KEPT of at most SPARE_MAX. */
+const SPARE_MIN = 1024 * 1024
+const SPARE_KEPT = 4
+const SPARE_MAX = 8 * 1024 * 1024
+
 /** The thread: CommonJS evaluated as a worker (no file to find next to the compiled code). */
 const WRITER = `
 const { parentPort } = require('node:worker_threads')
@@ -93,9 +98,14 @@ parentPort.on('message', (m) => {
   const n = m.op === 'write' ? m.nums.length / 4 : m.nums.length / 5
   const out = new Float64Array(m.op === 'write' ? 4 * n : n)
   const errors = {}
-  if (m.op === 'write') write(m, out, errors)
-  else replace(m, out, errors)
-  parentPort.postMessage({ id: m.id, out, errors }, [out.buffer])
+  if (m.op === 'write') {
+    write(m, out, errors)
+    // the buffer goes back for the next batch
+    parentPort.postMessage({ id: m.id, out, errors, buf: m.buf }, [out.buffer, m.buf])
+  } else {
+    replace(m, out, errors)
+    parentPort.postMessage({ id: m.id, out, errors }, [out.buffer])
+  }
 })
 `
 
@@ -124,6 +134,8 @@ export class TempWriter {
   private scheduled = false
   private nextId = 1
   private readonly inFlight = new Map<number, { answer: Answer, fail: (err: Error) => void }>()
+  /** Write buffers the thread gave back, for the next batches (at most SPARE_KEPT). */
+  private readonly spare: ArrayBuffer[] = []
 
   /**
    * Write `data` to `tmp` (created or truncated) with `mode` and `mtimeMs`, closed; resolves
@@ -174,7 +186,10 @@ export class TempWriter {
     this.writes = []
     let total = 0
     for (const p of batch) total += p.data.byteLength
-    const buf = new ArrayBuffer(total)
+    // a buffer the thread gave back when one is large enough: a new one is zeroed, and on
+    // this project's virtual machines each first touch of a fresh page costs ~10 µs
+    const i = this.spare.findIndex((b) => b.byteLength >= total)
+    const buf = i >= 0 ? this.spare.splice(i, 1)[0] : new ArrayBuffer(Math.max(total, SPARE_MIN))
     const bytes = new Uint8Array(buf)
     // the paths as one string and the numbers as one array: a structured clone of an
     // array per file cost more than writing the bytes
@@ -237,7 +252,8 @@ export class TempWriter {
     if (this.worker != null) return this.worker
     const w = new Worker(WRITER, { eval: true })
     w.unref()
-    w.on('message', ({ id, out, errors }: { id: number, out: Float64Array, errors: Record<number, { code?: string, message: string }> }) => {
+    w.on('message', ({ id, out, errors, buf }: { id: number, out: Float64Array, errors: Record<number, { code?: string, message: string }>, buf?: ArrayBuffer }) => {
+      if (buf != null && this.spare.length < SPARE_KEPT && buf.byteLength <= SPARE_MAX) this.spare.push(buf)
       const f = this.inFlight.get(id)
       if (f == null) return
       this.inFlight.delete(id)
