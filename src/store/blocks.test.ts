@@ -13,6 +13,8 @@ import {
   contentId,
   hashFile,
   hashLargeFile,
+  hashSmallFileSync,
+  SMALL_HASH,
   sha256Hex
 } from './blocks.js'
 
@@ -119,6 +121,23 @@ describe('hashFile', () => {
     expect(await hashFile(p, data.length)).toEqual(want)
     expect(await hashFile(p, undefined, Buffer.alloc(MAX_BLOCK_SIZE))).toEqual(want)
   }
+
+  it('hashSmallFileSync: one file after another (one read buffer for all), each as hashFile; a file grown since its size was taken is refused', async () => {
+    const seen: Array<[string, Buffer]> = []
+    for (const size of [4096, 10, SMALL_HASH, 0, 4097, 1]) {
+      const data = randomBytes(size)
+      const p = join(dir, `s${size}`)
+      await writeFile(p, data)
+      const got = hashSmallFileSync(p, size, (h, bytes) => { seen.push([h, Buffer.from(bytes)]) })
+      expect(got).toEqual(expected(data))
+      if (size > 0) expect(seen.pop()).toEqual([sha(data), data])
+    }
+    const p = join(dir, 'grown')
+    await writeFile(p, randomBytes(200))
+    expect(hashSmallFileSync(p, 100)).toBeNull()
+    expect(hashSmallFileSync(p, SMALL_HASH + 1)).toBeNull()
+    expect(seen).toEqual([])
+  })
 
   it('an empty file has no blocks', async () => {
     await check('empty', Buffer.alloc(0))

@@ -192,17 +192,24 @@ async function readFull (fh: FileHandle, buf: Buffer, position: number): Promise
 /** Files up to this size are hashed with synchronous calls (one block, read in one go). */
 export const SMALL_HASH = MIN_BLOCK_SIZE
 
+let scratch: Buffer | null = null
+
 /**
  * hashFile for a small file, with synchronous calls: open, read, close cost less than
  * three round trips through the thread pool, and a burst of new small files is bound by
  * those. Null when the file is (now) larger than SMALL_HASH: hash it with hashFile.
+ * `read` gets the content, valid only until it returns (copy what you keep).
  */
 export function hashSmallFileSync (path: string, expectedSize: number, read?: (hash: string, data: Buffer) => void): HashedContent | null {
   if (expectedSize > SMALL_HASH) return null
   const fd = openSync(path, 'r')
   try {
-    // one byte more than expected: a file that grew is noticed
-    const buf = Buffer.allocUnsafe(expectedSize + 1)
+    // one byte more than expected: a file that grew is noticed. Read into one buffer for
+    // every call (synchronous: no two calls overlap), so `read` sees bytes that are only
+    // valid during its call: a buffer per file was a fresh allocation per file (4 KiB and
+    // one byte is just over Node's pooled size)
+    scratch ??= Buffer.allocUnsafeSlow(SMALL_HASH + 1)
+    const buf = scratch.subarray(0, expectedSize + 1)
     let size = 0
     for (;;) {
       const n = readSync(fd, buf, size, buf.byteLength - size, size)
