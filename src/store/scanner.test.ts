@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
-import { appendFile, chmod, mkdir, mkdtemp, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises'
+import { appendFileSync, writeFileSync } from 'node:fs'
+import { chmod, mkdir, mkdtemp, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -349,7 +350,8 @@ describe('Scanner with watch: true', () => {
   it('records small files written in a burst at once, each hashed once', async () => {
     await scanner.start()
     const names = Array.from({ length: 200 }, (_, i) => `burst-${i}`)
-    await Promise.all(names.map(async (n, i) => { await write(n, `content ${i}`) }))
+    // synchronous writes: the scanner (in this process) never sees a file half-written
+    names.forEach((n, i) => { writeFileSync(abs(n), `content ${i}`) })
     await waitFor(async () => (await store.getMany(names)).every((r) => r != null), 10_000)
     expect(scanner.deferred).toBe(0)
     for (const r of await store.getMany(names)) expect(r?.version.vv[A]).toBeGreaterThan(0)
@@ -362,10 +364,11 @@ describe('Scanner with watch: true', () => {
     scanner = new Scanner({ store, data }, { watch: true, settleMs: 20, quietMs: 1000 })
     await scanner.start()
     const part = Buffer.alloc(300 * 1024, 7)
-    await write('growing.bin', part)
+    // synchronous writes: each part lands whole before the scanner (in this process) looks
+    writeFileSync(abs('growing.bin'), part)
     // the first part's event is seen (and left to settle) before the second part comes
     await waitFor(async () => scanner.deferred > 0)
-    await appendFile(abs('growing.bin'), part)
+    appendFileSync(abs('growing.bin'), part)
     const rec = await waitFor(async () => { const r = await store.get('growing.bin'); return r?.size === 600 * 1024 ? r : null }, 10_000)
     expect(rec.hash).toBe(await contentHash('growing.bin'))
     expect(locals.filter((r) => r.path === 'growing.bin')).toHaveLength(1)
