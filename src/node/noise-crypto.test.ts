@@ -36,7 +36,12 @@ describe('noise crypto with cached key objects', () => {
       for (const c of [...cuts, b.byteLength]) { l.append(b.subarray(at, c)); at = c }
       return l as unknown as Frame & Uint8ArrayList
     }
-    for (const cuts of [[12], [12, 30_000], [100, 101, 102, 5000], [65_000]]) {
+    // a frame of small blocks: a 24-byte header and 4 KiB of data each (joined before
+    // ciphering), then one chunk of 20,000 bytes (ciphered as it is)
+    const smallBlocks: number[] = []
+    for (let at = 0; at + 4120 < 40_000; at += 4120) smallBlocks.push(at + 24, at + 4120)
+    smallBlocks.push(smallBlocks[smallBlocks.length - 1] + 20_000)
+    for (const cuts of [[12], [12, 30_000], [100, 101, 102, 5000], [65_000], smallBlocks]) {
       const nonce = randomBytes(12)
       const pt = randomBytes(65_519)
       const ct = flat(defaultCrypto.chaCha20Poly1305Encrypt(pt, nonce, ad, k))
