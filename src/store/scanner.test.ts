@@ -359,6 +359,32 @@ describe('Scanner with watch: true', () => {
     expect(locals.filter((r) => r.path.startsWith('burst-'))).toHaveLength(200)
   })
 
+  it('records a burst of new files in transactions of at most 1000, the first before the last is hashed', async () => {
+    const groups: StoredRecord[][] = []
+    store.on('local', (recs) => groups.push(recs))
+    await scanner.start()
+    const names = Array.from({ length: 2500 }, (_, i) => `many-${i}`)
+    names.forEach((n, i) => { writeFileSync(abs(n), `content ${i}`) })
+    await waitFor(async () => (await store.getMany(names)).every((r) => r != null), 20_000)
+    expect(groups.length).toBeGreaterThanOrEqual(3)
+    expect(Math.max(...groups.map((g) => g.length))).toBeLessThanOrEqual(1000)
+    expect(groups.flat().filter((r) => r.path.startsWith('many-'))).toHaveLength(2500)
+  })
+
+  it('records a renamed directory of 1,500 files in one transaction: every new path with every tombstone', async () => {
+    await mkdir(abs('tree'))
+    for (let i = 0; i < 1500; i++) writeFileSync(abs(`tree/f${i}`), `file ${i}`)
+    await scanner.start()
+    const groups: StoredRecord[][] = []
+    store.on('local', (recs) => groups.push(recs))
+    await rename(abs('tree'), abs('moved'))
+    await waitFor(async () => (await store.get('tree/f1499'))?.deleted === true && await store.get('moved/f1499'), 20_000)
+    const one = groups.find((g) => g.some((r) => r.path === 'moved/f0'))!
+    expect(one.some((r) => r.path === 'tree/f0' && r.deleted)).toBe(true)
+    expect(one.filter((r) => r.path.startsWith('moved/') && !r.deleted)).toHaveLength(1500)
+    expect(one.filter((r) => r.path.startsWith('tree/') && r.deleted)).toHaveLength(1500)
+  })
+
   it('a large file still being written is hashed once it settles: one version, the final content', async () => {
     await scanner.stop()
     scanner = new Scanner({ store, data }, { watch: true, settleMs: 20, quietMs: 1000 })

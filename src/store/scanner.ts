@@ -372,8 +372,11 @@ export class Scanner {
     // the walks compared with the records as they were when each began: what the puller
     // installed meanwhile (a directory a peer made, filling up) is no local change
     candidates.push(...await this.stillDiffering(walked))
-    // one transaction: a renamed directory is one batch of new paths and tombstones
-    return await this.record(candidates, gone, true)
+    // with something gone, one transaction: a renamed directory is one batch of new paths
+    // and tombstones. Without, transactions of up to 1000 as they are hashed: the first
+    // files of a burst go out while the rest are hashed (one transaction for every path
+    // of a settle window held them all back until the last was hashed)
+    return await this.record(candidates, gone, { atomic: gone.length > 0, fromEvent: true })
   }
 
   private async walk (dir: string, seen: Set<string>, out: Array<{ path: string, observed: Observed }>, known: Map<string, StoredRecord>): Promise<void> {
@@ -414,9 +417,10 @@ export class Scanner {
 
   /**
    * Hash what changed and hand it to the store: in one transaction when `atomic` (the
-   * paths of one event), else in transactions of 1000 (a full scan).
+   * paths of one event with something gone), else in transactions of 1000. `fromEvent`:
+   * the watcher named these paths (a file written a moment ago may still be written).
    */
-  private async record (candidates: Array<{ path: string, observed: Observed }>, gone: LocalObservation[], atomic = false): Promise<number> {
+  private async record (candidates: Array<{ path: string, observed: Observed }>, gone: LocalObservation[], { atomic = false, fromEvent = false } = {}): Promise<number> {
     const CHUNK = 1000
     const obs: LocalObservation[] = []
     let changed = 0
@@ -427,7 +431,7 @@ export class Scanner {
     }
     for (let i = 0; i < candidates.length; i += CHUNK) {
       const slice = candidates.slice(i, i + CHUNK)
-      for (const o of await mapLimit(slice, this.hashConcurrency, async (c) => await this.describe(c.path, c.observed, atomic))) {
+      for (const o of await mapLimit(slice, this.hashConcurrency, async (c) => await this.describe(c.path, c.observed, fromEvent))) {
         if (o != null) obs.push(o)
       }
       if (!atomic) await flush()
