@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { waitFor } from '../sim/harness.js'
-import { cleanup, onCleanup, requireBuild, run, start, tempDir } from '../lib/proc.js'
+import { cleanup, onCleanup, requireBuild, run, runEnv, start, tempDir } from '../lib/proc.js'
 
 beforeAll(requireBuild)
 afterEach(cleanup)
@@ -38,6 +38,21 @@ describe('syncmesh CLI', () => {
     expect(bad.code).toBe(1)
     expect(bad.stderr.trim().split('\n')).toHaveLength(1)
     expect(existsSync(join(d, 'c'))).toBe(false)
+  })
+
+  it('keeps its compile cache in the user\'s cache folder; a folder that cannot be made means no cache, not a hang', async () => {
+    const d = await tempDir()
+    const home = join(d, 'home')
+    expect((await run('init', '--home', home)).code).toBe(0)
+    const ok = await runEnv({ XDG_CACHE_HOME: join(d, 'cache') }, 'status', '--home', home)
+    expect(ok.stderr).toMatch(/no node is running/)
+    expect(await readdir(join(d, 'cache', 'syncmesh', 'compile-cache'))).not.toHaveLength(0)
+    // Node's own recursive mkdir spins forever under /proc
+    const none = await runEnv({ XDG_CACHE_HOME: '/proc/syncmesh-no-such-folder' }, 'status', '--home', home)
+    expect(none.code).toBe(1)
+    expect(none.stderr).toMatch(/no node is running/)
+    const homeless = await runEnv({ HOME: undefined, XDG_CACHE_HOME: undefined }, 'status', '--home', home)
+    expect(homeless.stderr).toMatch(/no node is running/)
   })
 
   it('user mistakes get one line and a non-zero exit, never a stack trace', async () => {

@@ -38,8 +38,15 @@ export interface Run { code: number | null, stdout: string, stderr: string }
 
 /** Run `syncmesh ...args` to completion. */
 export async function run (...args: string[]): Promise<Run> {
+  return await runEnv({}, ...args)
+}
+
+/** run, with these environment variables added to (or, undefined, removed from) this process's. */
+export async function runEnv (env: NodeJS.ProcessEnv, ...args: string[]): Promise<Run> {
   return await new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
+    // a command that never ends (a test failing by timeout) does not outlive its test
+    onCleanup(async () => { if (p.exitCode == null && p.signalCode == null) p.kill('SIGKILL') })
     let stdout = ''
     let stderr = ''
     p.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
