@@ -359,7 +359,7 @@ describe('Scanner with watch: true', () => {
     expect(locals.filter((r) => r.path.startsWith('burst-'))).toHaveLength(200)
   })
 
-  it('records a burst of new files in transactions of at most 1000, the first before the last is hashed', async () => {
+  it('records a burst of 2,500 new files (one settle window) in transactions of at most 1000, not in one', async () => {
     const groups: StoredRecord[][] = []
     store.on('local', (recs) => groups.push(recs))
     await scanner.start()
