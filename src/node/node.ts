@@ -26,6 +26,7 @@ import { oneLine } from '../store/errors.js'
 import { Announcer, meshTopic } from '../gossip/announcer.js'
 import { CatchUp } from '../gossip/catchup.js'
 import { BlockServer, PeerBlockClient, PeerTraffic, type BlockHost } from '../transfer/protocol.js'
+import type { ReplaceLock } from '../transfer/tempwriter.js'
 import { Puller, type PullProgress } from '../transfer/puller.js'
 import { SyncMount } from '../fuse/mount.js'
 import type { NodeId } from '../store/types.js'
@@ -64,6 +65,8 @@ export interface NodeOptions {
   peerExchange?: boolean
   /** Longest wait before a failed pull is tried again. @default 30_000 */
   maxRetryDelayMs?: number
+  /** Simulations: shared with the workload (ReplaceLock in src/transfer/tempwriter.ts). */
+  replaceLock?: ReplaceLock
   /**
    * Mount the data folder here (FUSE passthrough): every change made through the mount
    * is recorded at once, and the folder is no longer watched.
@@ -315,7 +318,7 @@ export class SyncNode {
       scanner: this.scanner,
       peers: () => [...this.clients.values()],
       log: (m) => this.log('warn', m)
-    }, { concurrency: this.home.config.pullConcurrency, maxRetryDelayMs: this.opts.maxRetryDelayMs })
+    }, { concurrency: this.home.config.pullConcurrency, maxRetryDelayMs: this.opts.maxRetryDelayMs, replaceLock: this.opts.replaceLock })
     this.announcer = new Announcer({ store: this.store, pubsub: this.libp2p.services.pubsub, log: (m) => this.log('warn', m), onUnheard: () => { this.catchUp.nudgeAll() } }, {
       topic: meshTopic(this.home.meshKey),
       profile: this.home.batchProfile,

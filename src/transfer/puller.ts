@@ -26,7 +26,7 @@ import type { Store } from '../store/store.js'
 import type { StoredRecord } from '../store/types.js'
 import { TRANSFER_LIMITS, type Want } from './codec.js'
 import { BlockUnavailableError, type PeerBlockClient } from './protocol.js'
-import { TargetChangedError, TempWriter } from './tempwriter.js'
+import { TargetChangedError, TempWriter, type ReplaceLock } from './tempwriter.js'
 
 /** A file of one block up to this size is a small file: pulled in groups, written in one go. */
 export const SMALL_FILE = 128 * 1024
@@ -82,6 +82,8 @@ export interface PullerInit {
   banMs?: number
   /** @default 30_000 */
   maxRetryDelayMs?: number
+  /** Simulations: the lock the temp-file thread holds while it replaces (ReplaceLock). */
+  replaceLock?: ReplaceLock
 }
 
 export interface PullerComponents {
@@ -129,7 +131,7 @@ export class Puller {
   private readonly banned = new Map<string, number>()
   private readonly onNeed = (recs: StoredRecord[]): void => { this.enqueueRecords(recs) }
   /** The temp files of small files in groups are written on a thread of its own. */
-  private readonly tempWriter = new TempWriter()
+  private readonly tempWriter: TempWriter
   private workers = 0
   private started = false
   private idleWaiters: Array<() => void> = []
@@ -137,6 +139,7 @@ export class Puller {
   lastError: string | null = null
 
   constructor (components: PullerComponents, init: PullerInit = {}) {
+    this.tempWriter = new TempWriter(init.replaceLock ?? null)
     this.store = components.store
     this.data = components.data
     this.scanner = components.scanner

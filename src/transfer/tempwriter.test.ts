@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { observedFromStat } from '../store/datafolder.js'
-import { TargetChangedError, TempWriter } from './tempwriter.js'
+import { TargetChangedError, TempWriter, newReplaceLock, withReplacesHeld } from './tempwriter.js'
 
 let dir: string
 let writer: TempWriter
@@ -103,6 +103,31 @@ describe('temp files written on a thread of their own', () => {
     expect(await readFile(join(dir, 'd'), 'utf8')).toBe('three')
     // under a file (ENOTDIR): not there as expected, and the rename's error comes back
     await expect(writer.replace(await tmp('b', 'x'), join(dir, 'a', 'b'), null)).rejects.toMatchObject({ code: 'ENOTDIR' })
+  })
+
+  it('with a replace lock (simulations), the look-and-rename waits while the lock is held', async () => {
+    const lock = newReplaceLock()
+    const locked = new TempWriter(lock)
+    try {
+      const t = join(dir, 'l.part')
+      await locked.write(t, Buffer.from('pulled'), 0o644, Date.now())
+      Atomics.store(lock, 0, 1) // held, as withReplacesHeld holds it
+      const done = locked.replace(t, join(dir, 'l'), null)
+      // nothing lands while it is held (a bounded look: the rename takes microseconds)
+      for (let i = 0; i < 20; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+        expect(await lstat(join(dir, 'l')).catch(() => null)).toBeNull()
+      }
+      Atomics.store(lock, 0, 0)
+      Atomics.notify(lock, 0)
+      await done
+      expect(await readFile(join(dir, 'l'), 'utf8')).toBe('pulled')
+      // released by the thread too: the workload's side takes it at once
+      expect(withReplacesHeld(lock, () => Atomics.load(lock, 0))).toBe(1)
+      expect(Atomics.load(lock, 0)).toBe(0)
+    } finally {
+      await locked.close()
+    }
   })
 
   it('replaces asked for together are each answered on their own', async () => {

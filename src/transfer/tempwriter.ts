@@ -41,7 +41,10 @@ const SPARE_MAX = 8 * 1024 * 1024
 
 /** The thread: CommonJS evaluated as a worker (no file to find next to the compiled code). */
 const WRITER = `
-const { parentPort } = require('node:worker_threads')
+const { parentPort, workerData } = require('node:worker_threads')
+const lock = workerData.lock // see ReplaceLock
+function acquire () { if (lock) while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) Atomics.wait(lock, 0, 1) }
+function release () { if (lock) { Atomics.store(lock, 0, 0); Atomics.notify(lock, 0) } }
 const { openSync, writeSync, fchmodSync, futimesSync, fstatSync, closeSync, rmSync, lstatSync, renameSync, rmdirSync } = require('node:fs')
 const sameObserved = ${sameObserved.toString()}
 const observedFromStat = ${observedFromStat.toString()}
@@ -77,6 +80,7 @@ function replace ({ paths, nums }, out, errors) {
     const tmp = p[2 * i], target = p[2 * i + 1]
     const t = nums[5 * i]
     const expected = t < 0 ? null : { type: TYPES[t], mode: nums[5 * i + 1], size: nums[5 * i + 2], mtimeMs: nums[5 * i + 3], ino: Number.isNaN(nums[5 * i + 4]) ? undefined : nums[5 * i + 4] }
+    acquire()
     try {
       let now = null
       try {
@@ -91,6 +95,8 @@ function replace ({ paths, nums }, out, errors) {
       out[i] = 0
     } catch (err) {
       errors[i] = { code: err.code, message: err.message }
+    } finally {
+      release()
     }
   }
 }
@@ -127,6 +133,32 @@ interface PendingReplace extends Pending<void> {
 
 type Answer = (out: Float64Array, errors: Record<number, { code?: string, message: string }>) => void
 
+/**
+ * For simulations, which run the nodes and a workload of synchronous file operations in
+ * one process and rely on no node work landing in the middle of one such operation: an
+ * Int32Array on a SharedArrayBuffer (one element, 0 when free) that the thread holds from
+ * its look at a target to the rename, and `withReplacesHeld` holds around an operation.
+ * A program in another process has the same short window between the look and the rename
+ * as with the step on the event loop; the lock only makes the thread as exclusive of the
+ * workload as the event loop is.
+ */
+export type ReplaceLock = Int32Array
+
+export function newReplaceLock (): ReplaceLock {
+  return new Int32Array(new SharedArrayBuffer(4))
+}
+
+/** Run `fn` (synchronous) with no thread's look-and-rename in progress on `lock`. */
+export function withReplacesHeld<T> (lock: ReplaceLock, fn: () => T): T {
+  while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) Atomics.wait(lock, 0, 1)
+  try {
+    return fn()
+  } finally {
+    Atomics.store(lock, 0, 0)
+    Atomics.notify(lock, 0)
+  }
+}
+
 export class TempWriter {
   private worker: Worker | null = null
   private writes: PendingWrite[] = []
@@ -136,6 +168,11 @@ export class TempWriter {
   private readonly inFlight = new Map<number, { answer: Answer, fail: (err: Error) => void }>()
   /** Write buffers the thread gave back, for the next batches (at most SPARE_KEPT). */
   private readonly spare: ArrayBuffer[] = []
+  private readonly lock: ReplaceLock | null
+
+  constructor (lock: ReplaceLock | null = null) {
+    this.lock = lock
+  }
 
   /**
    * Write `data` to `tmp` (created or truncated) with `mode` and `mtimeMs`, closed; resolves
@@ -250,7 +287,7 @@ export class TempWriter {
 
   private thread (): Worker {
     if (this.worker != null) return this.worker
-    const w = new Worker(WRITER, { eval: true })
+    const w = new Worker(WRITER, { eval: true, workerData: { lock: this.lock } })
     w.unref()
     w.on('message', ({ id, out, errors, buf }: { id: number, out: Float64Array, errors: Record<number, { code?: string, message: string }>, buf?: ArrayBuffer }) => {
       if (buf != null && this.spare.length < SPARE_KEPT && buf.byteLength <= SPARE_MAX) this.spare.push(buf)

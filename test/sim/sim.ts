@@ -20,6 +20,7 @@ import { SimNetwork, trafficDelta, type Traffic } from './network.js'
 import { Rng } from './prng.js'
 import { describeTopology, makeTopology, neighbors, type Topology, type TopologyName } from './topology.js'
 import { Workload, sha256, stateAt, type WorkloadOptions } from './workload.js'
+import { newReplaceLock, withReplacesHeld } from '../../src/transfer/tempwriter.js'
 
 export interface SimOptions {
   nodes: number
@@ -96,6 +97,12 @@ export class Sim {
   readonly net: SimNetwork
   readonly ledger = new Ledger()
   readonly workload: Workload
+  /**
+   * Held by every node's temp-file thread from its look at a path to its rename, and by
+   * each workload operation: the ledger records what an operation read and wrote as one
+   * step, which a rename by that thread landing in the middle would falsify.
+   */
+  readonly replaceLock = newReplaceLock()
   readonly faultRng: Rng
   private readonly pickRng: Rng
   readonly t0 = performance.now()
@@ -133,6 +140,7 @@ export class Sim {
         catchUpIntervalMs: opts.catchUpIntervalMs ?? 1_000,
         maxRetryDelayMs: opts.maxRetryDelayMs ?? 1_000,
         rescanIntervalMs: opts.rescanIntervalMs ?? 5_000,
+        replaceLock: sim.replaceLock,
         ...(opts.nodeLogs === true ? { log: (level, msg) => { if (level !== 'debug') sim.log(`[${name} ${level}] ${msg}`) } } : {})
       })
       node.index = i
@@ -201,7 +209,7 @@ export class Sim {
     const live = this.running().filter((n) => !this.readOnly.has(n.index))
     if (live.length === 0) return 'no node to write on'
     const target = node ?? this.pickRng.pick(live)
-    return `${target.name}: ${this.workload.step(target, live)}`
+    return `${target.name}: ${withReplacesHeld(this.replaceLock, () => this.workload.step(target, live))}`
   }
 
   // ---- faults ---------------------------------------------------------------------------
@@ -440,13 +448,13 @@ export class Sim {
     const a = this.nodes[ahead]
     const b = this.nodes[behind]
     const first = this.workload.content(200, `clock check from n${ahead}`)
-    this.workload.write(a, path, first, 'clock-ahead')
+    withReplacesHeld(this.replaceLock, () => { this.workload.write(a, path, first, 'clock-ahead') })
     const aheadDigest = sha256(first)
     await waitFor(() => { const st = stateAt(b, path); return st?.type === 'file' && st.digest === aheadDigest }, timeoutMs, `n${behind} received ${path} from n${ahead}`)
     const rec = await b.n.store.get(path)
     const leadMs = (rec?.version.hlc.wall ?? 0) - (Date.now() + b.skewMs)
     const second = this.workload.content(300, `clock check from n${behind}`)
-    this.workload.write(b, path, second, 'clock-behind')
+    withReplacesHeld(this.replaceLock, () => { this.workload.write(b, path, second, 'clock-behind') })
     this.event(`clock check: n${behind} (clock ${fmtSkew(b.skewMs)}) overwrote ${path} of n${ahead} (clock ${fmtSkew(a.skewMs)}), whose version is ${Math.round(leadMs / 1000)} s ahead of n${behind}'s clock`)
     return { path, ahead, behind, aheadDigest, behindDigest: sha256(second), leadMs }
   }
