@@ -327,22 +327,23 @@ export class Scanner {
       if (this.writes?.isOpenForWrite(path) === true) continue
       todo.push(path)
     }
-    // the node's own installs, still as installed: nothing to read or record
+    // a look at every path (synchronous: a stat costs less than a round trip through the
+    // thread pool, and a burst of thousands of new files is bound by those), the records
+    // of those not still as the node installed them in one read, then work through what
+    // changed in order
+    let observations = todo.map((p) => this.data.observeSync(p))
     if (this.installs.size > 0) {
-      todo = todo.filter((p) => {
+      const own = todo.map((p, i) => {
         const mine = this.installs.get(p)
-        if (mine === undefined) return true
+        if (mine === undefined) return false
         this.installs.delete(p)
-        if (!sameObserved(this.data.observeSync(p), mine)) return true
-        this.ownEvents++
-        return false
+        return sameObserved(observations[i], mine)
       })
+      for (const o of own) if (o) this.ownEvents++
+      todo = todo.filter((_p, i) => !own[i])
+      observations = observations.filter((_o, i) => !own[i])
     }
-    // the records in one read, and a look at every path (synchronous: a stat costs less
-    // than a round trip through the thread pool, and a burst of thousands of new files is
-    // bound by those), then work through what changed in order
     const records = await this.store.getMany(todo)
-    const observations = todo.map((p) => this.data.observeSync(p))
     for (let i = 0; i < todo.length; i++) {
       const path = todo[i]
       const observed = observations[i]
