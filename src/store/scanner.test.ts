@@ -400,31 +400,6 @@ describe('Scanner with watch: true', () => {
     expect(locals.filter((r) => r.path === 'growing.bin')).toHaveLength(1)
   })
 
-  it('skips the event of a file the node installed itself, and records a change made after the install', async () => {
-    await scanner.start()
-    // the node writes a file (held meanwhile) and says what it put there: its event is
-    // skipped without a look at the store (which, here, has no record of it at all)
-    scanner.hold('got.txt')
-    await write('got.txt', 'from a peer')
-    scanner.installed('got.txt', data.observeSync('got.txt')!)
-    scanner.release('got.txt')
-    await waitFor(async () => scanner.ownEvents === 1)
-    expect(await store.get('got.txt')).toBeUndefined()
-    // a later local write is a change like any other
-    await write('got.txt', 'changed here')
-    const rec = await waitFor(async () => await store.get('got.txt'))
-    expect(rec.hash).toBe(await contentHash('got.txt'))
-    // written again between the install and its event: recorded, not skipped
-    scanner.hold('again.txt')
-    await write('again.txt', 'from a peer')
-    scanner.installed('again.txt', data.observeSync('again.txt')!)
-    await write('again.txt', 'and at once changed here')
-    scanner.release('again.txt')
-    const again = await waitFor(async () => await store.get('again.txt'))
-    expect(again.hash).toBe(await contentHash('again.txt'))
-    expect(scanner.ownEvents).toBe(1)
-  })
-
   it('does not record anything in .syncmesh', async () => {
     await scanner.start()
     await write('.syncmesh/tmp/x.part', 'partial')

@@ -11,9 +11,6 @@ import type { StoredRecord } from './types.js'
 /** Entries a walk looks at between turns of the event loop. */
 const WALK_YIELD = 500
 
-/** Most installs remembered until their watcher events come (Scanner.installed). */
-const MAX_INSTALLS = 100_000
-
 export interface ScannerInit {
   /**
    * Full rescan period (what a missed event or a change made while stopped left behind).
@@ -95,13 +92,6 @@ export class Scanner {
   /** Paths the node itself is writing: their events are ignored until released. */
   readonly busy = new Map<string, number>()
   /**
-   * What the node itself put at a path and recorded (installed), until the watcher's event
-   * for it comes: a path still as installed is skipped without reading its record (that
-   * read was most of the scanner's share of a node pulling 10,000 small files, about 5%).
-   * Emptied by every full scan (an event that never came leaves nothing behind).
-   */
-  private readonly installs = new Map<string, Observed>()
-  /**
    * Set by the node when a mount reports writes: a file open for writing is recorded
    * when its last handle closes (the mount reports that), never half-written.
    */
@@ -112,8 +102,6 @@ export class Scanner {
   lastError: string | null = null
   /** Times a file written a moment ago was left to settle before being hashed (quietMs). */
   deferred = 0
-  /** Watcher events for the node's own installs, skipped (Scanner.installed). */
-  ownEvents = 0
 
   private readonly keep = (hash: string, data: Buffer): void => { this.cache?.add(hash, data) }
 
@@ -238,16 +226,6 @@ export class Scanner {
     await this.store.recordLocal(obs)
   }
 
-  /**
-   * The node put `observed` at `rel` itself and its record says so: the watcher's event
-   * for that change is no local change (unless the path changed again meanwhile).
-   */
-  installed (rel: string, observed: Observed): void {
-    if (!this.useWatch || !this.started) return
-    if (this.installs.size >= MAX_INSTALLS) this.installs.clear()
-    this.installs.set(rel, observed)
-  }
-
   /** The node is about to write `rel` itself (until `release`). */
   hold (rel: string): void {
     this.busy.set(rel, (this.busy.get(rel) ?? 0) + 1)
@@ -286,7 +264,6 @@ export class Scanner {
   }
 
   private async runScanAll (): Promise<number> {
-    this.installs.clear()
     const known = new Map<string, StoredRecord>()
     for await (const r of this.store.all()) if (r.disk != null) known.set(r.path, r)
     const seen = new Set<string>()
@@ -320,30 +297,18 @@ export class Scanner {
     const walked: Array<{ path: string, observed: Observed }> = []
     const gone: LocalObservation[] = []
     const retry: string[] = []
-    let todo: string[] = []
+    const todo: string[] = []
     for (const path of paths) {
       if (!isValidPath(path)) continue
       if (this.busy.has(path)) { retry.push(path); continue }
       if (this.writes?.isOpenForWrite(path) === true) continue
       todo.push(path)
     }
-    // a look at every path (synchronous: a stat costs less than a round trip through the
-    // thread pool, and a burst of thousands of new files is bound by those), the records
-    // of those not still as the node installed them in one read, then work through what
-    // changed in order
-    let observations = todo.map((p) => this.data.observeSync(p))
-    if (this.installs.size > 0) {
-      const own = todo.map((p, i) => {
-        const mine = this.installs.get(p)
-        if (mine === undefined) return false
-        this.installs.delete(p)
-        return sameObserved(observations[i], mine)
-      })
-      for (const o of own) if (o) this.ownEvents++
-      todo = todo.filter((_p, i) => !own[i])
-      observations = observations.filter((_o, i) => !own[i])
-    }
+    // the records in one read, and a look at every path (synchronous: a stat costs less
+    // than a round trip through the thread pool, and a burst of thousands of new files is
+    // bound by those), then work through what changed in order
     const records = await this.store.getMany(todo)
+    const observations = todo.map((p) => this.data.observeSync(p))
     for (let i = 0; i < todo.length; i++) {
       const path = todo[i]
       const observed = observations[i]

@@ -588,16 +588,12 @@ export class Puller {
 
   /** Rename a finished temp file or link over `rec.path` (its parent is there), if the target is unchanged. */
   private async installTmp (tmp: string, rec: StoredRecord, observed: Observed | null, written?: Observed): Promise<void> {
-    let put: Observed | null = null
-    const installed = await this.store.install(rec, async () => {
-      put = written != null && this.scanner.writes == null
-        ? await this.replaceByThread(tmp, rec, observed, written)
-        : await this.atomically(rec.path, () => this.replaceNow(tmp, rec, observed, written))
-      return put
-    }).catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
+    const installed = await this.store.install(rec, async () => written != null && this.scanner.writes == null
+      ? await this.replaceByThread(tmp, rec, observed, written)
+      : await this.atomically(rec.path, () => this.replaceNow(tmp, rec, observed, written)))
+      .catch(async (err: Error) => { await rm(tmp, { force: true }); throw err })
     // superseded by a newer version meanwhile: that one is queued already
     if (!installed) await rm(tmp, { force: true })
-    else if (put != null) this.scanner.installed(rec.path, put)
   }
 
   /** The look at `rec.path` and the rename, as one synchronous step here. */
