@@ -14,8 +14,8 @@
  * small files arrives in a few turns), the bytes copied into one transferred buffer.
  *
  * `write`: create or truncate the temp file, write it whole, set its mode and times, fstat
- * and close it (the caller gets the temp file's state without a stat of its own). A failed file is removed, and its error (with
- * its code) goes to that file's caller alone.
+ * and close it (the caller gets the temp file's state without a stat of its own). A failed
+ * file is removed, and its error (with its code) goes to that file's caller alone.
  *
  * `replace`: the puller's last step for a path, the look at the target and the rename, as
  * one synchronous step on this thread (a local write cannot land between the two any more
@@ -43,8 +43,7 @@ const SPARE_MAX = 8 * 1024 * 1024
 const WRITER = `
 const { parentPort, workerData } = require('node:worker_threads')
 const lock = workerData.lock // see ReplaceLock
-function acquire () { if (lock) while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) Atomics.wait(lock, 0, 1) }
-function release () { if (lock) { Atomics.store(lock, 0, 0); Atomics.notify(lock, 0) } }
+const withReplacesHeld = ${withReplacesHeld.toString()}
 const { openSync, writeSync, fchmodSync, futimesSync, fstatSync, closeSync, rmSync, lstatSync, renameSync, rmdirSync } = require('node:fs')
 const sameObserved = ${sameObserved.toString()}
 const observedFromStat = ${observedFromStat.toString()}
@@ -80,8 +79,8 @@ function replace ({ paths, nums }, out, errors) {
     const tmp = p[2 * i], target = p[2 * i + 1]
     const t = nums[5 * i]
     const expected = t < 0 ? null : { type: TYPES[t], mode: nums[5 * i + 1], size: nums[5 * i + 2], mtimeMs: nums[5 * i + 3], ino: Number.isNaN(nums[5 * i + 4]) ? undefined : nums[5 * i + 4] }
-    acquire()
-    try {
+    // 1: the target is not as expected (nothing done), 0: renamed
+    const step = () => {
       let now = null
       try {
         const st = lstatSync(target, { throwIfNoEntry: false })
@@ -89,14 +88,15 @@ function replace ({ paths, nums }, out, errors) {
       } catch (err) {
         if (err.code !== 'ENOTDIR') throw err
       }
-      if (!sameObserved(now, expected)) { out[i] = 1; continue }
+      if (!sameObserved(now, expected)) return 1
       if (now !== null && now.type === 'dir') rmdirSync(target)
       renameSync(tmp, target)
-      out[i] = 0
+      return 0
+    }
+    try {
+      out[i] = lock ? withReplacesHeld(lock, step) : step()
     } catch (err) {
       errors[i] = { code: err.code, message: err.message }
-    } finally {
-      release()
     }
   }
 }
