@@ -13,6 +13,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { ConnectionGater, PeerId } from '@libp2p/interface'
 import { meshProtector } from './pnet.js'
 import { noiseCrypto } from './noise-crypto.js'
+import { windowUpdatesAtHalf } from './yamux-window.js'
 import { loadHome, type Home } from './home.js'
 import { PeerExchange } from './peers.js'
 import { Acl } from './acl.js'
@@ -282,6 +283,7 @@ export class SyncNode {
     }
     const listen = this.opts.listen ?? this.home.config.listen
     const gater = this.acl.gater(this.opts.gater)
+    windowUpdatesAtHalf()
     try {
       this.libp2p = await createLibp2p({
         privateKey: this.home.privateKey,
