@@ -4,6 +4,7 @@ import { decodeAnnouncement, encodeAnnouncement, splitEncoded, LIMITS, WireError
 import { Batcher, type BatchProfile, type ClosedBatch } from './batcher.js'
 import { toFileRecord, type Store } from '../store/store.js'
 import type { FileRecord, StoredRecord } from '../store/types.js'
+import { nodeIdOf } from '../node/nodeid.js'
 
 /** The mesh topic: derived from the mesh key, so it names nothing outside the mesh. */
 export function meshTopic (meshKey: Uint8Array): string {
@@ -71,6 +72,8 @@ export class Announcer {
     const msg = evt.detail
     if (msg.topic !== this.topic) return
     const from = msg.type === 'signed' ? msg.from.toString() : ''
+    // the publisher announced records of its own store (signed: the mesh's default)
+    const publisher = msg.type === 'signed' ? nodeIdOf(msg.from) : undefined
     let ann = this.validated.get(msg.data)
     if (ann == null) {
       try {
@@ -87,7 +90,7 @@ export class Announcer {
     const delay = this.delayMs
     this.applying = this.applying.then(async () => {
       if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
-      this.stats.recordsApplied += (await this.store.applyRemote(records)).length
+      this.stats.recordsApplied += (await this.store.applyRemote(records, publisher)).length
       this.onRecords(records, from)
     }).catch((err: Error) => {
       if (err.name !== 'StoreClosedError') this.log(`applying announcement failed: ${err.message}`)

@@ -1,9 +1,10 @@
 import { lpStream } from '@libp2p/utils'
-import type { PeerId, Stream } from '@libp2p/interface'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { decodeIndexRequest, decodeIndexResponse, encodeIndexRequest, encodeIndexResponse, splitEncoded, LIMITS } from './codec.js'
-import { toFileRecord, type Store } from '../store/store.js'
+import { deliveredKey, toFileRecord, type Store } from '../store/store.js'
 import type { BlockHost } from '../transfer/protocol.js'
-import type { FileRecord } from '../store/types.js'
+import type { FileRecord, NodeId, StoredRecord } from '../store/types.js'
+import { nodeIdOf } from '../node/nodeid.js'
 
 export const INDEX_PROTOCOL = '/syncmesh/index/1.0.0'
 /** "I stored new records": the receiver runs catch-up with the sender (no payload). */
@@ -40,7 +41,7 @@ export class CatchUp {
   private readonly chunkRecords: number
   private timer: NodeJS.Timeout | null = null
   private readonly running = new Map<string, Promise<number>>()
-  readonly stats = { exchanges: 0, recordsReceived: 0, recordsApplied: 0, bytesReceived: 0, recordsSent: 0, failures: 0 }
+  readonly stats = { exchanges: 0, recordsReceived: 0, recordsApplied: 0, bytesReceived: 0, recordsSent: 0, recordsSkipped: 0, failures: 0 }
 
   constructor (components: { store: Store, host: BlockHost, peers: () => PeerId[], log?: (msg: string) => void, onRecords?: (records: FileRecord[], from: string) => void }, init: CatchUpInit = {}) {
     this.store = components.store
@@ -53,7 +54,7 @@ export class CatchUp {
   }
 
   async start (): Promise<void> {
-    await this.host.handle(INDEX_PROTOCOL, (stream) => { void this.serve(stream) }, { maxInboundStreams: 16 })
+    await this.host.handle(INDEX_PROTOCOL, (stream, connection) => { void this.serve(stream, connection) }, { maxInboundStreams: 16 })
     await this.host.handle(NUDGE_PROTOCOL, (stream, connection) => {
       stream.abort(new Error('nudge received'))
       void this.sync(connection.remotePeer).catch(() => {})
@@ -97,6 +98,7 @@ export class CatchUp {
 
   private async exchange (peer: PeerId): Promise<number> {
     const id = peer.toString()
+    const from = nodeIdOf(peer)
     const cursor = await this.store.getCursor(id)
     let stream: Stream
     try {
@@ -114,7 +116,7 @@ export class CatchUp {
         this.stats.bytesReceived += frame.byteLength
         const res = decodeIndexResponse(frame.subarray())
         if (res.records.length > 0) {
-          this.stats.recordsApplied += (await this.store.applyRemote(res.records)).length
+          this.stats.recordsApplied += (await this.store.applyRemote(res.records, from)).length
           this.onRecords(res.records, id)
           received += res.records.length
         }
@@ -132,32 +134,52 @@ export class CatchUp {
     }
   }
 
-  private async serve (stream: Stream): Promise<void> {
+  /**
+   * Serve a peer what this node stored after its cursor, in sequence order. A peer that
+   * continues an exchange (it names this index and a cursor in it) is not sent the
+   * versions it sent this node itself (StoredRecord.deliveredBy): it has them, or later
+   * versions of those paths. A node that comes back after a stop was otherwise sent back
+   * everything it had announced while the other was away (10,000 records of a catch-up
+   * encoded in the receiver's event loop while it pulled). A peer whose database was
+   * reset or rebuilt has no cursor here, asks from zero, and gets everything.
+   */
+  private async serve (stream: Stream, connection: Connection): Promise<void> {
     const lp = lpStream(stream, { maxDataLength: LIMITS.maxMessageBytes, maxBufferSize: 2 * LIMITS.maxMessageBytes })
     try {
       const req = decodeIndexRequest((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray())
       const indexId = this.store.indexId
       let after = req.indexId === indexId ? req.after : 0
+      const own: NodeId | null = after > 0 ? nodeIdOf(connection.remotePeer) : null
       const upTo = this.store.seq
       for (;;) {
         const recs = after >= upTo ? [] : (await this.store.after(after, this.chunkRecords)).filter((r) => r.seq <= upTo)
         const done = recs.length < this.chunkRecords || recs[recs.length - 1].seq >= upTo
-        // records are sent in sequence order, in messages well under the size limit
-        const groups = recs.length === 0 ? [{ records: [], encoded: [] }] : splitEncoded(recs.map(toFileRecord), 1024 * 1024)
-        let i = 0
-        for (const group of groups) {
-          i += group.records.length
-          const last = i === 0 ? upTo : recs[i - 1].seq
-          const final = done && i === recs.length
-          await lp.write(encodeIndexResponse({ indexId, seq: final ? upTo : last, records: group, done: final }))
-        }
-        this.stats.recordsSent += recs.length
+        // the seq a message reports: what the peer has seen once it has it (skipped too)
+        const reached = done ? upTo : recs[recs.length - 1].seq
+        const send = own == null ? recs : recs.filter((r) => r.deliveredBy == null || r.deliveredBy !== deliveredKey(own, r.version))
+        this.stats.recordsSkipped += recs.length - send.length
+        await this.sendRecords(lp, indexId, send, reached, done)
+        this.stats.recordsSent += send.length
         if (done) break
         after = recs[recs.length - 1].seq
       }
       await stream.close().catch(() => {})
     } catch (err) {
       stream.abort(err as Error)
+    }
+  }
+
+  /**
+   * Records in sequence order, in messages well under the size limit: each message
+   * reports the seq of its last record, the last one `reached` (and `done` if so).
+   */
+  private async sendRecords (lp: { write: (data: Uint8Array) => Promise<void> }, indexId: string, recs: StoredRecord[], reached: number, done: boolean): Promise<void> {
+    const groups = recs.length === 0 ? [{ records: [], encoded: [] }] : splitEncoded(recs.map(toFileRecord), 1024 * 1024)
+    let i = 0
+    for (const [g, group] of groups.entries()) {
+      i += group.records.length
+      const last = g === groups.length - 1
+      await lp.write(encodeIndexResponse({ indexId, seq: last ? reached : recs[i - 1].seq, records: group, done: done && last }))
     }
   }
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { stat, unlink, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { createLibp2p, type Libp2p } from 'libp2p'
@@ -14,6 +13,7 @@ import type { ConnectionGater, PeerId } from '@libp2p/interface'
 import { meshProtector } from './pnet.js'
 import { noiseCrypto } from './noise-crypto.js'
 import { windowUpdatesAtHalf } from './yamux-window.js'
+import { nodeIdOf } from './nodeid.js'
 import { loadHome, type Home } from './home.js'
 import { PeerExchange } from './peers.js'
 import { Acl } from './acl.js'
@@ -85,25 +85,6 @@ export interface NodeOptions {
 
 export class NodeError extends Error {
   override name = 'NodeError'
-}
-
-/** The short node id used in version vectors and conflict names: 13 base32 chars. */
-export function nodeIdOf (peerId: PeerId): NodeId {
-  const digest = createHash('sha256').update(peerId.toMultihash().bytes).digest()
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567'
-  let bits = 0
-  let value = 0
-  let out = ''
-  for (const byte of digest) {
-    value = (value << 8) | byte
-    bits += 8
-    while (bits >= 5 && out.length < 13) {
-      out += alphabet[(value >>> (bits - 5)) & 31]
-      bits -= 5
-    }
-    if (out.length >= 13) break
-  }
-  return out
 }
 
 export interface StatusReport {

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { hashFile } from './blocks.js'
 import { DataFolder } from './datafolder.js'
 import { HybridClock } from './hlc.js'
-import { Store, StoreClosedError, toFileRecord, type LocalObservation } from './store.js'
+import { Store, StoreClosedError, deliveredKey, toFileRecord, type LocalObservation } from './store.js'
 import type { FileRecord, StoredRecord } from './types.js'
 import { isValidPath } from './paths.js'
 import { compareVectors, conflictPath, isConflictPath, resolve } from './version.js'
@@ -253,6 +253,43 @@ describe('Store: replication between two stores', () => {
     // installing is not a change to announce, and recording the same disk is a no-op
     expect(b.locals).toEqual([])
     expect(await recordLocal(b, 'f.txt')).toEqual([])
+  })
+
+  it('a version stored as a peer sent it is marked as that peer\'s; its install keeps the mark, a merge or a local write makes it no longer match', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    const delivered = async (rel: string, from: string): Promise<boolean> => {
+      const r = await b.store.get(rel)
+      return r?.deliveredBy != null && r.deliveredBy === deliveredKey(from, r.version)
+    }
+    await writeLocal(a, 'f.txt', 'from A')
+    await writeLocal(a, 'g.txt', 'from A too')
+    await recordLocal(a, 'f.txt', 'g.txt')
+    await b.store.applyRemote(a.locals.splice(0).map(toFileRecord), A)
+    expect(await delivered('f.txt', A)).toBe(true)
+    expect(await delivered('f.txt', B)).toBe(false)
+    // installed: the same version, still A's
+    expect(await install(b, 'f.txt', 'from A')).toBe(true)
+    expect(await delivered('f.txt', A)).toBe(true)
+    // without a sender (a test's hand-over, an unsigned message) nothing is marked
+    await writeLocal(a, 'h.txt', 'h')
+    await send(b, await recordLocal(a, 'h.txt'))
+    expect((await b.store.get('h.txt'))?.deliveredBy).toBeUndefined()
+    // a local write on top: a new version of B's, the old mark no longer matches it
+    await writeLocal(b, 'f.txt', 'B changed it')
+    await recordLocal(b, 'f.txt')
+    expect(await delivered('f.txt', A)).toBe(false)
+    // concurrent writes: A's later write wins, and B stores the merge, which A never had
+    a.clock.t += 1000
+    await writeLocal(a, 'g.txt', 'A again')
+    await writeLocal(b, 'g.txt', 'B concurrently')
+    await recordLocal(b, 'g.txt')
+    const fromA = await recordLocal(a, 'g.txt')
+    await b.store.applyRemote(fromA.map(toFileRecord), A)
+    const g = await b.store.get('g.txt')
+    expect(g?.version.node).toBe(A)
+    expect(compareVectors(g!.version.vv, fromA[0].version.vv)).toBe('after')
+    expect(await delivered('g.txt', A)).toBe(false)
   })
 
   it('applying the same record twice changes nothing the second time', async () => {

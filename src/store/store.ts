@@ -481,7 +481,13 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   /** Merge records received from a peer; returns the records that changed here. */
-  async applyRemote (incoming: FileRecord[]): Promise<StoredRecord[]> {
+  /**
+   * Records from a peer (`from`: its node id, when the records are its own store's, as in
+   * an announcement it published or an index catch-up it served): each is merged with the
+   * stored one by the conflict rule; a version stored as it came is marked as delivered by
+   * `from` (StoredRecord.deliveredBy).
+   */
+  async applyRemote (incoming: FileRecord[], from?: NodeId): Promise<StoredRecord[]> {
     if (incoming.length === 0) return []
     return await this.exclusive(async () => {
       const tx = new Tx(this)
@@ -490,11 +496,11 @@ export class Store extends EventEmitter<StoreEvents> {
         this.clock.observe(rec.version.hlc)
         const cur = await tx.get(rec.path)
         if (cur == null) {
-          if (isConflictPath(rec.path) && await this.adoptConflictCopy(tx, rec)) continue
-          tx.put({ ...rec, seq: 0, have: false, disk: null }, undefined)
-          continue
+          if (!(isConflictPath(rec.path) && await this.adoptConflictCopy(tx, rec))) tx.put({ ...rec, seq: 0, have: false, disk: null }, undefined)
+        } else {
+          await this.integrate(tx, cur, rec, null, false)
         }
-        await this.integrate(tx, cur, rec, null, false)
+        if (from != null) tx.delivered(rec, from)
       }
       const changed = await tx.commit()
       return [...changed, ...await this.dropRedundantCopies(changed)]
@@ -791,6 +797,18 @@ function copyKey (copyPath: string): string {
   return `${conflictBase(copyPath)}\0${copyPath}`
 }
 
+/**
+ * The mark of version `v` as sent by peer `from` (StoredRecord.deliveredBy). A version is
+ * named by its writer, clock and the sum of its vector: the versions that share a writer
+ * and clock are that write and its merges with concurrent ones (a merged winner keeps the
+ * winner's writer and clock), and a merge that changed the vector raised its sum.
+ */
+export function deliveredKey (from: NodeId, v: Version): string {
+  let sum = 0
+  for (const n in v.vv) sum += v.vv[n]
+  return `${from}/${v.node}/${v.hlc.wall}/${v.hlc.logical}/${sum}`
+}
+
 export function sameVersion (a: Version, b: Version): boolean {
   return a.node === b.node && a.hlc.wall === b.hlc.wall && a.hlc.logical === b.hlc.logical
 }
@@ -857,6 +875,14 @@ class Tx {
 
   local (path: string): void {
     this.localPaths.add(path)
+  }
+
+  /** `from` sent `rec`: if the staged record of its path is that very version, say so. */
+  delivered (rec: FileRecord, from: NodeId): void {
+    const p = this.pending.get(rec.path)
+    if (p == null) return
+    const key = deliveredKey(from, rec.version)
+    if (deliveredKey(from, p.rec.version) === key) p.rec = { ...p.rec, deliveredBy: key }
   }
 
   async commit (): Promise<StoredRecord[]> {

@@ -83,4 +83,11 @@ export interface StoredRecord extends FileRecord {
   seq: number
   have: boolean
   disk: DiskState | null
+  /**
+   * Which peer sent this node this very version (`deliveredKey(peer, version)`), when it
+   * came from a peer as it is: that peer has it, or a later version of the path, and index
+   * catch-up does not send it back. A record whose version changed since keeps a key that
+   * no longer matches its version, so it counts as not delivered.
+   */
+  deliveredBy?: string
 }

@@ -1,0 +1,110 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { noise } from '@chainsafe/libp2p-noise'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p } from 'libp2p'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { Libp2p } from '@libp2p/interface'
+import { CatchUp } from './catchup.js'
+import { hashFile } from '../store/blocks.js'
+import { DataFolder } from '../store/datafolder.js'
+import { HybridClock } from '../store/hlc.js'
+import { Store, toFileRecord } from '../store/store.js'
+import { nodeIdOf } from '../node/nodeid.js'
+import type { BlockHost } from '../transfer/protocol.js'
+import type { FileRecord } from '../store/types.js'
+
+interface Peer {
+  libp2p: Libp2p
+  data: DataFolder
+  store: Store
+  catchUp: CatchUp
+  clock: { t: number }
+}
+
+let tmp: string
+let peers: Peer[]
+
+beforeEach(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'syncmesh-catchup-'))
+  peers = []
+})
+
+afterEach(async () => {
+  for (const p of peers) {
+    await Promise.allSettled([p.catchUp.stop(), p.libp2p.stop()])
+    await p.store.close().catch(() => {})
+  }
+  await rm(tmp, { recursive: true, force: true })
+})
+
+async function peer (name: string): Promise<Peer> {
+  const libp2p = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()]
+  })
+  const data = new DataFolder(join(tmp, name, 'data'))
+  await data.init()
+  const clock = { t: Date.UTC(2026, 0, 1) }
+  const store = new Store({ path: join(tmp, name, 'db'), nodeId: nodeIdOf(libp2p.peerId), data, clock: new HybridClock({ now: () => clock.t }) })
+  await store.open()
+  const catchUp = new CatchUp({ store, host: libp2p as unknown as BlockHost, peers: () => libp2p.getPeers() }, { intervalMs: 3_600_000, chunkRecords: 3 })
+  await catchUp.start()
+  const p = { libp2p, data, store, catchUp, clock }
+  peers.push(p)
+  return p
+}
+
+async function write (p: Peer, rel: string, content: string): Promise<FileRecord> {
+  await writeFile(p.data.abs(rel), content)
+  const observed = await p.data.observe(rel)
+  if (observed == null) throw new Error(`${rel} is gone`)
+  const h = await hashFile(p.data.abs(rel))
+  const [rec] = await p.store.recordLocal([{ path: rel, present: true, observed, blockSize: h.blockSize, blocks: h.blocks, hash: h.hash, target: '' }])
+  return toFileRecord(rec)
+}
+
+async function records (p: Peer): Promise<FileRecord[]> {
+  const out: FileRecord[] = []
+  for await (const r of p.store.all()) out.push(toFileRecord(r))
+  return out.sort((x, y) => x.path.localeCompare(y.path))
+}
+
+describe('index catch-up', () => {
+  it('a peer that continues an exchange is not sent back the versions it sent; a merge of its version and anything else still reach it', async () => {
+    const a = await peer('a')
+    const b = await peer('b')
+    await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
+    for (let i = 0; i < 7; i++) await write(a, `a${i}.txt`, `A ${i}`)
+    await write(b, 'b0.txt', 'B 0')
+    expect(await b.catchUp.sync(a.libp2p.peerId)).toBe(7)
+
+    // A's first exchange with B (no cursor in B's index): everything, its own versions too
+    expect(await a.catchUp.sync(b.libp2p.peerId)).toBe(8)
+    expect(b.catchUp.stats.recordsSkipped).toBe(0)
+
+    // A writes more, and both write g.txt concurrently: A later, so A's version wins,
+    // merged at B with B's (A's writer and clock, B's vector entry too)
+    for (let i = 7; i < 12; i++) await write(a, `a${i}.txt`, `A ${i}`)
+    await write(b, 'g.txt', 'B first')
+    a.clock.t += 5_000
+    await write(a, 'g.txt', 'A later')
+    await write(b, 'b1.txt', 'B 1')
+    expect(await b.catchUp.sync(a.libp2p.peerId)).toBe(6)
+    const merged = await b.store.get('g.txt')
+    expect(merged?.version.node).toBe(a.store.nodeId)
+    expect(merged?.version.vv[b.store.nodeId]).toBeGreaterThan(0)
+
+    // continuing: the five files A sent are skipped; B's own files and the merge are sent
+    const sentBefore = b.catchUp.stats.recordsSent
+    expect(await a.catchUp.sync(b.libp2p.peerId)).toBe(3)
+    expect(b.catchUp.stats.recordsSkipped).toBe(5)
+    expect(b.catchUp.stats.recordsSent - sentBefore).toBe(3)
+    expect((await a.store.get('g.txt'))?.version).toEqual(merged?.version)
+    expect(await records(a)).toEqual(await records(b))
+  })
+})
