@@ -292,6 +292,31 @@ describe('Store: replication between two stores', () => {
     expect(await delivered('g.txt', A)).toBe(false)
   })
 
+  it('records read right after their batch (from memory) are the ones in the database, and cannot be changed by a reader', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'f.txt', 'one')
+    await writeLocal(a, 'g.txt', 'two')
+    await recordLocal(a, 'f.txt', 'g.txt')
+    await send(b, a.locals.splice(0))
+    expect(await install(b, 'f.txt', 'one')).toBe(true)
+    await writeLocal(a, 'f.txt', 'one, changed')
+    await recordLocal(a, 'f.txt')
+    await send(b, a.locals.splice(0))
+    await writeLocal(b, 'g.txt', 'two from B')
+    await recordLocal(b, 'g.txt')
+    const read = await b.store.getMany(['f.txt', 'g.txt'])
+    expect(read.map((r) => r?.seq)).toEqual([3, 4])
+    expect(read).toEqual((await allRecords(b)).filter((r) => r.type !== 'meta'))
+    expect(await b.store.get('f.txt')).toEqual(read[0])
+    expect(() => { read[0]!.have = true }).toThrow(TypeError)
+    // what a restart reads from disk is what was read from memory
+    await b.store.close()
+    b.store = openStore(b)
+    await b.store.open()
+    expect(await b.store.getMany(['f.txt', 'g.txt'])).toEqual(read)
+  })
+
   it('applying the same record twice changes nothing the second time', async () => {
     const a = await makeNode(A)
     const b = await makeNode(B)

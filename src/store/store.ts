@@ -6,6 +6,7 @@ import { BlockFilter, hashFile } from './blocks.js'
 import { bumpVector, compareVectors, conflictBase, conflictPath, conflictRecord, isConflictPath, resolve } from './version.js'
 import { DataFolder, sameObserved, type Observed } from './datafolder.js'
 import type { DiskState, FileRecord, NodeId, StoredRecord, Version } from './types.js'
+import { RecordCache } from './recordcache.js'
 
 /** What the scanner (or the FUSE layer) saw at a path: its content, or that it is gone. */
 export type LocalObservation =
@@ -132,6 +133,8 @@ export class Store extends EventEmitter<StoreEvents> {
   private filling: Promise<void> = Promise.resolve()
   /** base path -> its live conflict copies (the `x` sublevel, in memory) */
   private readonly copies = new Map<string, Set<string>>()
+  /** Records written or read last (get, getMany and after look here first). */
+  private readonly cache = new RecordCache()
   private meta: Meta = { indexId: '', seq: 0 }
   private lock: Promise<unknown> = Promise.resolve()
   private closed = false
@@ -247,6 +250,7 @@ export class Store extends EventEmitter<StoreEvents> {
     this.closed = true
     await this.lock.catch(() => {})
     await this.db.close()
+    this.cache.clear()
   }
 
   get isClosed (): boolean { return this.closed }
@@ -262,11 +266,29 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   async get (path: string): Promise<StoredRecord | undefined> {
-    return await this.records.get(path)
+    const hit = this.cache.get(path)
+    if (hit != null) return hit
+    const since = this.cache.writes
+    const rec = await this.records.get(path)
+    this.cache.fill([rec], since)
+    return rec
   }
 
   async getMany (paths: string[]): Promise<Array<StoredRecord | undefined>> {
-    return await this.records.getMany(paths)
+    const out = new Array<StoredRecord | undefined>(paths.length)
+    const missing: string[] = []
+    const at: number[] = []
+    for (let i = 0; i < paths.length; i++) {
+      const hit = this.cache.get(paths[i])
+      if (hit != null) out[i] = hit
+      else { missing.push(paths[i]); at.push(i) }
+    }
+    if (missing.length === 0) return out
+    const since = this.cache.writes
+    const recs = await this.records.getMany(missing)
+    this.cache.fill(recs, since)
+    for (let k = 0; k < at.length; k++) out[at[k]] = recs[k]
+    return out
   }
 
   async * all (): AsyncGenerator<StoredRecord> {
@@ -331,7 +353,7 @@ export class Store extends EventEmitter<StoreEvents> {
   async after (after: number, limit: number): Promise<StoredRecord[]> {
     const paths: string[] = []
     for await (const p of this.seqIndex.values({ gt: seqKey(after), limit })) paths.push(p)
-    const recs = await this.records.getMany(paths)
+    const recs = await this.getMany(paths)
     return recs.filter((r): r is StoredRecord => r != null && r.seq > after)
   }
 
@@ -750,7 +772,7 @@ export class Store extends EventEmitter<StoreEvents> {
 
   /** @internal */
   get internals () {
-    return { db: this.db, records: this.records, seqIndex: this.seqIndex, needs: this.needs, blockIndex: this.blockIndex, diskBlocks: this.diskBlocks, metaDb: this.metaDb, meta: this.meta, copyIndex: this.copyIndex }
+    return { db: this.db, records: this.records, seqIndex: this.seqIndex, needs: this.needs, blockIndex: this.blockIndex, diskBlocks: this.diskBlocks, metaDb: this.metaDb, meta: this.meta, copyIndex: this.copyIndex, cache: this.cache }
   }
 }
 
@@ -868,6 +890,8 @@ class Tx {
   put (rec: StoredRecord, diskBlocks: FileRecord | null | undefined, bumpSeq = true): void {
     // a meta record is complete in itself: nothing to pull, nothing on disk
     if (rec.type === 'meta') { rec = { ...rec, have: true, disk: null }; diskBlocks = undefined }
+    // a record read from the cache is frozen (shared with every reader); commit sets seq
+    else if (Object.isFrozen(rec)) rec = { ...rec }
     const prev = this.pending.get(rec.path)
     const blocks = diskBlocks === undefined ? prev?.blocks : diskBlocks
     this.pending.set(rec.path, { rec, blocks, bumpSeq: bumpSeq || (prev?.bumpSeq ?? false) })
@@ -887,7 +911,7 @@ class Tx {
 
   async commit (): Promise<StoredRecord[]> {
     if (this.pending.size === 0) return []
-    const { db, records, seqIndex, needs, blockIndex, diskBlocks, metaDb, meta, copyIndex } = this.store.internals
+    const { db, records, seqIndex, needs, blockIndex, diskBlocks, metaDb, meta, copyIndex, cache } = this.store.internals
     const batch = db.batch()
     const changed: StoredRecord[] = []
     const needed: StoredRecord[] = []
@@ -948,6 +972,7 @@ class Tx {
     }
     batch.put('meta', { ...meta, counts }, { sublevel: metaDb })
     await batch.write()
+    cache.wrote(changed)
     meta.counts = counts
     for (const rec of changed) {
       if (rec.type === 'file' && isConflictPath(rec.path)) this.store.trackCopy(conflictBase(rec.path), rec.path, isLiveCopy(rec))
