@@ -48,21 +48,23 @@ describe('RecordCache', () => {
     expect(c.get('x')?.seq).toBe(2)
   })
 
-  it('is bounded by weight (a record counts 1 plus its blocks): the oldest go first', () => {
-    const c = new RecordCache(122)
+  it('is bounded by weight (a record counts 10 plus its block hashes): the oldest go first', () => {
+    const c = new RecordCache(400)
     c.wrote([rec('big', 60)])
     c.wrote(Array.from({ length: 30 }, (_v, i) => rec(`s${i}`)))
-    // 61 + 30 * 2 = 121
+    // 70 + 30 * 11 = 400
     expect(c.size).toBe(31)
     c.wrote([rec('s30')])
-    // 123 > 122: the large record was the oldest
+    // 411 > 400: the large record was the oldest
     expect(c.get('big')).toBeUndefined()
     expect(c.size).toBe(31)
     // rewriting a record moves it to the young end
     c.wrote([rec('s0', 1, 2)])
-    c.wrote(Array.from({ length: 31 }, (_v, i) => rec(`t${i}`)))
+    c.wrote(Array.from({ length: 7 }, (_v, i) => rec(`t${i}`)))
+    // 341 + 77 = 418 > 400: s1 and s2 go, s0 was written again after them
     expect(c.get('s0')?.seq).toBe(2)
-    expect(c.get('s2')?.seq).toBe(1)
     expect(c.get('s1')).toBeUndefined()
+    expect(c.get('s2')).toBeUndefined()
+    expect(c.get('s3')?.seq).toBe(1)
   })
 })

@@ -13,8 +13,11 @@ import type { StoredRecord } from './types.js'
  *   replaced: `fill` keeps what it read only if no write ended since it began (`writes`).
  * - Cached records are frozen: a caller that changed one would change what every later
  *   read sees; it gets a TypeError instead (the store copies a frozen record it stages).
- * - Bounded by weight (a record counts 1 plus its block hashes): a mesh of large files
- *   holds fewer records, not more memory. The oldest written or read go first.
+ * - Bounded by weight, in units of about 100 bytes of heap (measured: a small file's record
+ *   takes about 1 KB, each block hash about 100 bytes): a record counts 10 plus its block
+ *   hashes, 320,000 in all (about 32 MB: some 30,000 small files' records, or 300 of 1 GiB
+ *   files). A mesh of large files holds fewer records, not more memory. The oldest written
+ *   or read go first.
  */
 export class RecordCache {
   private readonly entries = new Map<string, StoredRecord>()
@@ -23,7 +26,7 @@ export class RecordCache {
   /** Batches written so far (a read notes it when it begins). */
   writes = 0
 
-  constructor (maxWeight = 250_000) {
+  constructor (maxWeight = 320_000) {
     this.maxWeight = maxWeight
   }
 
@@ -70,5 +73,5 @@ export class RecordCache {
 }
 
 function weightOf (r: StoredRecord): number {
-  return 1 + r.blocks.length
+  return 10 + r.blocks.length
 }
