@@ -901,12 +901,14 @@ class Tx {
     this.localPaths.add(path)
   }
 
-  /** `from` sent `rec`: if the staged record of its path is that very version, say so. */
+  /**
+   * `from` sent `rec`: if the staged record of its path is that very version, say so. A
+   * version stored as it came is staged with the incoming record's own version object; a
+   * merge made here is a new one (and a copy that was not marked is only sent back).
+   */
   delivered (rec: FileRecord, from: NodeId): void {
     const p = this.pending.get(rec.path)
-    if (p == null) return
-    const key = deliveredKey(from, rec.version)
-    if (deliveredKey(from, p.rec.version) === key) p.rec = { ...p.rec, deliveredBy: key }
+    if (p != null && p.rec.version === rec.version) p.rec = { ...p.rec, deliveredBy: deliveredKey(from, rec.version) }
   }
 
   async commit (): Promise<StoredRecord[]> {
