@@ -292,6 +292,41 @@ describe('Store: replication between two stores', () => {
     expect(await delivered('g.txt', A)).toBe(false)
   })
 
+  it('a path on disk that already holds the version waiting to be installed is that version, not a new local one', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await mkdir(a.data.abs('d'))
+    await chmod(a.data.abs('d'), 0o750)
+    await mkdir(a.data.abs('e'))
+    await chmod(a.data.abs('e'), 0o700)
+    await writeLocal(a, 'f.bin', 'the same bytes')
+    await recordLocal(a, 'd', 'e', 'f.bin')
+    const sent = a.locals.splice(0)
+    await send(b, sent)
+    expect(await b.store.neededPaths()).toEqual(['d', 'e', 'f.bin'])
+    // what the puller does for the files it pulls into a directory (the directory's own
+    // record not installed yet), and a file copied here with its mode and times
+    await mkdir(b.data.abs('d'))
+    await chmod(b.data.abs('d'), 0o750)
+    await mkdir(b.data.abs('e'))
+    await chmod(b.data.abs('e'), 0o755)
+    await writeLocal(b, 'f.bin', 'the same bytes')
+    const f = sent.find((r) => r.path === 'f.bin')!
+    await utimes(b.data.abs('f.bin'), new Date(f.mtimeMs), new Date(f.mtimeMs))
+    await recordLocal(b, 'd', 'e', 'f.bin')
+    for (const path of ['d', 'f.bin']) {
+      const rec = await b.store.get(path)
+      expect(rec, path).toMatchObject({ have: true, version: sent.find((r) => r.path === path)!.version })
+      expect(rec!.disk?.version).toEqual(rec!.version)
+    }
+    // another mode is another directory: a write of B's, concurrent with A's
+    const e = await b.store.get('e')
+    expect(e?.version.node).toBe(B)
+    expect(b.locals.map((r) => r.path)).toEqual(['e'])
+    expect(await b.store.neededPaths()).toEqual([])
+    expect(await b.store.blockSources(f.blocks[0])).toEqual([{ path: 'f.bin', offset: 0 }])
+  })
+
   it('records read right after their batch (from memory) are the ones in the database, and cannot be changed by a reader', async () => {
     const a = await makeNode(A)
     const b = await makeNode(B)

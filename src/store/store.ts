@@ -443,6 +443,17 @@ export class Store extends EventEmitter<StoreEvents> {
         // the observation was made before we got the lock: if the puller installed a
         // version there meanwhile, it is stale (the watcher reports the new state anyway)
         if (!sameObserved(this.data.observeSync(obs.path), o)) continue
+        if (cur != null && !cur.have && cur.disk == null) {
+          // the disk already holds the version this node waits to install (typically the
+          // directory the puller made for the files it pulls into it, seen before the
+          // directory's own record was installed): that version, installed, not a new
+          // version of this node's that would replace it on every node
+          const held: DiskState = { ...o, hash: o.type === 'dir' ? '' : obs.hash, target: o.type === 'symlink' ? obs.target : '', version: cur.version }
+          if (diskHolds(held, cur)) {
+            tx.put({ ...cur, have: true, disk: held }, diskContent(cur), false)
+            continue
+          }
+        }
         const base = cur == null ? null : cur.have ? cur.version : cur.disk?.version ?? null
         const version = this.newVersion(base, cur)
         const rec: FileRecord = {
