@@ -513,12 +513,11 @@ export class Store extends EventEmitter<StoreEvents> {
     return [...adopted, ...await this.recordLocal(rest)]
   }
 
-  /** Merge records received from a peer; returns the records that changed here. */
   /**
-   * Records from a peer (`from`: its node id, when the records are its own store's, as in
-   * an announcement it published or an index catch-up it served): each is merged with the
-   * stored one by the conflict rule; a version stored as it came is marked as delivered by
-   * `from` (StoredRecord.deliveredBy).
+   * Merge records received from a peer; returns the records that changed here. `from`:
+   * the peer's node id, when the records are its own store's (an announcement it
+   * published, an index catch-up it served): a version stored as it came is marked as
+   * delivered by it (StoredRecord.deliveredBy).
    */
   async applyRemote (incoming: FileRecord[], from?: NodeId): Promise<StoredRecord[]> {
     if (incoming.length === 0) return []
@@ -915,7 +914,7 @@ class Tx {
   /**
    * `from` sent `rec`: if the staged record of its path is that very version, say so. A
    * version stored as it came is staged with the incoming record's own version object; a
-   * merge made here is a new one (and a copy that was not marked is only sent back).
+   * merge made here is a new one. (A version left unmarked is only sent back, as before.)
    */
   delivered (rec: FileRecord, from: NodeId): void {
     const p = this.pending.get(rec.path)
