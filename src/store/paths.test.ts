@@ -1,6 +1,6 @@
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { PathError, isValidPath, joinInside, validatePath } from './paths.js'
+import { PathError, fullPathProblem, isPlainValidPath, isValidPath, joinInside, validatePath } from './paths.js'
 
 describe('validatePath', () => {
   it('accepts ordinary relative paths', () => {
@@ -78,6 +78,30 @@ describe('validatePath', () => {
   it('rejects non-strings without a TypeError', () => {
     expect(() => validatePath(42 as unknown as string)).toThrow(PathError)
     expect(isValidPath(undefined as unknown as string)).toBe(false)
+  })
+})
+
+describe('the one-pass check of plain paths', () => {
+  it('takes the common paths, and never one the full check refuses (20,000 random paths)', () => {
+    for (const p of ['a', 'a/b.txt', 'dir/sub/file-1.txt', '.hidden', 'a/.syncmesh', 'x/..y', '...', 'x'.repeat(255)]) {
+      expect(isPlainValidPath(p), p).toBe(true)
+    }
+    // pieces that make every rule fire: separators, dots, the reserved name in any case,
+    // control characters, DEL, '\\', non-ASCII and lone surrogates, long segments
+    const pieces = ['a', 'Z', ' ', '~', '.', '..', '/', '//', '\\', '\u0000', '\u001f', '\u007f', 'é', '🎉', '\uD800', '\uDC00',
+      '.syncmesh', '.SyncMesh', 'syncmesh', 'x'.repeat(200), 'y'.repeat(60), 'é'.repeat(120)]
+    let seed = 12345
+    const rand = (n: number): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n }
+    let plain = 0
+    for (let i = 0; i < 20_000; i++) {
+      let p = ''
+      for (let k = rand(8); k >= 0; k--) p += pieces[rand(pieces.length)]
+      if (rand(50) === 0) p = Array.from({ length: 17 }, () => 'x'.repeat(240)).join('/') + (rand(2) === 0 ? '' : 'y')
+      const full = fullPathProblem(p)
+      if (isPlainValidPath(p)) { plain++; expect(full, JSON.stringify(p)).toBeUndefined() }
+      expect(isValidPath(p), JSON.stringify(p)).toBe(full === undefined)
+    }
+    expect(plain).toBeGreaterThan(1000)
   })
 })
 

@@ -34,8 +34,39 @@ export function isWellFormed (s: string): boolean {
   return !LONE_SURROGATE.test(s)
 }
 
+/**
+ * The common case in one pass, without regular expressions, splitting or UTF-8 lengths:
+ * a path of printable ASCII (no '\\') whose segments are all valid. True only for paths
+ * the full check accepts; false sends every other path to it (and its message). Paths
+ * are checked where they come in (records, requests, watcher events), several times per
+ * file on a receiver: 2-3% of its event loop with the full check alone.
+ */
+export function isPlainValidPath (p: string): boolean {
+  const n = p.length
+  if (n === 0 || n > MAX_PATH_BYTES) return false
+  let start = 0
+  for (let i = 0; i <= n; i++) {
+    const c = i === n ? 47 : p.charCodeAt(i)
+    if (c === 47) {
+      const len = i - start
+      if (len === 0 || len > MAX_SEGMENT_BYTES) return false
+      if (p.charCodeAt(start) === 46 && (len === 1 || (len === 2 && p.charCodeAt(start + 1) === 46))) return false
+      if (start === 0 && len === RESERVED_DIR.length && p.slice(0, len).toLowerCase() === RESERVED_DIR) return false
+      start = i + 1
+    } else if (c < 32 || c > 126 || c === 92) {
+      return false
+    }
+  }
+  return true
+}
+
 /** Why `p` is not a valid path, or undefined when it is. */
 function pathProblem (p: unknown): string | undefined {
+  return typeof p === 'string' && isPlainValidPath(p) ? undefined : fullPathProblem(p)
+}
+
+/** Why `p` is not a valid path, or undefined when it is: every rule, one by one. */
+export function fullPathProblem (p: unknown): string | undefined {
   if (typeof p !== 'string') return 'not a string'
   if (p === '') return 'empty'
   if (!isWellFormed(p)) return 'not valid Unicode (lone surrogate)'
