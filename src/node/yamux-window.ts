@@ -16,6 +16,10 @@
  * the update goes out as soon as half of it is, so the sender gets new credit while it
  * still has half the window to send. A paused stream (its reader is full) is left to the
  * library, which sends the update when the stream resumes.
+ *
+ * The rule reads fields the library declares private. Should a new version rename them,
+ * the comparison is false and every update goes out as the library sends it (slower, never
+ * stalled); the test that counts updates then fails.
  */
 import { YamuxStream, StreamState } from '@libp2p/yamux/stream'
 
