@@ -19,7 +19,7 @@
  *
  * The rule reads fields the library declares private. Should a new version rename them,
  * the comparison is false and every update goes out as the library sends it (slower, never
- * stalled); the test that counts updates then fails.
+ * stalled), as when the method itself is gone; the test that counts updates then fails.
  */
 import { YamuxStream, StreamState } from '@libp2p/yamux/stream'
 
@@ -39,7 +39,8 @@ export function windowUpdatesAtHalf (): void {
   if (installed) return
   const proto = YamuxStream.prototype as unknown as { sendWindowUpdate: (this: YamuxStream) => void }
   const send = proto.sendWindowUpdate
-  if (typeof send !== 'function') throw new Error('@libp2p/yamux: YamuxStream.sendWindowUpdate is missing (library changed)')
+  // a library without the method: nothing to change (a speed-up, never a reason to fail)
+  if (typeof send !== 'function') return
   proto.sendWindowUpdate = function (this: YamuxStream): void {
     const w = this as unknown as ReceiveWindow
     if (w.state === StreamState.Established && w.recvWindowCapacity > w.recvWindow / 2) return
