@@ -443,12 +443,14 @@ export class Store extends EventEmitter<StoreEvents> {
         // the observation was made before we got the lock: if the puller installed a
         // version there meanwhile, it is stale (the watcher reports the new state anyway)
         if (!sameObserved(this.data.observeSync(obs.path), o)) continue
+        const hash = o.type === 'dir' ? '' : obs.hash
+        const target = o.type === 'symlink' ? obs.target : ''
         if (cur != null && !cur.have && cur.disk == null) {
           // the disk already holds the version this node waits to install (typically the
           // directory the puller made for the files it pulls into it, seen before the
           // directory's own record was installed): that version, installed, not a new
           // version of this node's that would replace it on every node
-          const held: DiskState = { ...o, hash: o.type === 'dir' ? '' : obs.hash, target: o.type === 'symlink' ? obs.target : '', version: cur.version }
+          const held: DiskState = { ...o, hash, target, version: cur.version }
           if (diskHolds(held, cur)) {
             tx.put({ ...cur, have: true, disk: held }, diskContent(cur), false)
             continue
@@ -464,12 +466,12 @@ export class Store extends EventEmitter<StoreEvents> {
           mtimeMs: o.type === 'file' ? o.mtimeMs : 0,
           blockSize: o.type === 'file' ? obs.blockSize : 0,
           blocks: o.type === 'file' ? obs.blocks : [],
-          hash: o.type === 'dir' ? '' : obs.hash,
-          target: o.type === 'symlink' ? obs.target : '',
+          hash,
+          target,
           deleted: false,
           version
         }
-        const disk: DiskState = { ...o, hash: rec.hash, target: rec.target, version }
+        const disk: DiskState = { ...o, hash, target, version }
         if (cur == null || cur.have) {
           tx.put({ ...rec, seq: 0, have: true, disk }, diskContent(rec))
           tx.local(rec.path)
