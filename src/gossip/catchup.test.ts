@@ -107,4 +107,23 @@ describe('index catch-up', () => {
     expect((await a.store.get('g.txt'))?.version).toEqual(merged?.version)
     expect(await records(a)).toEqual(await records(b))
   })
+  it('a cursor at zero in this index continues the exchange too (the peer asked while this store was empty)', async () => {
+    const a = await peer('a')
+    const b = await peer('b')
+    await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
+    // A asks B while B holds nothing: A's cursor in B's index is 0
+    expect(await a.catchUp.sync(b.libp2p.peerId)).toBe(0)
+    expect((await a.store.getCursor(b.libp2p.peerId.toString()))?.seq).toBe(0)
+    for (let i = 0; i < 5; i++) await write(a, `a${i}.txt`, `A ${i}`)
+    expect(await b.catchUp.sync(a.libp2p.peerId)).toBe(5)
+    await write(b, 'b0.txt', 'B 0')
+    // A continues from 0 in B's index: A's five files are not sent back, B's own file is
+    expect(await a.catchUp.sync(b.libp2p.peerId)).toBe(1)
+    expect(b.catchUp.stats.recordsSkipped).toBe(5)
+    expect(await records(a)).toEqual(await records(b))
+
+    // a peer without a cursor in this index (a reset database) still gets everything
+    await a.store.setCursor(b.libp2p.peerId.toString(), { indexId: 'another-index', seq: 0 })
+    expect(await a.catchUp.sync(b.libp2p.peerId)).toBe(6)
+  })
 })

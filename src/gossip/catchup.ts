@@ -141,15 +141,20 @@ export class CatchUp {
    * versions of those paths. A node that comes back after a stop was otherwise sent back
    * everything it had announced while the other was away (10,000 records of a catch-up
    * encoded in the receiver's event loop while it pulled). A peer whose database was
-   * reset or rebuilt has no cursor here, asks from zero, and gets everything.
+   * reset or rebuilt has no cursor in this index (its request names none, or another
+   * index) and gets everything. A cursor at zero in this index continues too: the peer
+   * last asked while this node's store was empty (the benchmark's restarted receiver was
+   * sending its sender back all 10,000 records it had been sent since).
    */
   private async serve (stream: Stream, connection: Connection): Promise<void> {
     const lp = lpStream(stream, { maxDataLength: LIMITS.maxMessageBytes, maxBufferSize: 2 * LIMITS.maxMessageBytes })
     try {
       const req = decodeIndexRequest((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray())
       const indexId = this.store.indexId
-      let after = req.indexId === indexId ? req.after : 0
-      const own: NodeId | null = after > 0 ? nodeIdOf(connection.remotePeer) : null
+      // a cursor in this index continues, at zero too (the peer asked while it was empty)
+      const continues = req.indexId === indexId
+      let after = continues ? req.after : 0
+      const own: NodeId | null = continues ? nodeIdOf(connection.remotePeer) : null
       const upTo = this.store.seq
       for (;;) {
         const recs = after >= upTo ? [] : (await this.store.after(after, this.chunkRecords)).filter((r) => r.seq <= upTo)
