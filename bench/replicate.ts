@@ -160,6 +160,7 @@ interface CatchUpResult {
   cpu: { A: number | null, B: number | null }
   /** of cpu, the system (kernel) part */
   sys: { A: number | null, B: number | null }
+  nodeStats: Record<string, unknown>
 }
 
 /** Block hashes of a stream of chunks, as the scanner cuts them (for the content id). */
@@ -511,6 +512,8 @@ async function benchCatchUp (opts: Options, a: NodeProc, b: NodeProc, logs: stri
   const cpu = { A: cpuA0 == null ? null : r1((cpuSeconds(a.proc.pid) ?? cpuA0) - cpuA0), B: r1(cpuSeconds(b2.proc.pid) ?? NaN) }
   const sys = { A: sysA0 == null ? null : r1((cpuSeconds(a.proc.pid, 'sys') ?? sysA0) - sysA0), B: r1(cpuSeconds(b2.proc.pid, 'sys') ?? NaN) }
   const complete = arrived >= n
+  const sb = await status(b2.home, 10_000).catch(() => null)
+  const sa = await status(a.home, 10_000).catch(() => null)
   let verified = false
   if (complete) {
     progress('case 3: complete; verifying content')
@@ -522,7 +525,7 @@ async function benchCatchUp (opts: Options, a: NodeProc, b: NodeProc, logs: stri
   } else {
     progress(`case 3: NOT complete after ${opts.timeoutS} s: ${arrived}/${n} files at B`)
   }
-  return { result: { files: n, arrived, complete, verified, seconds: r3(seconds), filesPerS: r1(arrived / seconds), recordSeconds: r3(recordSeconds), cpu, sys }, b: b2 }
+  return { result: { files: n, arrived, complete, verified, seconds: r3(seconds), filesPerS: r1(arrived / seconds), recordSeconds: r3(recordSeconds), cpu, sys, nodeStats: { A: pickStats(sa), B: pickStats(sb) } }, b: b2 }
 }
 
 function table (opts: Options, m: Machine, big: BigResult | null, small: SmallResult | null, catchUp: CatchUpResult | null, rs: RsyncResult): string {
@@ -610,7 +613,7 @@ async function main (): Promise<void> {
       const c = await benchCatchUp(opts, a, b, logs, `catchup-${Date.now().toString(36)}`)
       b = c.b
       catchUp = c.result
-      progress(`case 3: ${JSON.stringify(catchUp)}`)
+      progress(`case 3: ${JSON.stringify({ ...catchUp, nodeStats: undefined })}`)
     }
   } finally {
     progress('stopping the nodes')
