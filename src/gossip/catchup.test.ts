@@ -126,4 +126,24 @@ describe('index catch-up', () => {
     await a.store.setCursor(b.libp2p.peerId.toString(), { indexId: 'another-index', seq: 0 })
     expect(await a.catchUp.sync(b.libp2p.peerId)).toBe(6)
   })
+  it('a catch-up served while a commit is being written does not move the cursor past that commit\'s records', async () => {
+    const a = await peer('a')
+    const b = await peer('b')
+    await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
+    expect(await b.catchUp.sync(a.libp2p.peerId)).toBe(0)
+    // A stores many records another node wrote in one commit; B asks while it is written
+    const other = 'ccccccccccccc'
+    const recs: FileRecord[] = Array.from({ length: 5000 }, (_, i) => ({
+      path: `d${i}`, type: 'dir', mode: 0o755, size: 0, mtimeMs: 0, blockSize: 0, blocks: [], hash: '', target: '', deleted: false,
+      version: { vv: { [other]: i + 1 }, hlc: { wall: Date.UTC(2026, 0, 1) + i, logical: 0 }, node: other }
+    }))
+    const before = a.store.seq
+    const applying = a.store.applyRemote(recs)
+    while (a.store.seq === before) await new Promise((resolve) => setImmediate(resolve))
+    expect(a.store.committedSeq).toBe(before)
+    const first = await b.catchUp.sync(a.libp2p.peerId)
+    await applying
+    expect(first + await b.catchUp.sync(a.libp2p.peerId)).toBe(5000)
+    expect(await records(b)).toEqual(await records(a))
+  })
 })

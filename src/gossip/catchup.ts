@@ -155,7 +155,8 @@ export class CatchUp {
       const continues = req.indexId === indexId
       let after = continues ? req.after : 0
       const own: NodeId | null = continues ? nodeIdOf(connection.remotePeer) : null
-      const upTo = this.store.seq
+      // not store.seq: a commit being written has taken seqs it cannot be read under yet
+      const upTo = this.store.committedSeq
       for (;;) {
         const recs = after >= upTo ? [] : (await this.store.after(after, this.chunkRecords)).filter((r) => r.seq <= upTo)
         const done = recs.length < this.chunkRecords || recs[recs.length - 1].seq >= upTo

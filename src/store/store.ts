@@ -136,6 +136,7 @@ export class Store extends EventEmitter<StoreEvents> {
   /** Records written or read last (get, getMany and after look here first). */
   private readonly cache = new RecordCache()
   private meta: Meta = { indexId: '', seq: 0 }
+  private committed = 0
   private lock: Promise<unknown> = Promise.resolve()
   private closed = false
 
@@ -197,6 +198,7 @@ export class Store extends EventEmitter<StoreEvents> {
       const [base, copy] = key.split('\0')
       this.trackCopy(base, copy, true)
     }
+    this.committed = this.meta.seq
     this.filling = this.fillBlockFilter().catch(() => {})
   }
 
@@ -255,7 +257,19 @@ export class Store extends EventEmitter<StoreEvents> {
 
   get isClosed (): boolean { return this.closed }
   get indexId (): string { return this.meta.indexId }
+  /**
+   * The highest local sequence number given out. A commit takes its seqs before its batch
+   * is written; until then they are not readable (see committedSeq).
+   */
   get seq (): number { return this.meta.seq }
+
+  /**
+   * The highest local sequence number whose commit has finished: every record stored at
+   * or below it can be read (after()). What index catch-up may report as reached; with
+   * `seq`, a catch-up served while a commit was being written moved the peer's cursor
+   * past records it had not been sent.
+   */
+  get committedSeq (): number { return this.committed }
 
   /** Run `fn` alone among all store mutations. */
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -777,6 +791,11 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   /** Flush and write the sequence counter: used by Tx. */
+  /** A commit's batch was written (or failed): its seqs are readable (or unused). */
+  seqsCommitted (): void {
+    this.committed = this.meta.seq
+  }
+
   nextSeq (): number {
     this.meta.seq++
     return this.meta.seq
@@ -985,7 +1004,11 @@ class Tx {
       if (this.localPaths.has(path)) localRecs.push(rec)
     }
     batch.put('meta', { ...meta, counts }, { sublevel: metaDb })
-    await batch.write()
+    try {
+      await batch.write()
+    } finally {
+      this.store.seqsCommitted()
+    }
     cache.wrote(changed)
     meta.counts = counts
     for (const rec of changed) {
