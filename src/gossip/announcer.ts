@@ -6,6 +6,9 @@ import { toFileRecord, type Store } from '../store/store.js'
 import type { FileRecord, StoredRecord } from '../store/types.js'
 import { nodeIdOf } from '../node/nodeid.js'
 
+/** Foreign seqs the announcement chain keeps track of, at most (see Announcer.chain). */
+const MAX_FOREIGN = 100_000
+
 /** The mesh topic: derived from the mesh key, so it names nothing outside the mesh. */
 export function meshTopic (meshKey: Uint8Array): string {
   return `/syncmesh/1/${createHash('sha256').update('syncmesh topic').update(meshKey).digest('hex').slice(0, 32)}`
@@ -64,9 +67,26 @@ export class Announcer {
    */
   private readonly validated = new WeakMap<Uint8Array, Announcement>()
   private applying: Promise<unknown> = Promise.resolve()
+  /**
+   * Announcement chain (see Announcement.completeAfter): the seq the last announced record
+   * of this run was stored under (at start: the store's seq, as nothing is announced
+   * below it from here on), the seqs stored since for records this node does not announce
+   * (store 'foreign', ascending), and a bound below which that list may be incomplete
+   * (it is dropped when it grows past MAX_FOREIGN).
+   */
+  private chainEnd = 0
+  private foreign: number[] = []
+  private foreignUnknownThrough = 0
+  private readonly onForeign = (seqs: number[]): void => {
+    for (const s of seqs) if (s > this.chainEnd) this.foreign.push(s)
+    if (this.foreign.length > MAX_FOREIGN) {
+      this.foreignUnknownThrough = this.foreign[this.foreign.length - 1]
+      this.foreign = []
+    }
+  }
   dropRate: number
   delayMs: number
-  readonly stats = { announced: 0, messagesSent: 0, received: 0, bytesReceived: 0, rejected: 0, recordsReceived: 0, recordsApplied: 0, noRecipients: 0 }
+  readonly stats = { announced: 0, messagesSent: 0, received: 0, bytesReceived: 0, rejected: 0, recordsReceived: 0, recordsApplied: 0, noRecipients: 0, complete: 0, cursorMoves: 0 }
   private readonly onLocal = (recs: StoredRecord[]): void => { this.batcher.add(recs) }
   private readonly onMessage = (evt: CustomEvent<Message>): void => {
     const msg = evt.detail
@@ -91,6 +111,7 @@ export class Announcer {
     this.applying = this.applying.then(async () => {
       if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
       this.stats.recordsApplied += (await this.store.applyRemote(records, publisher)).length
+      if (ann.completeAfter !== undefined && publisher === ann.origin) await this.moveCursor(from, ann)
       this.onRecords(records, from)
     }).catch((err: Error) => {
       if (err.name !== 'StoreClosedError') this.log(`applying announcement failed: ${err.message}`)
@@ -110,6 +131,21 @@ export class Announcer {
     this.delayMs = init.delayMs ?? 0
     this.disconnect = init.disconnect ?? (() => {})
     this.batcher = new Batcher(init.profile, async (b) => { await this.publish(b) })
+  }
+
+  /**
+   * `ann` (applied here) holds every record its origin stored under completeAfter+1..
+   * lastSeq: an index cursor for the origin within that range moves to lastSeq, so the
+   * next catch-up with it does not send those records again (gossip delivered them).
+   * Any cursor outside it stays: a lost announcement before this one still comes by
+   * catch-up.
+   */
+  private async moveCursor (peer: string, ann: Announcement): Promise<void> {
+    const cursor = await this.store.getCursor(peer)
+    if (cursor == null || cursor.indexId !== ann.indexId) return
+    if (cursor.seq < ann.completeAfter! || cursor.seq >= ann.lastSeq) return
+    await this.store.setCursor(peer, { indexId: ann.indexId, seq: ann.lastSeq })
+    this.stats.cursorMoves++
   }
 
   async start (): Promise<void> {
@@ -134,11 +170,15 @@ export class Announcer {
     })
     this.pubsub.addEventListener('message', this.onMessage)
     this.pubsub.subscribe(this.topic)
+    this.chainEnd = this.store.seq
+    this.foreignUnknownThrough = this.store.seq
+    this.store.on('foreign', this.onForeign)
     this.store.on('local', this.onLocal)
   }
 
   async stop (): Promise<void> {
     this.store.off('local', this.onLocal)
+    this.store.off('foreign', this.onForeign)
     await this.batcher.stop()
     this.pubsub.removeEventListener('message', this.onMessage)
     this.pubsub.topicValidators.delete(this.topic)
@@ -146,10 +186,41 @@ export class Announcer {
     await this.applying
   }
 
+  /**
+   * completeAfter for records stored under `seqs` (a message's, in order), announced right
+   * after the chain's end: set when they follow that end in ascending order and no record
+   * this node does not announce was stored between. Moves the chain's end past them.
+   */
+  private chain (seqs: number[]): number | undefined {
+    const after = this.chainEnd
+    const last = seqs[seqs.length - 1]
+    let complete = after >= this.foreignUnknownThrough && seqs[0] > after
+    for (let i = 1; complete && i < seqs.length; i++) complete = seqs[i] > seqs[i - 1]
+    // foreign is ascending: its first entry past `after` decides
+    if (complete) complete = !this.foreign.some((s) => s > after && s <= last)
+    if (last > this.chainEnd) {
+      this.chainEnd = last
+      this.foreign = this.foreign.filter((s) => s > last)
+    }
+    return complete ? after : undefined
+  }
+
   private async publish (batch: ClosedBatch): Promise<void> {
     const max = Math.min(this.maxMessageBytes, LIMITS.maxMessageBytes)
+    let at = 0
     for (const group of splitEncoded(batch.records.map(toFileRecord), max)) {
-      const data = encodeAnnouncement({ origin: this.store.nodeId, indexId: this.store.indexId, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, records: group })
+      const seqs = batch.records.slice(at, at + group.records.length).map((r) => r.seq)
+      at += group.records.length
+      const completeAfter = this.chain(seqs)
+      if (completeAfter !== undefined) this.stats.complete++
+      const data = encodeAnnouncement({
+        origin: this.store.nodeId,
+        indexId: this.store.indexId,
+        firstSeq: Math.min(...seqs),
+        lastSeq: Math.max(...seqs),
+        ...(completeAfter !== undefined ? { completeAfter } : {}),
+        records: group
+      })
       try {
         const res = await this.pubsub.publish(this.topic, data)
         // nobody heard it (no peer yet, or just subscribed): index catch-up delivers it

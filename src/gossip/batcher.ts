@@ -22,7 +22,8 @@ export const PROFILES: Record<'lan' | 'wan', BatchProfile> = {
 export interface ClosedBatch {
   firstSeq: number
   lastSeq: number
-  records: FileRecord[]
+  /** In the order they were stored (a bulk batch has a path stored twice once, at its newest). */
+  records: Array<FileRecord & { seq: number }>
 }
 
 /**
@@ -103,7 +104,7 @@ export class Batcher {
     this.closed = []
     if (waiting.length > 1) this.stats.bulked += waiting.length
     // one bulk batch; a path changed twice is sent once, at its newest version
-    const byPath = new Map<string, FileRecord>()
+    const byPath = new Map<string, FileRecord & { seq: number }>()
     for (const b of waiting) for (const r of b.records) { byPath.delete(r.path); byPath.set(r.path, r) }
     const batch: ClosedBatch = { firstSeq: waiting[0].firstSeq, lastSeq: waiting[waiting.length - 1].lastSeq, records: [...byPath.values()] }
     this.sending = this.send(batch).catch(() => {}).finally(() => {

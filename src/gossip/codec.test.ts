@@ -140,6 +140,14 @@ describe('round trips', () => {
     expect(decodeAnnouncement(encodeAnnouncement(a)).records[9].blocks).toHaveLength(65537)
   })
 
+  it('keeps completeAfter when set (zero too) and leaves it out when not', () => {
+    for (const completeAfter of [0, 4, 2 ** 50]) {
+      const a: Announcement = { ...announce([file('a', 1)]), firstSeq: completeAfter + 1, lastSeq: completeAfter + 1, completeAfter }
+      expect(decodeAnnouncement(encodeAnnouncement(a))).toEqual(a)
+    }
+    expect('completeAfter' in decodeAnnouncement(encodeAnnouncement(announce([file('a', 1)])))).toBe(false)
+  })
+
   it('keeps index requests and responses', () => {
     expect(decodeIndexRequest(encodeIndexRequest({ indexId: '', after: 0 }))).toEqual({ indexId: '', after: 0 })
     expect(decodeIndexRequest(encodeIndexRequest({ indexId: 'abc', after: 2 ** 50 }))).toEqual({ indexId: 'abc', after: 2 ** 50 })
@@ -204,6 +212,7 @@ describe('decode rejects', () => {
     ['a missing writer node', () => rawWith({ node: '' }), /version node "" is not a node id/],
     ['an invalid origin', () => pb.Announcement.encode({ origin: 'x', records: [] }), /origin "x" is not a node id/],
     ['firstSeq after lastSeq', () => pb.Announcement.encode({ origin: A, firstSeq: 3, lastSeq: 2 }), /firstSeq 3 is after lastSeq 2/],
+    ['completeAfter not before firstSeq', () => pb.Announcement.encode({ origin: A, firstSeq: 3, lastSeq: 4, completeAfter: 3 }), /completeAfter 3 is not before firstSeq 3/],
     ['a seq beyond safe integers', () => Uint8Array.from([...lengthDelimited(1, Buffer.from(A)), 0x20, ...varint(2n ** 63n)]), /does not parse|not a safe/],
     ['an indexId over 128 bytes', () => pb.Announcement.encode({ origin: A, indexId: 'i'.repeat(129) }), /indexId is longer than 128/],
     ['more than 10000 records', () => Uint8Array.from(Array.from({ length: 10_001 }, () => [0x2a, 0x00]).flat()), /too many elements/],

@@ -58,6 +58,12 @@ export interface Announcement {
   /** Local sequence numbers (in the origin's index) the records were stored under. */
   firstSeq: number
   lastSeq: number
+  /**
+   * Set when every record the origin's index holds under completeAfter+1..lastSeq is in
+   * this message (or was stored again later, under a higher seq): a receiver whose index
+   * cursor for the origin lies in completeAfter..lastSeq-1 may move it to lastSeq.
+   */
+  completeAfter?: number
   records: FileRecord[]
 }
 
@@ -396,13 +402,16 @@ function fromPbRecords (records: pb.Record[], kind: string): FileRecord[] {
 
 const RECORD_LIMITS = { vv: LIMITS.maxVersionEntries }
 
-function checkAnnouncementHeader (a: { origin: unknown, indexId: unknown, firstSeq: unknown, lastSeq: unknown }): void {
+function checkAnnouncementHeader (a: { origin: unknown, indexId: unknown, firstSeq: unknown, lastSeq: unknown, completeAfter?: unknown }): void {
   const kind = 'announcement'
   if (!isValidNodeId(a.origin)) fail(kind, `origin ${JSON.stringify(String(a.origin).slice(0, 40))} is not a node id`)
   checkIndexId(a.indexId, kind)
   const first = checkSeq(a.firstSeq, kind, 'firstSeq')
   const last = checkSeq(a.lastSeq, kind, 'lastSeq')
   if (first > last) fail(kind, `firstSeq ${first} is after lastSeq ${last}`)
+  if (a.completeAfter !== undefined && checkSeq(a.completeAfter, kind, 'completeAfter') >= first) {
+    fail(kind, `completeAfter ${String(a.completeAfter)} is not before firstSeq ${first}`)
+  }
 }
 
 /** Encodes an Announcement. Throws WireError when it breaks a rule or is too large. */
@@ -415,6 +424,7 @@ export function encodeAnnouncement (a: Sendable<Announcement>): Uint8Array<Array
       indexId: a.indexId,
       firstSeq: a.firstSeq,
       lastSeq: a.lastSeq,
+      completeAfter: a.completeAfter,
       records
     }))
   })
@@ -433,6 +443,7 @@ export function decodeAnnouncement (bytes: Uint8Array): Announcement {
       indexId: m.indexId,
       firstSeq: m.firstSeq,
       lastSeq: m.lastSeq,
+      ...(m.completeAfter !== undefined ? { completeAfter: m.completeAfter } : {}),
       records: fromPbRecords(m.records, kind)
     }
   })

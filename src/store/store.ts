@@ -31,6 +31,12 @@ export interface PeerCursor {
 export interface StoreEvents {
   /** Records this node wrote (its own changes), in sequence order: what gets announced. */
   local: [StoredRecord[]]
+  /**
+   * Sequence numbers just given to records that are not this node's own changes (not in
+   * 'local'), ascending; emitted before that commit's 'local'. The announcer needs them to
+   * say which of its announcements hold everything stored under their seqs.
+   */
+  foreign: [number[]]
   /** Paths whose winning version is not on the local disk yet. */
   need: [StoredRecord[]]
   /** Meta records (sets, leases) that changed here, local or remote. */
@@ -950,6 +956,8 @@ class Tx {
     const needed: StoredRecord[] = []
     const localRecs: StoredRecord[] = []
     const metaRecs: StoredRecord[] = []
+    // seqs given to records this node does not announce (see the 'foreign' event)
+    const foreign: number[] = []
     // the block lists of every path whose disk content changed, in one read
     const changedDisk = [...this.pending].filter(([, p]) => p.blocks !== undefined).map(([path]) => path)
     const oldBlocks = new Map<string, string[] | undefined>()
@@ -970,6 +978,7 @@ class Tx {
         if (orig != null && orig.seq > 0) batch.del(seqKey(orig.seq), { sublevel: seqIndex })
         rec.seq = this.store.nextSeq()
         batch.put(seqKey(rec.seq), path, { sublevel: seqIndex })
+        if (!this.localPaths.has(path)) foreign.push(rec.seq)
       } else {
         rec.seq = orig?.seq ?? rec.seq
       }
@@ -1014,6 +1023,8 @@ class Tx {
     for (const rec of changed) {
       if (rec.type === 'file' && isConflictPath(rec.path)) this.store.trackCopy(conflictBase(rec.path), rec.path, isLiveCopy(rec))
     }
+    // before 'local': a batch the announcer closes on 'local' must know them
+    if (foreign.length > 0) this.store.emit('foreign', foreign)
     if (localRecs.length > 0) this.store.emit('local', localRecs.sort((a, b) => a.seq - b.seq))
     if (needed.length > 0) this.store.emit('need', needed)
     if (metaRecs.length > 0) this.store.emit('meta', metaRecs)

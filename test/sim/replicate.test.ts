@@ -249,3 +249,55 @@ describe('transfers', () => {
     for (const f of files) expect(Buffer.compare(await readFile(c.path(f.rel)), f.content)).toBe(0)
   })
 })
+
+describe('index cursors moved by gossip', () => {
+  /** A and B, B joined to A, periodic catch-up off, gossip shown to reach B. */
+  async function twoNodes (): Promise<[SimNode, SimNode, string]> {
+    mesh = await Mesh.create()
+    const a = await mesh.add('a', { catchUpIntervalMs: 3_600_000 })
+    const b = await mesh.add('b', { catchUpIntervalMs: 3_600_000 })
+    await a.start()
+    await b.start({ join: [a.addr()] })
+    const aId = a.n.peerId.toString()
+    // B's exchange on connect gives it a cursor in A's index
+    await waitFor(async () => (await b.n.store.getCursor(aId)) != null, 15_000, 'B has a cursor for A')
+    // gossip reaches B: an announcement it applied moved that cursor
+    for (let i = 0; b.n.announcer.stats.cursorMoves === 0; i++) {
+      await a.write(`probe${i}.txt`, `probe ${i}`)
+      await waitFor(async () => await b.read(`probe${i}.txt`) === `probe ${i}`, 15_000, `probe ${i} at B`)
+      if (i > 20) throw new Error('no announcement moved B\'s cursor')
+    }
+    return [a, b, aId]
+  }
+
+  it('a node restarted after gossip delivered the changes is not sent them again by catch-up', async () => {
+    const [a, b, aId] = await twoNodes()
+    const exchanges = b.n.catchUp.stats.exchanges
+    for (let i = 0; i < 30; i++) await a.write(`g/f${i}.txt`, `file ${i}`)
+    await mesh!.waitConverged()
+    await waitFor(async () => (await b.n.store.getCursor(aId))?.seq === a.n.store.seq, 10_000, 'B\'s cursor at A\'s seq')
+    expect(b.n.catchUp.stats.exchanges).toBe(exchanges)
+    await b.stop()
+    await b.start({ join: [a.addr()] })
+    await waitFor(() => b.n.catchUp.stats.exchanges > 0, 15_000, 'B\'s exchange after its restart')
+    expect(b.n.catchUp.stats.recordsReceived).toBe(0)
+    expect(await b.read('g/f29.txt')).toBe('file 29')
+  })
+
+  it('an announcement after a record its origin got from elsewhere does not move the cursor past that record', async () => {
+    const [a, b, aId] = await twoNodes()
+    // A stores a record another node wrote (as a catch-up with that node would): A does
+    // not announce it, so B gets it only by catch-up with A
+    const other = 'ccccccccccccc'
+    const elsewhere = { path: 'elsewhere', type: 'dir' as const, mode: 0o755, size: 0, mtimeMs: 0, blockSize: 0, blocks: [], hash: '', target: '', deleted: false, version: { vv: { [other]: 1 }, hlc: { wall: Date.now(), logical: 0 }, node: other } }
+    await a.n.store.applyRemote([elsewhere])
+    const foreignSeq = (await a.n.store.get('elsewhere'))!.seq
+    // then A's own change, announced
+    await a.write('after.txt', 'after')
+    await waitFor(async () => await b.read('after.txt') === 'after', 15_000, 'after.txt at B')
+    const cursor = await b.n.store.getCursor(aId)
+    expect(await b.n.store.get('elsewhere') != null || cursor!.seq < foreignSeq).toBe(true)
+    await b.n.catchUp.sync(a.n.peerId)
+    expect((await b.n.store.get('elsewhere'))?.version).toEqual(elsewhere.version)
+  })
+})

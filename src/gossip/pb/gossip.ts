@@ -575,6 +575,7 @@ export interface Announcement {
   firstSeq: number
   lastSeq: number
   records: Record[]
+  completeAfter?: number
 }
 
 export namespace Announcement {
@@ -612,6 +613,11 @@ export namespace Announcement {
             w.uint32(42)
             Record.codec().encode(value, w)
           }
+        }
+
+        if (obj.completeAfter != null) {
+          w.uint32(48)
+          w.uint64Number(obj.completeAfter)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -656,6 +662,10 @@ export namespace Announcement {
               obj.records.push(Record.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.records$
               }))
+              break
+            }
+            case 6: {
+              obj.completeAfter = reader.uint64Number()
               break
             }
             default: {
@@ -721,6 +731,13 @@ export namespace Announcement {
 
               obj.records++
 
+              break
+            }
+            case 6: {
+              yield {
+                field: `${prefix}.completeAfter`,
+                value: reader.uint64Number()
+              }
               break
             }
             default: {
@@ -845,6 +862,11 @@ export namespace Announcement {
     index: number
   }
 
+  export interface AnnouncementCompleteAfterFieldEvent {
+    field: '$.completeAfter'
+    value: number
+  }
+
   export function encode (obj: Partial<Announcement>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Announcement.codec())
   }
@@ -853,7 +875,7 @@ export namespace Announcement {
     return decodeMessage(buf, Announcement.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Announcement>): Generator<AnnouncementOriginFieldEvent | AnnouncementIndexIdFieldEvent | AnnouncementFirstSeqFieldEvent | AnnouncementLastSeqFieldEvent | AnnouncementRecordsPathFieldEvent | AnnouncementRecordsTypeFieldEvent | AnnouncementRecordsModeFieldEvent | AnnouncementRecordsSizeFieldEvent | AnnouncementRecordsMtimeMsFieldEvent | AnnouncementRecordsBlockSizeFieldEvent | AnnouncementRecordsBlocksFieldEvent | AnnouncementRecordsHashFieldEvent | AnnouncementRecordsTargetFieldEvent | AnnouncementRecordsDeletedFieldEvent | AnnouncementRecordsVvNodeFieldEvent | AnnouncementRecordsVvCounterFieldEvent | AnnouncementRecordsHlcWallFieldEvent | AnnouncementRecordsHlcLogicalFieldEvent | AnnouncementRecordsNodeFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Announcement>): Generator<AnnouncementOriginFieldEvent | AnnouncementIndexIdFieldEvent | AnnouncementFirstSeqFieldEvent | AnnouncementLastSeqFieldEvent | AnnouncementRecordsPathFieldEvent | AnnouncementRecordsTypeFieldEvent | AnnouncementRecordsModeFieldEvent | AnnouncementRecordsSizeFieldEvent | AnnouncementRecordsMtimeMsFieldEvent | AnnouncementRecordsBlockSizeFieldEvent | AnnouncementRecordsBlocksFieldEvent | AnnouncementRecordsHashFieldEvent | AnnouncementRecordsTargetFieldEvent | AnnouncementRecordsDeletedFieldEvent | AnnouncementRecordsVvNodeFieldEvent | AnnouncementRecordsVvCounterFieldEvent | AnnouncementRecordsHlcWallFieldEvent | AnnouncementRecordsHlcLogicalFieldEvent | AnnouncementRecordsNodeFieldEvent | AnnouncementCompleteAfterFieldEvent> {
     return streamMessage(buf, Announcement.codec(), opts)
   }
 }
