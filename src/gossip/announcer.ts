@@ -86,7 +86,7 @@ export class Announcer {
   }
   dropRate: number
   delayMs: number
-  readonly stats = { announced: 0, messagesSent: 0, received: 0, bytesReceived: 0, rejected: 0, recordsReceived: 0, recordsApplied: 0, noRecipients: 0, complete: 0, cursorMoves: 0 }
+  readonly stats = { announced: 0, messagesSent: 0, received: 0, bytesReceived: 0, rejected: 0, recordsReceived: 0, recordsApplied: 0, noRecipients: 0, complete: 0, cursorMoves: 0, alreadyHeld: 0 }
   private readonly onLocal = (recs: StoredRecord[]): void => { this.batcher.add(recs) }
   private readonly onMessage = (evt: CustomEvent<Message>): void => {
     const msg = evt.detail
@@ -110,8 +110,10 @@ export class Announcer {
     const delay = this.delayMs
     this.applying = this.applying.then(async () => {
       if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
+      const own = publisher === ann.origin
+      if (own && await this.holds(from, ann)) { this.stats.alreadyHeld++; return }
       this.stats.recordsApplied += (await this.store.applyRemote(records, publisher)).length
-      if (ann.completeAfter !== undefined && publisher === ann.origin) await this.moveCursor(from, ann)
+      if (own && ann.completeAfter !== undefined) await this.moveCursor(from, ann)
       this.onRecords(records, from)
     }).catch((err: Error) => {
       if (err.name !== 'StoreClosedError') this.log(`applying announcement failed: ${err.message}`)
@@ -140,6 +142,18 @@ export class Announcer {
    * Any cursor outside it stays: a lost announcement before this one still comes by
    * catch-up.
    */
+  /**
+   * This node's index cursor for the origin (`peer`, who signed `ann`) is at or past the
+   * announcement's last seq: catch-up (or earlier complete announcements) brought every
+   * record the origin held up to there, or a later record of the same path. Applying it
+   * again would change nothing: gossipsub delivers such copies to a node that comes back
+   * within its message cache's window (IHAVE/IWANT), after catch-up brought the records.
+   */
+  private async holds (peer: string, ann: Announcement): Promise<boolean> {
+    const cursor = await this.store.getCursor(peer)
+    return cursor != null && cursor.indexId === ann.indexId && cursor.seq >= ann.lastSeq
+  }
+
   private async moveCursor (peer: string, ann: Announcement): Promise<void> {
     const cursor = await this.store.getCursor(peer)
     if (cursor == null || cursor.indexId !== ann.indexId) return

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { randomBytes, createHash } from 'node:crypto'
 import { chmod, mkdir, open, readFile, rename, rm, symlink, readdir, stat, utimes } from 'node:fs/promises'
 import { Mesh, waitFor, type SimNode } from './harness.js'
+import type { ClosedBatch } from '../../src/gossip/batcher.js'
 
 let mesh: Mesh | null = null
 afterEach(async () => {
@@ -299,5 +300,21 @@ describe('index cursors moved by gossip', () => {
     expect(await b.n.store.get('elsewhere') != null || cursor!.seq < foreignSeq).toBe(true)
     await b.n.catchUp.sync(a.n.peerId)
     expect((await b.n.store.get('elsewhere'))?.version).toEqual(elsewhere.version)
+  })
+  it('an announcement of records the cursor already covers is not applied again', async () => {
+    const [a, b, aId] = await twoNodes()
+    await mesh!.waitConverged()
+    const cursor = (await b.n.store.getCursor(aId))!.seq
+    // A announces again records B's cursor covers (as gossipsub's message cache hands a
+    // node that comes back the announcements catch-up already brought it)
+    const old = (await a.n.store.after(0, 1000)).filter((r) => r.seq <= cursor && r.type === 'file')
+    expect(old.length).toBeGreaterThan(0)
+    const received = b.n.announcer.stats.received
+    const applied = b.n.announcer.stats.recordsApplied
+    const publish = (a.n.announcer as unknown as { publish: (batch: ClosedBatch) => Promise<void> }).publish.bind(a.n.announcer)
+    await publish({ firstSeq: old[0].seq, lastSeq: old[old.length - 1].seq, records: old })
+    await waitFor(() => b.n.announcer.stats.received > received, 10_000, 'B received the announcement')
+    await waitFor(() => b.n.announcer.stats.alreadyHeld > 0, 10_000, 'B found it held')
+    expect(b.n.announcer.stats.recordsApplied).toBe(applied)
   })
 })
