@@ -63,6 +63,8 @@ export class NodeMetrics {
     fromStat('syncmesh_records_received_total', 'Records received over gossip', 'gossip', 'recordsReceived')
     fromStat('syncmesh_catchup_records_received_total', 'Records received through index catch-up', 'catchUp', 'recordsReceived')
     fromStat('syncmesh_catchup_failures_total', 'Index catch-up exchanges that failed', 'catchUp', 'failures')
+    fromStat('syncmesh_catchup_cursor_moves_total', 'Index cursors moved on by complete announcements (catch-up does not send again what gossip delivered)', 'gossip', 'cursorMoves')
+    fromStat('syncmesh_batches_already_held_total', 'Announcements not applied: the index cursor for their origin already covered them', 'gossip', 'alreadyHeld')
     fromStat('syncmesh_blocks_served_total', 'Blocks sent to peers', 'blocks', 'blocksServed')
     fromStat('syncmesh_blocks_served_bytes_total', 'Bytes of blocks sent to peers', 'blocks', 'bytesServed')
     fromStat('syncmesh_blocks_not_found_total', 'Block requests this node could not answer', 'blocks', 'notFound')
