@@ -158,16 +158,20 @@ export class CatchUp {
       // not store.seq: a commit being written has taken seqs it cannot be read under yet
       const upTo = this.store.committedSeq
       for (;;) {
-        const recs = after >= upTo ? [] : (await this.store.after(after, this.chunkRecords)).filter((r) => r.seq <= upTo)
-        const done = recs.length < this.chunkRecords || recs[recs.length - 1].seq >= upTo
+        const page = after >= upTo ? { records: [], scanned: 0, last: after } : await this.store.afterPage(after, this.chunkRecords)
+        const recs = page.records.filter((r) => r.seq <= upTo)
+        // by the index entries read, not the records: a path stored again meanwhile (under
+        // a seq past upTo, for the next exchange) leaves a page short of records that is
+        // not the last (ending there skipped the rest up to upTo)
+        const done = page.scanned < this.chunkRecords || page.last >= upTo
         // the seq a message reports: what the peer has seen once it has it (skipped too)
-        const reached = done ? upTo : recs[recs.length - 1].seq
+        const reached = done ? upTo : page.last
         const send = own == null ? recs : recs.filter((r) => r.deliveredBy == null || r.deliveredBy !== deliveredKey(own, r.version))
         this.stats.recordsSkipped += recs.length - send.length
         await this.sendRecords(lp, indexId, send, reached, done)
         this.stats.recordsSent += send.length
         if (done) break
-        after = recs[recs.length - 1].seq
+        after = page.last
       }
       await stream.close().catch(() => {})
     } catch (err) {

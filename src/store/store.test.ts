@@ -990,6 +990,47 @@ describe('Store: local sequence and cursors', () => {
     expect((await a.store.after(1, 1)).map((r) => r.path)).toEqual(['y'])
   })
 
+  it('afterPage says how many index entries it read and the last one\'s seq, also when a record moved on', async () => {
+    const a = await makeNode(A)
+    for (const p of ['x', 'y', 'z']) await writeLocal(a, p, p)
+    await recordLocal(a, 'x', 'y', 'z')
+    // y's index entry read, then y stored again before its record is read
+    const getMany = a.store.getMany.bind(a.store)
+    a.store.getMany = async (paths) => {
+      a.store.getMany = getMany
+      a.clock.t += 10
+      await writeLocal(a, 'y', 'y, changed')
+      await recordLocal(a, 'y')
+      return await getMany(paths)
+    }
+    const page = await a.store.afterPage(1, 1)
+    expect(page).toMatchObject({ scanned: 1, last: 2 })
+    // y's record now has seq 4: still above 1, so it comes with its new seq
+    expect(page.records.map((r) => [r.path, r.seq])).toEqual([['y', 4]])
+    expect(await a.store.afterPage(4, 10)).toEqual({ records: [], scanned: 0, last: 4 })
+  })
+
+  it('a commit whose write fails gives its seqs back: the next one takes them, and none is reported committed before', async () => {
+    const a = await makeNode(A)
+    await writeLocal(a, 'x', 'x')
+    await recordLocal(a, 'x')
+    expect([a.store.seq, a.store.committedSeq]).toEqual([1, 1])
+    const { db } = a.store.internals
+    const batch = db.batch.bind(db)
+    db.batch = (() => {
+      const b = batch()
+      b.write = async () => { throw new Error('disk full') }
+      return b
+    }) as typeof db.batch
+    await writeLocal(a, 'y', 'y')
+    await expect(recordLocal(a, 'y')).rejects.toThrow(/disk full/)
+    expect([a.store.seq, a.store.committedSeq]).toEqual([1, 1])
+    db.batch = batch
+    await recordLocal(a, 'y')
+    expect([a.store.seq, a.store.committedSeq]).toEqual([2, 2])
+    expect((await a.store.after(1, 10)).map((r) => [r.path, r.seq])).toEqual([['y', 2]])
+  })
+
   it('records applied from a peer get local sequence numbers too', async () => {
     const a = await makeNode(A)
     const b = await makeNode(B)

@@ -371,10 +371,24 @@ export class Store extends EventEmitter<StoreEvents> {
 
   /** Records stored after local sequence `after`, oldest first, at most `limit`. */
   async after (after: number, limit: number): Promise<StoredRecord[]> {
+    return (await this.afterPage(after, limit)).records
+  }
+
+  /**
+   * Up to `limit` entries of the sequence index after `after`: their records as they are
+   * now (a path stored again since the index was read has its new seq, or is left out if
+   * that is not above `after`), how many entries were read, and the seq of the last one.
+   * A page whose records are fewer than `limit` need not be the last one: `scanned` says.
+   */
+  async afterPage (after: number, limit: number): Promise<{ records: StoredRecord[], scanned: number, last: number }> {
     const paths: string[] = []
-    for await (const p of this.seqIndex.values({ gt: seqKey(after), limit })) paths.push(p)
+    let last = after
+    for await (const [k, p] of this.seqIndex.iterator({ gt: seqKey(after), limit })) {
+      paths.push(p)
+      last = parseInt(k, 16)
+    }
     const recs = await this.getMany(paths)
-    return recs.filter((r): r is StoredRecord => r != null && r.seq > after)
+    return { records: recs.filter((r): r is StoredRecord => r != null && r.seq > after), scanned: paths.length, last }
   }
 
   async neededPaths (): Promise<string[]> {
@@ -797,9 +811,18 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   /** Flush and write the sequence counter: used by Tx. */
-  /** A commit's batch was written (or failed): its seqs are readable (or unused). */
+  /** A commit's batch was written: its seqs are readable. */
   seqsCommitted (): void {
     this.committed = this.meta.seq
+  }
+
+  /**
+   * A commit's batch failed: give its seqs back (commits run one at a time). Reported as
+   * reached, or skipped, they would have been used again after a restart (the stored
+   * seq is the last written one) for other records, which a peer's cursor then covered.
+   */
+  seqsFailed (before: number): void {
+    this.meta.seq = before
   }
 
   nextSeq (): number {
@@ -958,6 +981,7 @@ class Tx {
     const metaRecs: StoredRecord[] = []
     // seqs given to records this node does not announce (see the 'foreign' event)
     const foreign: number[] = []
+    const seqBefore = this.store.seq
     // the block lists of every path whose disk content changed, in one read
     const changedDisk = [...this.pending].filter(([, p]) => p.blocks !== undefined).map(([path]) => path)
     const oldBlocks = new Map<string, string[] | undefined>()
@@ -1015,9 +1039,11 @@ class Tx {
     batch.put('meta', { ...meta, counts }, { sublevel: metaDb })
     try {
       await batch.write()
-    } finally {
-      this.store.seqsCommitted()
+    } catch (err) {
+      this.store.seqsFailed(seqBefore)
+      throw err
     }
+    this.store.seqsCommitted()
     cache.wrote(changed)
     meta.counts = counts
     for (const rec of changed) {
