@@ -111,7 +111,9 @@ export class Announcer {
     this.applying = this.applying.then(async () => {
       if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
       const own = publisher === ann.origin
-      if (own && await this.holds(from, ann)) { this.stats.alreadyHeld++; return }
+      // only from a node that sends completeAfter: its catch-up reports committed seqs
+      // only (an older node's could name a commit still being written, this one)
+      if (own && ann.completeAfter !== undefined && await this.holds(from, ann)) { this.stats.alreadyHeld++; return }
       this.stats.recordsApplied += (await this.store.applyRemote(records, publisher)).length
       if (own && ann.completeAfter !== undefined) await this.moveCursor(from, ann)
       this.onRecords(records, from)
@@ -190,6 +192,11 @@ export class Announcer {
     this.store.on('local', this.onLocal)
   }
 
+  /** Resolves once the announcements received so far are applied (tests). */
+  async idle (): Promise<void> {
+    await this.applying
+  }
+
   async stop (): Promise<void> {
     this.store.off('local', this.onLocal)
     this.store.off('foreign', this.onForeign)
@@ -210,16 +217,33 @@ export class Announcer {
     const last = seqs[seqs.length - 1]
     let complete = after >= this.foreignUnknownThrough && seqs[0] > after
     for (let i = 1; complete && i < seqs.length; i++) complete = seqs[i] > seqs[i - 1]
-    // foreign is ascending: its first entry past `after` decides
     if (complete) complete = !this.foreign.some((s) => s > after && s <= last)
-    if (last > this.chainEnd) {
-      this.chainEnd = last
-      this.foreign = this.foreign.filter((s) => s > last)
-    }
+    this.chainPast(Math.max(...seqs))
     return complete ? after : undefined
   }
 
+  /** The chain's end moves past `seq`: no later announcement claims anything up to it. */
+  private chainPast (seq: number): void {
+    if (seq <= this.chainEnd) return
+    this.chainEnd = seq
+    this.foreign = this.foreign.filter((s) => s > seq)
+  }
+
   private async publish (batch: ClosedBatch): Promise<void> {
+    try {
+      await this.publishGroups(batch)
+    } catch (err) {
+      // a group that could not be encoded, and the groups after it, were not sent: the
+      // next announcement must not claim them (catch-up brings what can be sent)
+      let top = 0
+      for (const r of batch.records) if (r.seq > top) top = r.seq
+      this.chainPast(top)
+      this.log(`announcing a batch failed: ${(err as Error).message}`)
+      throw err
+    }
+  }
+
+  private async publishGroups (batch: ClosedBatch): Promise<void> {
     const max = Math.min(this.maxMessageBytes, LIMITS.maxMessageBytes)
     let at = 0
     for (const group of splitEncoded(batch.records.map(toFileRecord), max)) {

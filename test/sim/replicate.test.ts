@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { randomBytes, createHash } from 'node:crypto'
 import { chmod, mkdir, open, readFile, rename, rm, symlink, readdir, stat, utimes } from 'node:fs/promises'
 import { Mesh, waitFor, type SimNode } from './harness.js'
-import type { ClosedBatch } from '../../src/gossip/batcher.js'
+import { encodeAnnouncement } from '../../src/gossip/codec.js'
+import { toFileRecord } from '../../src/store/store.js'
 
 let mesh: Mesh | null = null
 afterEach(async () => {
@@ -305,16 +306,41 @@ describe('index cursors moved by gossip', () => {
     const [a, b, aId] = await twoNodes()
     await mesh!.waitConverged()
     const cursor = (await b.n.store.getCursor(aId))!.seq
-    // A announces again records B's cursor covers (as gossipsub's message cache hands a
-    // node that comes back the announcements catch-up already brought it)
+    // A announces again, complete, records B's cursor covers (as gossipsub's message cache
+    // hands a node that comes back the announcements catch-up already brought it)
     const old = (await a.n.store.after(0, 1000)).filter((r) => r.seq <= cursor && r.type === 'file')
     expect(old.length).toBeGreaterThan(0)
     const received = b.n.announcer.stats.received
     const applied = b.n.announcer.stats.recordsApplied
-    const publish = (a.n.announcer as unknown as { publish: (batch: ClosedBatch) => Promise<void> }).publish.bind(a.n.announcer)
-    await publish({ firstSeq: old[0].seq, lastSeq: old[old.length - 1].seq, records: old })
+    const topic = (a.n.announcer as unknown as { topic: string }).topic
+    const seqs = old.map((r) => r.seq)
+    const ann = { origin: a.n.store.nodeId, indexId: a.n.store.indexId, firstSeq: Math.min(...seqs), lastSeq: Math.max(...seqs), records: old.map(toFileRecord) }
+    await a.n.libp2p.services.pubsub.publish(topic, encodeAnnouncement({ ...ann, completeAfter: ann.firstSeq - 1 }))
     await waitFor(() => b.n.announcer.stats.received > received, 10_000, 'B received the announcement')
     await waitFor(() => b.n.announcer.stats.alreadyHeld > 0, 10_000, 'B found it held')
     expect(b.n.announcer.stats.recordsApplied).toBe(applied)
+    // without completeAfter (a node from before it, whose catch-up may have reported a
+    // commit still being written) it is applied
+    await a.n.libp2p.services.pubsub.publish(topic, encodeAnnouncement(ann))
+    await waitFor(() => b.n.announcer.stats.received > received + 1, 10_000, 'B received the second')
+    await b.n.announcer.idle()
+    expect(b.n.announcer.stats.alreadyHeld).toBe(1)
+  })
+
+  it('a batch that cannot be announced is not claimed by the next announcement', async () => {
+    const [a, b, aId] = await twoNodes()
+    // one batch: a meta record, then one over the codec's payload limit (the batch fails)
+    const bs = a.n.announcer.batcher.stats
+    const closed = bs.batchesClosed
+    const ok = (await a.n.store.putMeta('/test/ok', { v: 1 }))!
+    await a.n.store.putMeta('/test/huge', 'x'.repeat(300 * 1024))
+    await waitFor(() => bs.batchesClosed > closed && bs.batchesSent >= bs.batchesClosed, 10_000, 'the batch handled')
+    const moves = b.n.announcer.stats.cursorMoves
+    await a.n.store.putMeta('/test/after', { v: 2 })
+    await waitFor(async () => (await b.n.store.get('/test/after')) != null, 10_000, '/test/after at B')
+    await b.n.announcer.idle()
+    const cursor = (await b.n.store.getCursor(aId))!.seq
+    expect(await b.n.store.get('/test/ok') != null || cursor < ok.seq).toBe(true)
+    expect(b.n.announcer.stats.cursorMoves).toBe(moves)
   })
 })
