@@ -1031,6 +1031,39 @@ describe('Store: local sequence and cursors', () => {
     expect((await a.store.after(1, 10)).map((r) => [r.path, r.seq])).toEqual([['y', 2]])
   })
 
+  it('a store the machine restarted under (open, not closed, another boot) gets a new index id; a killed process or a clean close keeps it', async () => {
+    const a = await makeNode(A)
+    const open = async (bootId: string): Promise<Store> => {
+      const s = new Store({ path: a.dbPath, nodeId: A, data: a.data, clock: new HybridClock({ now: () => a.clock.t }), bootId })
+      await s.open()
+      a.store = s
+      return s
+    }
+    await a.store.close()
+    let s = await open('boot-1')
+    const id = s.indexId
+    await writeLocal(a, 'x', 'x')
+    await recordLocal(a, 'x')
+    // the process killed (the database closed, not the store): same boot, same index
+    await s.internals.db.close()
+    s = await open('boot-1')
+    expect([s.indexId, s.indexRenewed, s.seq]).toEqual([id, false, 1])
+    // a clean close, then another boot: same index
+    await s.close()
+    s = await open('boot-2')
+    expect([s.indexId, s.indexRenewed]).toEqual([id, false])
+    // open when the machine stopped: a new index id, the records and seqs kept
+    await s.internals.db.close()
+    s = await open('boot-3')
+    expect(s.indexRenewed).toBe(true)
+    expect(s.indexId).not.toBe(id)
+    expect([s.seq, (await s.get('x'))?.seq]).toEqual([1, 1])
+    const renewed = s.indexId
+    await s.close()
+    s = await open('boot-3')
+    expect([s.indexId, s.indexRenewed]).toEqual([renewed, false])
+  })
+
   it('records applied from a peer get local sequence numbers too', async () => {
     const a = await makeNode(A)
     const b = await makeNode(B)

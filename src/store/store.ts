@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { Level } from 'level'
 import { HybridClock } from './hlc.js'
 import { BlockFilter, hashFile } from './blocks.js'
@@ -60,6 +61,20 @@ interface Meta {
    * Counted once from the records for a database from before it.
    */
   counts?: StoreCounts
+  /**
+   * While the store is open: the boot of the machine it was opened in (cleared by a clean
+   * close). See Store.open.
+   */
+  openIn?: string
+}
+
+/** This machine's boot id (Linux), or null where there is none. */
+export function machineBootId (): string | null {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null
+  } catch {
+    return null
+  }
 }
 
 /** Totals over the records (meta records excluded). */
@@ -146,8 +161,14 @@ export class Store extends EventEmitter<StoreEvents> {
   private lock: Promise<unknown> = Promise.resolve()
   private closed = false
 
-  constructor (init: { path: string, nodeId: NodeId, data: DataFolder, clock?: HybridClock }) {
+  private readonly bootId: string | null
+  /** Open gave this index a new id: the machine restarted while it was open (see open). */
+  indexRenewed = false
+
+  /** `bootId`: the machine's boot id (tests; default machineBootId()). */
+  constructor (init: { path: string, nodeId: NodeId, data: DataFolder, clock?: HybridClock, bootId?: string | null }) {
     super()
+    this.bootId = init.bootId === undefined ? machineBootId() : init.bootId
     this.nodeId = init.nodeId
     this.clock = init.clock ?? new HybridClock()
     this.data = init.data
@@ -182,6 +203,19 @@ export class Store extends EventEmitter<StoreEvents> {
       await this.metaDb.put('meta', this.meta)
     } else {
       this.meta = meta
+    }
+    // LevelDB's writes are not synced: a machine that stopped (power loss, kernel crash)
+    // while the store was open can come back without the last of them, and give their
+    // seqs again to other records, which peers' cursors in this index already cover. A
+    // new index id has every peer read this index from the start once. (A process that
+    // was killed lost nothing: the system had its writes.)
+    if (this.meta.openIn != null && this.bootId != null && this.meta.openIn !== this.bootId) {
+      this.meta.indexId = randomBytes(8).toString('hex')
+      this.indexRenewed = true
+    }
+    if (this.bootId != null) {
+      this.meta.openIn = this.bootId
+      await this.putMetaSynced()
     }
     if (this.meta.copies !== 1) {
       // a database from before the index: build it once from the records
@@ -257,8 +291,17 @@ export class Store extends EventEmitter<StoreEvents> {
     if (this.closed) return
     this.closed = true
     await this.lock.catch(() => {})
+    if (this.meta.openIn != null && this.db.status === 'open') {
+      delete this.meta.openIn
+      await this.putMetaSynced().catch(() => {})
+    }
     await this.db.close()
     this.cache.clear()
+  }
+
+  /** The meta entry, written through to the disk (fsync). */
+  private async putMetaSynced (): Promise<void> {
+    await this.db.batch([{ type: 'put', sublevel: this.metaDb, key: 'meta', value: this.meta }], { sync: true })
   }
 
   get isClosed (): boolean { return this.closed }
