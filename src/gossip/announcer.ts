@@ -229,15 +229,20 @@ export class Announcer {
     this.foreign = this.foreign.filter((s) => s > seq)
   }
 
+  /** Not all of `batch` is sent: no later announcement claims anything up to it. */
+  private chainPastBatch (batch: ClosedBatch): void {
+    let top = 0
+    for (const r of batch.records) if (r.seq > top) top = r.seq
+    this.chainPast(top)
+  }
+
   private async publish (batch: ClosedBatch): Promise<void> {
     try {
       await this.publishGroups(batch)
     } catch (err) {
-      // a group that could not be encoded, and the groups after it, were not sent: the
-      // next announcement must not claim them (catch-up brings what can be sent)
-      let top = 0
-      for (const r of batch.records) if (r.seq > top) top = r.seq
-      this.chainPast(top)
+      // a message that could not be built, and those after it, were not sent: the next
+      // announcement must not claim their records (catch-up brings them)
+      this.chainPastBatch(batch)
       this.log(`announcing a batch failed: ${(err as Error).message}`)
       throw err
     }
@@ -245,11 +250,19 @@ export class Announcer {
 
   private async publishGroups (batch: ClosedBatch): Promise<void> {
     const max = Math.min(this.maxMessageBytes, LIMITS.maxMessageBytes)
-    let at = 0
-    for (const group of splitEncoded(batch.records.map(toFileRecord), max)) {
-      const seqs = batch.records.slice(at, at + group.records.length).map((r) => r.seq)
-      at += group.records.length
-      const completeAfter = this.chain(seqs)
+    const seqOf = new Map<FileRecord, number>()
+    const files = batch.records.map((r) => { const f = toFileRecord(r); seqOf.set(f, r.seq); return f })
+    // a record no message can carry is left out (logged) and the rest announced; the
+    // chain makes no claim over this batch
+    let left = false
+    const groups = splitEncoded(files, max, (r, err) => {
+      left = true
+      this.log(`not announcing the record stored under seq ${seqOf.get(r) ?? 0}: ${err.message}`)
+    })
+    if (left) this.chainPastBatch(batch)
+    for (const group of groups) {
+      const seqs = group.records.map((r) => seqOf.get(r)!)
+      const completeAfter = left ? undefined : this.chain(seqs)
       if (completeAfter !== undefined) this.stats.complete++
       const data = encodeAnnouncement({
         origin: this.store.nodeId,

@@ -184,12 +184,24 @@ export class CatchUp {
    * reports the seq of its last record, the last one `reached` (and `done` if so).
    */
   private async sendRecords (lp: { write: (data: Uint8Array) => Promise<void> }, indexId: string, recs: StoredRecord[], reached: number, done: boolean): Promise<void> {
-    const groups = recs.length === 0 ? [{ records: [], encoded: [] }] : splitEncoded(recs.map(toFileRecord), 1024 * 1024)
-    let i = 0
+    const seqOf = new Map<FileRecord, number>()
+    const files = recs.map((r) => { const f = toFileRecord(r); seqOf.set(f, r.seq); return f })
+    // a record no message can carry is left out (logged): it stopped every exchange here
+    const groups = splitEncoded(files, 1024 * 1024, (r, err) => { this.unsendable(r, seqOf.get(r) ?? 0, err) })
+    if (groups.length === 0) groups.push({ records: [], encoded: [] })
     for (const [g, group] of groups.entries()) {
-      i += group.records.length
       const last = g === groups.length - 1
-      await lp.write(encodeIndexResponse({ indexId, seq: last ? reached : recs[i - 1].seq, records: group, done: done && last }))
+      const seq = last ? reached : seqOf.get(group.records[group.records.length - 1])!
+      await lp.write(encodeIndexResponse({ indexId, seq, records: group, done: done && last }))
     }
+  }
+
+  private readonly reported = new Set<string>()
+
+  private unsendable (r: FileRecord, seq: number, err: Error): void {
+    const key = `${seq}/${r.path}`
+    if (this.reported.has(key) || this.reported.size > 1000) return
+    this.reported.add(key)
+    this.log(`not sending the record stored under seq ${seq}: ${err.message}`)
   }
 }

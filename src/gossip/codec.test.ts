@@ -445,3 +445,17 @@ describe('meta records (sets, leases)', () => {
     expect(() => encodeRecord({ ...file('x', 0), path: '/set/abc' })).toThrow(WireError)
   })
 })
+
+describe('splitEncoded', () => {
+  it('with onInvalid, leaves out a record that breaks a wire rule, in order, and keeps the rest', () => {
+    const bad = { ...file('bad', 1), mode: 0o10000 }
+    const left: string[] = []
+    const groups = splitEncoded([file('a', 1), bad, file('c', 1)], 1024 * 1024, (r, err) => { left.push(`${r.path}: ${err.message}`) })
+    expect(groups.flatMap((g) => g.records.map((r) => r.path))).toEqual(['a', 'c'])
+    expect(left).toEqual([expect.stringMatching(/^bad: .*mode 4096/)])
+    expect(decodeAnnouncement(encodeAnnouncement({ ...announce([]), records: groups[0] })).records.map((r) => r.path)).toEqual(['a', 'c'])
+    // without it, the record still fails the whole split
+    expect(() => splitEncoded([file('a', 1), bad], 1024 * 1024)).toThrow(WireError)
+  })
+})
+

@@ -536,18 +536,28 @@ export function splitRecords (records: FileRecord[], maxBytes: number): FileReco
   return splitEncoded(records, maxBytes).map((g) => g.records)
 }
 
-/** splitRecords, with each group's records encoded (pass a group on as `records`). */
-export function splitEncoded (records: FileRecord[], maxBytes: number): EncodedRecords[] {
-  return guard('splitRecords', () => split(records, maxBytes))
+/**
+ * splitRecords, with each group's records encoded (pass a group on as `records`). With
+ * `onInvalid`, a record that breaks a wire rule is handed to it and left out instead.
+ */
+export function splitEncoded (records: FileRecord[], maxBytes: number, onInvalid?: (record: FileRecord, err: WireError) => void): EncodedRecords[] {
+  return guard('splitRecords', () => split(records, maxBytes, onInvalid))
 }
 
-function split (records: FileRecord[], maxBytes: number): EncodedRecords[] {
+function split (records: FileRecord[], maxBytes: number, onInvalid?: (record: FileRecord, err: WireError) => void): EncodedRecords[] {
   const budget = Math.min(maxBytes, LIMITS.maxMessageBytes)
   const groups: EncodedRecords[] = []
   let group: EncodedRecords = { records: [], encoded: [] }
   let size = ENVELOPE_BYTES
   records.forEach((r, i) => {
-    const bytes = pb.Record.encode(toPbRecord(r, i))
+    let bytes: Uint8Array
+    try {
+      bytes = pb.Record.encode(toPbRecord(r, i))
+    } catch (err) {
+      if (onInvalid == null || !(err instanceof WireError)) throw err
+      onInvalid(r, err)
+      return
+    }
     const cost = 1 + varintLength(bytes.byteLength) + bytes.byteLength
     if (group.records.length > 0 && (size + cost > budget || group.records.length >= LIMITS.maxRecordsPerMessage)) {
       groups.push(group)

@@ -25,6 +25,7 @@ import type { Store } from '../store/store.js'
 import type { StoredRecord } from '../store/types.js'
 import { PathError, isValidPath, validatePath } from '../store/paths.js'
 import { validateSet } from './backend.js'
+import { LIMITS } from '../gossip/codec.js'
 
 export type SetState = 'open' | 'committed' | 'uploading' | 'uploaded' | 'failed'
 export type FileUploadState = 'pending' | 'uploaded'
@@ -299,10 +300,14 @@ export class SetBook {
       seen.add(e.path)
       const r = await this.store.get(e.source)
       if (r == null || r.deleted || r.type !== 'file') throw new SetError(`${e.source} is not a file this node knows`, 409)
-      files.push({
-        path: e.path,
-        value: { commit: commitId, source: e.source, size: r.size, mode: r.mode, mtimeMs: r.mtimeMs, blockSize: r.blockSize, blocks: blocksToB64(r.blocks), hash: r.hash, sha256: null, uploaded: false }
-      })
+      const value = { commit: commitId, source: e.source, size: r.size, mode: r.mode, mtimeMs: r.mtimeMs, blockSize: r.blockSize, blocks: blocksToB64(r.blocks), hash: r.hash, sha256: null, uploaded: false }
+      // the entry travels as a meta record: one over the wire's limit would never reach
+      // another node (about 5,900 blocks: 92 GiB at the largest block size)
+      const bytes = Buffer.byteLength(JSON.stringify(value))
+      if (bytes > LIMITS.maxMetaBytes) {
+        throw new SetError(`${e.source} is too large for a set: its ${r.blocks.length} blocks make an entry of ${bytes} bytes, over the ${LIMITS.maxMetaBytes} one can carry`, 400)
+      }
+      files.push({ path: e.path, value })
     }
     // the file entries first: a node that sees the commit has (or will get in the same
     // batch) the entries it names
