@@ -1,8 +1,9 @@
 import { TopicValidatorResult, type GossipSub, type Message } from '@libp2p/gossipsub'
 import { createHash } from 'node:crypto'
-import { decodeAnnouncement, encodeAnnouncement, splitEncoded, LIMITS, WireError, type Announcement } from './codec.js'
+import { decodeAnnouncement, encodeAnnouncement, LIMITS, WireError, type Announcement } from './codec.js'
+import { splitStored } from './outgoing.js'
 import { Batcher, type BatchProfile, type ClosedBatch } from './batcher.js'
-import { toFileRecord, type Store } from '../store/store.js'
+import type { Store } from '../store/store.js'
 import type { FileRecord, StoredRecord } from '../store/types.js'
 import { nodeIdOf } from '../node/nodeid.js'
 
@@ -250,18 +251,12 @@ export class Announcer {
 
   private async publishGroups (batch: ClosedBatch): Promise<void> {
     const max = Math.min(this.maxMessageBytes, LIMITS.maxMessageBytes)
-    const seqOf = new Map<FileRecord, number>()
-    const files = batch.records.map((r) => { const f = toFileRecord(r); seqOf.set(f, r.seq); return f })
     // a record no message can carry is left out (logged) and the rest announced; the
     // chain makes no claim over this batch
     let left = false
-    const groups = splitEncoded(files, max, (r, err) => {
-      left = true
-      this.log(`not announcing the record stored under seq ${seqOf.get(r) ?? 0}: ${err.message}`)
-    })
+    const groups = splitStored(batch.records, max, (line) => { left = true; this.log(line) })
     if (left) this.chainPastBatch(batch)
-    for (const group of groups) {
-      const seqs = group.records.map((r) => seqOf.get(r)!)
+    for (const { records: group, seqs } of groups) {
       const completeAfter = left ? undefined : this.chain(seqs)
       if (completeAfter !== undefined) this.stats.complete++
       const data = encodeAnnouncement({

@@ -1,12 +1,15 @@
 import { lpStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
-import { decodeIndexRequest, decodeIndexResponse, encodeIndexRequest, encodeIndexResponse, splitEncoded, LIMITS } from './codec.js'
-import { deliveredKey, toFileRecord, type Store } from '../store/store.js'
+import { decodeIndexRequest, decodeIndexResponse, encodeIndexRequest, encodeIndexResponse, LIMITS } from './codec.js'
+import { splitStored } from './outgoing.js'
+import { deliveredKey, type Store } from '../store/store.js'
 import type { BlockHost } from '../transfer/protocol.js'
 import type { FileRecord, NodeId, StoredRecord } from '../store/types.js'
 import { nodeIdOf } from '../node/nodeid.js'
 
 export const INDEX_PROTOCOL = '/syncmesh/index/1.0.0'
+/** Records left out of catch-up that are logged (once each), at most. */
+const MAX_REPORTED = 1000
 /** "I stored new records": the receiver runs catch-up with the sender (no payload). */
 export const NUDGE_PROTOCOL = '/syncmesh/nudge/1.0.0'
 
@@ -168,8 +171,7 @@ export class CatchUp {
         const reached = done ? upTo : page.last
         const send = own == null ? recs : recs.filter((r) => r.deliveredBy == null || r.deliveredBy !== deliveredKey(own, r.version))
         this.stats.recordsSkipped += recs.length - send.length
-        await this.sendRecords(lp, indexId, send, reached, done)
-        this.stats.recordsSent += send.length
+        this.stats.recordsSent += await this.sendRecords(lp, indexId, send, reached, done)
         if (done) break
         after = page.last
       }
@@ -183,25 +185,27 @@ export class CatchUp {
    * Records in sequence order, in messages well under the size limit: each message
    * reports the seq of its last record, the last one `reached` (and `done` if so).
    */
-  private async sendRecords (lp: { write: (data: Uint8Array) => Promise<void> }, indexId: string, recs: StoredRecord[], reached: number, done: boolean): Promise<void> {
-    const seqOf = new Map<FileRecord, number>()
-    const files = recs.map((r) => { const f = toFileRecord(r); seqOf.set(f, r.seq); return f })
-    // a record no message can carry is left out (logged): it stopped every exchange here
-    const groups = splitEncoded(files, 1024 * 1024, (r, err) => { this.unsendable(r, seqOf.get(r) ?? 0, err) })
-    if (groups.length === 0) groups.push({ records: [], encoded: [] })
+  private async sendRecords (lp: { write: (data: Uint8Array) => Promise<void> }, indexId: string, recs: StoredRecord[], reached: number, done: boolean): Promise<number> {
+    const groups = splitStored(recs, 1024 * 1024, (line) => { this.unsendable(line) })
+    if (groups.length === 0) groups.push({ records: { records: [], encoded: [] }, seqs: [] })
+    let sent = 0
     for (const [g, group] of groups.entries()) {
       const last = g === groups.length - 1
-      const seq = last ? reached : seqOf.get(group.records[group.records.length - 1])!
-      await lp.write(encodeIndexResponse({ indexId, seq, records: group, done: done && last }))
+      const seq = last ? reached : group.seqs[group.seqs.length - 1]
+      await lp.write(encodeIndexResponse({ indexId, seq, records: group.records, done: done && last }))
+      sent += group.seqs.length
     }
+    return sent
   }
 
+  /** Lines already logged about records left out (each exchange meets them again). */
   private readonly reported = new Set<string>()
 
-  private unsendable (r: FileRecord, seq: number, err: Error): void {
-    const key = `${seq}/${r.path}`
-    if (this.reported.has(key) || this.reported.size > 1000) return
-    this.reported.add(key)
-    this.log(`not sending the record stored under seq ${seq}: ${err.message}`)
+  private unsendable (line: string): void {
+    if (this.reported.has(line)) return
+    if (this.reported.size === MAX_REPORTED) this.log('more records that will not replicate: not logged')
+    if (this.reported.size >= MAX_REPORTED) return
+    this.reported.add(line)
+    this.log(line)
   }
 }

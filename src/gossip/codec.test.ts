@@ -457,5 +457,15 @@ describe('splitEncoded', () => {
     // without it, the record still fails the whole split
     expect(() => splitEncoded([file('a', 1), bad], 1024 * 1024)).toThrow(WireError)
   })
+
+  it('with onInvalid, leaves out a record larger than any message', () => {
+    const blockSize = 16 * 1024 * 1024
+    const n = 130_000
+    const huge = { ...file('huge', 1), size: n * blockSize, blockSize, blocks: Array.from({ length: n }, (_, i) => createHash('sha256').update(String(i)).digest('hex')) }
+    const left: string[] = []
+    const groups = splitEncoded([file('a', 1), huge, file('c', 1)], LIMITS.maxMessageBytes, (r, err) => { left.push(`${r.path}: ${err.message}`) })
+    expect(groups.flatMap((g) => g.records.map((r) => r.path))).toEqual(['a', 'c'])
+    expect(left).toEqual([expect.stringMatching(/^huge: records\[1\] "huge": encodes to \d+ bytes, more than a message carries \(4194304\)$/)])
+  })
 })
 

@@ -538,7 +538,8 @@ export function splitRecords (records: FileRecord[], maxBytes: number): FileReco
 
 /**
  * splitRecords, with each group's records encoded (pass a group on as `records`). With
- * `onInvalid`, a record that breaks a wire rule is handed to it and left out instead.
+ * `onInvalid`, a record that breaks a wire rule, or is larger than any message, is handed
+ * to it and left out instead.
  */
 export function splitEncoded (records: FileRecord[], maxBytes: number, onInvalid?: (record: FileRecord, err: WireError) => void): EncodedRecords[] {
   return guard('splitRecords', () => split(records, maxBytes, onInvalid))
@@ -559,6 +560,10 @@ function split (records: FileRecord[], maxBytes: number, onInvalid?: (record: Fi
       return
     }
     const cost = 1 + varintLength(bytes.byteLength) + bytes.byteLength
+    if (onInvalid != null && ENVELOPE_BYTES + cost > LIMITS.maxMessageBytes) {
+      onInvalid(r, new WireError(`${describeRecord(i, r.path)}: encodes to ${bytes.byteLength} bytes, more than a message carries (${LIMITS.maxMessageBytes})`))
+      return
+    }
     if (group.records.length > 0 && (size + cost > budget || group.records.length >= LIMITS.maxRecordsPerMessage)) {
       groups.push(group)
       group = { records: [], encoded: [] }

@@ -48,7 +48,7 @@ describe('set commits', () => {
     const set = await book.create('big')
     const err = await book.commit(set, [{ source: 'ok.bin', path: 'ok.bin' }, { source: 'huge.bin', path: 'huge.bin' }]).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(SetError)
-    expect(err).toMatchObject({ status: 400, message: expect.stringMatching(/^huge\.bin is too large for a set: its 7000 blocks make an entry of \d+ bytes, over the 262144 one can carry$/) })
+    expect(err).toMatchObject({ status: 400, message: expect.stringMatching(/^huge\.bin is too large for a set: its 7000 blocks make an entry of \d+ bytes, over the 262144 bytes a set entry can hold$/) })
     expect((await book.get(set.id))?.commit).toBeNull()
     const entries = []
     for await (const r of store.metaRecords('/')) entries.push(r.path)

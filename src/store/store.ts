@@ -68,6 +68,13 @@ interface Meta {
   openIn?: string
 }
 
+/**
+ * Counters this node skips when its index is renewed after the machine stopped under an
+ * open store: more than it could have issued in the writes the system had not yet put on
+ * the disk (seconds of them).
+ */
+const RENEWAL_COUNTER_GAP = 10_000_000
+
 /** This machine's boot id (Linux), or null where there is none. */
 export function machineBootId (): string | null {
   try {
@@ -211,6 +218,12 @@ export class Store extends EventEmitter<StoreEvents> {
     // was killed lost nothing: the system had its writes.)
     if (this.meta.openIn != null && this.bootId != null && this.meta.openIn !== this.bootId) {
       this.meta.indexId = randomBytes(8).toString('hex')
+      // the lost writes may have issued counters of this node's (in versions peers hold):
+      // issued again for other content they would make equal versions that differ
+      this.meta.counter = (this.meta.counter ?? 0) + RENEWAL_COUNTER_GAP
+      // and every peer is asked from the start, without a cursor, so it sends the records
+      // this node delivered to it too (with one, they count as held here)
+      await this.cursors.clear()
       this.indexRenewed = true
     }
     if (this.bootId != null) {

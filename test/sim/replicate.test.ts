@@ -333,9 +333,9 @@ describe('index cursors moved by gossip', () => {
     const bs = a.n.announcer.batcher.stats
     const closed = bs.batchesClosed
     const complete = a.n.announcer.stats.complete
-    const ok = (await a.n.store.putMeta('/test/ok', { v: 1 }))!
-    await a.n.store.putMeta('/test/huge', 'x'.repeat(300 * 1024))
-    await a.n.store.putMeta('/test/ok2', { v: 2 })
+    // one transaction: one batch (the batcher never splits one)
+    await a.n.store.putMetas([{ path: '/test/ok', payload: { v: 1 } }, { path: '/test/huge', payload: 'x'.repeat(300 * 1024) }, { path: '/test/ok2', payload: { v: 2 } }])
+    const ok = (await a.n.store.get('/test/ok'))!
     await waitFor(() => bs.batchesClosed > closed && bs.batchesSent >= bs.batchesClosed, 10_000, 'the batch handled')
     await waitFor(async () => (await b.n.store.get('/test/ok2')) != null, 10_000, '/test/ok2 at B')
     // that batch claimed nothing (no cursor moves past the record left out)
