@@ -50,6 +50,25 @@ describe('sim invariants: the write checks', () => {
     expect(checkWrites(other, disk({}), 'n0').noLostWrites.failures).toHaveLength(2)
   })
 
+  it('the same content written at a path by two nodes: a later write that saw it may have seen either, so holding it is no causal error', () => {
+    // n0 writes aa; n1 writes bb over it; n2, which never saw bb, puts aa back (a directory
+    // renamed back) concurrently, later by its clock, and wins: the path holds aa
+    const twice = new Ledger()
+    twice.record({ node: 0, kind: 'write', path: 'd/f.txt', digest: 'aa', label: 'create' })
+    twice.record({ node: 2, kind: 'write', path: 'd/f.txt', digest: 'aa', label: 'rename' })
+    twice.saw('d/f.txt', 'aa', 'write', 1)
+    twice.record({ node: 1, kind: 'write', path: 'd/f.txt', digest: 'bb', label: 'modify' })
+    const r = checkWrites(twice, disk({ 'd/f.txt': 'aa', [COPY]: 'bb' }), 'n0')
+    expect(r.causalOrder.pass).toBe(true)
+    expect(r.noLostWrites.pass).toBe(true)
+    // written by one node only, it was superseded
+    const once = new Ledger()
+    once.record({ node: 0, kind: 'write', path: 'd/f.txt', digest: 'aa', label: 'create' })
+    once.saw('d/f.txt', 'aa', 'write', 1)
+    once.record({ node: 1, kind: 'write', path: 'd/f.txt', digest: 'bb', label: 'modify' })
+    expect(checkWrites(once, disk({ 'd/f.txt': 'aa', [COPY]: 'bb' }), 'n0').causalOrder.pass).toBe(false)
+  })
+
   it('a write under a conflict name is lost when neither it nor its base holds its content', () => {
     const l = ledgerOf([{ path: 'd/f.txt', digest: 'bb' }, { path: COPY, digest: 'aa' }])
     const r = checkWrites(l, disk({ 'd/f.txt': 'bb' }), 'n0')

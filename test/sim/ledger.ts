@@ -70,9 +70,12 @@ export class Ledger {
     const opId = this.nextId
     const twin = this.twins.has(digest)
     const sup = (p: string): void => {
-      for (const w of this.writesAt.get(p) ?? []) {
-        if (w.digest !== digest || w.supersededBy != null || w.id >= opId) continue
-        if (twin && w.node !== node) { w.ambiguous = true; continue }
+      const same = (this.writesAt.get(p) ?? []).filter((w) => w.digest === digest && w.supersededBy == null && w.id < opId)
+      // the same content written at the path by two nodes (a directory renamed back, a
+      // file copied where it was): this node saw one of them, and which is not known
+      const several = new Set(same.map((w) => w.node)).size > 1
+      for (const w of same) {
+        if ((twin || several) && w.node !== node) { w.ambiguous = true; continue }
         w.supersededBy = opId
         w.supersededHow = how
       }
