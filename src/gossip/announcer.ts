@@ -116,7 +116,7 @@ export class Announcer {
       // only (an older node's could name a commit still being written, this one)
       if (own && ann.completeAfter !== undefined && await this.holds(from, ann)) { this.stats.alreadyHeld++; return }
       this.stats.recordsApplied += (await this.store.applyRemote(records, publisher)).length
-      if (own && ann.completeAfter !== undefined) await this.moveCursor(from, ann)
+      if (own && ann.completeAfter !== undefined) await this.moveCursor(from, ann, ann.completeAfter)
       this.onRecords(records, from)
     }).catch((err: Error) => {
       if (err.name !== 'StoreClosedError') this.log(`applying announcement failed: ${err.message}`)
@@ -139,13 +139,6 @@ export class Announcer {
   }
 
   /**
-   * `ann` (applied here) holds every record its origin stored under completeAfter+1..
-   * lastSeq: an index cursor for the origin within that range moves to lastSeq, so the
-   * next catch-up with it does not send those records again (gossip delivered them).
-   * Any cursor outside it stays: a lost announcement before this one still comes by
-   * catch-up.
-   */
-  /**
    * This node's index cursor for the origin (`peer`, who signed `ann`) is at or past the
    * announcement's last seq: catch-up (or earlier complete announcements) brought every
    * record the origin held up to there, or a later record of the same path. Applying it
@@ -157,10 +150,17 @@ export class Announcer {
     return cursor != null && cursor.indexId === ann.indexId && cursor.seq >= ann.lastSeq
   }
 
-  private async moveCursor (peer: string, ann: Announcement): Promise<void> {
+  /**
+   * `ann` (applied here) holds every record its origin stored under completeAfter+1..
+   * lastSeq: an index cursor for the origin within that range moves to lastSeq, so the
+   * next catch-up with it does not send those records again (gossip delivered them).
+   * Any cursor outside it stays: a lost announcement before this one still comes by
+   * catch-up.
+   */
+  private async moveCursor (peer: string, ann: Announcement, completeAfter: number): Promise<void> {
     const cursor = await this.store.getCursor(peer)
     if (cursor == null || cursor.indexId !== ann.indexId) return
-    if (cursor.seq < ann.completeAfter! || cursor.seq >= ann.lastSeq) return
+    if (cursor.seq < completeAfter || cursor.seq >= ann.lastSeq) return
     await this.store.setCursor(peer, { indexId: ann.indexId, seq: ann.lastSeq })
     this.stats.cursorMoves++
   }

@@ -39,8 +39,9 @@ export const LIMITS = {
   maxIndexIdBytes: 128,
   /**
    * Largest JSON payload of a meta record (sets, leases), in UTF-8 bytes: a committed
-   * file's record carries its block list (44 base64 bytes a block), so this bounds a
-   * committed file to about 5,900 blocks (92 GiB at the 16 MiB block size).
+   * file's record carries its block list (about 43 base64 bytes a block), so this bounds
+   * a committed file to about 6,100 blocks (96 GiB at the 16 MiB block size; a set
+   * commit refuses a larger one).
    */
   maxMetaBytes: 256 * 1024
 } as const

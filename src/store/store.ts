@@ -866,7 +866,6 @@ export class Store extends EventEmitter<StoreEvents> {
     for (const [item, ok] of done) item.resolve(ok)
   }
 
-  /** Flush and write the sequence counter: used by Tx. */
   /** A commit's batch was written: its seqs are readable. */
   seqsCommitted (): void {
     this.committed = this.meta.seq
@@ -881,6 +880,7 @@ export class Store extends EventEmitter<StoreEvents> {
     this.meta.seq = before
   }
 
+  /** The next local sequence number (Tx; written with its batch). */
   nextSeq (): number {
     this.meta.seq++
     return this.meta.seq
