@@ -302,6 +302,7 @@ describe('index cursors moved by gossip', () => {
     await b.n.catchUp.sync(a.n.peerId)
     expect((await b.n.store.get('elsewhere'))?.version).toEqual(elsewhere.version)
   })
+
   it('an announcement of records the cursor already covers is not applied again', async () => {
     const [a, b, aId] = await twoNodes()
     await mesh!.waitConverged()
