@@ -253,8 +253,9 @@ export async function runScenario (o: ScenarioOptions): Promise<SimReport> {
 
     const clock: ClockCheck[] = []
     if (faults.has('clock')) {
-      const ahead = sim.nodes.findIndex((x) => x.skewMs > 0)
-      const behind = sim.nodes.findIndex((x) => x.skewMs < 0)
+      // both write the check file: not the liar, whose writes never reach anyone
+      const ahead = sim.nodes.findIndex((x) => x.skewMs > 0 && !x.faults.liar)
+      const behind = sim.nodes.findIndex((x) => x.skewMs < 0 && !x.faults.liar)
       if (ahead >= 0 && behind >= 0) clock.push(await sim.clockCheck(ahead, behind))
     }
 
