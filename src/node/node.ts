@@ -217,7 +217,7 @@ export class SyncNode {
     } catch (err) {
       throw dbOpenError(this.home.dbDir, this.home.dir, err)
     }
-    if (this.store.indexRenewed) this.log('warn', 'the machine restarted while the node was running: its last writes may be lost, so its index has a new id (each peer reads it from the start once)')
+    if (this.store.indexRenewed) this.log('warn', 'the machine restarted while the node was running: its last writes may be lost, so its index has a new id (each peer reads it from the start once) and it asks its peers for everything again')
     const metricsAt = this.opts.metrics ?? this.home.config.metrics ?? null
     if (metricsAt != null) {
       try {
