@@ -39,6 +39,8 @@ afterEach(async () => {
   try {
     // every test's end state: the kept totals are those of the records
     for (const n of nodes) if (!n.store.isClosed) expect(n.store.count(), `${n.id}'s totals`).toEqual(await recount(n))
+    // and the pull queue and the block index agree with the records
+    for (const n of nodes) if (!n.store.isClosed) await expectIndexesAgree(n)
   } finally {
     for (const n of nodes) await n.store.close().catch(() => {})
     await rm(tmp, { recursive: true, force: true })
@@ -148,6 +150,33 @@ async function recount (n: TestNode): Promise<ReturnType<Store['count']>> {
     if (!r.have) { c.pendingFiles++; if (!r.deleted) c.pendingBytes += r.size }
   }
   return c
+}
+
+/**
+ * The pull queue (`n`) is the paths whose record is not had; the block index (`k`) holds
+ * the blocks of each path's disk content: the record's own when the disk holds its content,
+ * else the path's `d` entry, which exists only then.
+ */
+async function expectIndexesAgree (n: TestNode): Promise<void> {
+  const { records, needs, blockIndex, diskBlocks } = n.store.internals
+  const recs = await records.values().all()
+  expect((await needs.keys().all()).sort(), `${n.id}'s pull queue`).toEqual(recs.filter((r) => !r.have).map((r) => r.path).sort())
+  const lists = new Map(await diskBlocks.iterator().all())
+  const indexed = new Map<string, Set<string>>()
+  for (const k of await blockIndex.keys().all()) {
+    const path = k.slice(65)
+    indexed.set(path, (indexed.get(path) ?? new Set()).add(k.slice(0, 64)))
+  }
+  for (const r of recs) {
+    const own = r.type === 'file' && !r.deleted && r.disk?.type === 'file' && r.disk.hash === r.hash
+    if (own) expect(lists.has(r.path), `${n.id}: a \`d\` entry for ${r.path}, whose disk holds its record`).toBe(false)
+    const onDisk = own ? r.blocks : lists.get(r.path) ?? []
+    expect([...indexed.get(r.path) ?? []].sort(), `${n.id}: blocks indexed at ${r.path}`).toEqual([...new Set(onDisk)].sort())
+    lists.delete(r.path)
+    indexed.delete(r.path)
+  }
+  expect([...lists.keys()], `${n.id}: \`d\` entries of paths without a record`).toEqual([])
+  expect([...indexed.keys()], `${n.id}: blocks indexed at paths without a record`).toEqual([])
 }
 
 async function conflictCopies (n: TestNode): Promise<StoredRecord[]> {

@@ -127,7 +127,10 @@ export class StoreClosedError extends Error {
  * - `q` seq (hex, fixed width) -> path: the local sequence index (one entry per record)
  * - `n` path -> 1: paths whose winning version is not on disk yet (the pull queue)
  * - `k` "<hash>/<path>" -> offset: block index of the content on the local disk
- * - `d` path -> block hashes of the content on disk there (to drop its `k` entries)
+ * - `d` path -> block hashes of the content on disk there (to drop its `k` entries), only
+ *   where the record does not tell them: when the disk holds the record's own content (the
+ *   usual case) its blocks are the record's. A store written before this kept an entry for
+ *   every file; those are read only when they are true, and go when the path changes.
  * - `c` peer id -> PeerCursor: how far this node has read each peer's index
  * - `m` 'meta' -> {indexId, seq}; `p` peer id -> multiaddrs: remembered peers
  * - `s` upload key -> resumable session URI (the Drive relay backend)
@@ -956,6 +959,14 @@ function diskContent (rec: FileRecord): FileRecord | null {
   return rec.type === 'file' && !rec.deleted ? rec : null
 }
 
+/**
+ * Whether the disk at `r`'s path holds the content of `r` itself: then the blocks on disk
+ * are `r.blocks` (a content id names its block list), and no `d` entry is kept for them.
+ */
+function diskIsRecord (r: StoredRecord | undefined): boolean {
+  return r != null && r.type === 'file' && !r.deleted && r.disk != null && r.disk.type === 'file' && r.disk.hash === r.hash
+}
+
 /** Whether the disk content (what the disk holds) is that of record `r`. */
 function diskHolds (disk: DiskState, r: FileRecord): boolean {
   if (r.deleted) return false
@@ -1038,9 +1049,6 @@ class Tx {
     // seqs given to records this node does not announce (see the 'foreign' event)
     const foreign: number[] = []
     const seqBefore = this.store.seq
-    // the block lists of every path whose disk content changed, in one read
-    const changedDisk = [...this.pending].filter(([, p]) => p.blocks !== undefined).map(([path]) => path)
-    const oldBlocks = new Map<string, string[] | undefined>()
     // the totals: every staged path's record before the batch (read now if no get did)
     const unread = [...this.pending.keys()].filter((p) => !this.originals.has(p))
     if (unread.length > 0) {
@@ -1048,9 +1056,20 @@ class Tx {
       unread.forEach((p, i) => this.originals.set(p, recs[i]))
     }
     const counts = { ...(meta.counts ?? zeroCounts()) }
-    if (changedDisk.length > 0) {
-      const lists = await diskBlocks.getMany(changedDisk)
-      changedDisk.forEach((p, i) => oldBlocks.set(p, lists[i]))
+    // The block list of what the disk held before, for the paths whose disk content
+    // changes: the record's own when the disk held its content (diskIsRecord), nothing
+    // when its record saw nothing on disk, else the `d` entry (read in one go).
+    const oldBlocks = new Map<string, string[] | undefined>()
+    const listed: string[] = []
+    for (const [path, p] of this.pending) {
+      if (p.blocks === undefined) continue
+      const orig = this.originals.get(path)
+      if (orig != null && diskIsRecord(orig)) oldBlocks.set(path, orig.blocks)
+      else if (orig?.disk != null) listed.push(path)
+    }
+    if (listed.length > 0) {
+      const lists = await diskBlocks.getMany(listed)
+      listed.forEach((p, i) => oldBlocks.set(p, lists[i]))
     }
     for (const [path, { rec, blocks, bumpSeq }] of this.pending) {
       const orig = this.originals.get(path)
@@ -1065,8 +1084,8 @@ class Tx {
       batch.put(path, rec, { sublevel: records })
       tally(counts, orig, -1)
       tally(counts, rec, 1)
-      if (rec.have) batch.del(path, { sublevel: needs })
-      else { batch.put(path, 1, { sublevel: needs }); needed.push(rec) }
+      // the pull queue holds exactly the paths whose record is not had (same batch)
+      if (!rec.have) { batch.put(path, 1, { sublevel: needs }); needed.push(rec) } else if (orig != null && !orig.have) batch.del(path, { sublevel: needs })
       if (blocks !== undefined) {
         // the disk content changed: drop the old block locations, add the new ones
         const old = oldBlocks.get(path)
@@ -1079,10 +1098,17 @@ class Tx {
             batch.put(`${h}/${path}`, i * blocks.blockSize, { sublevel: blockIndex })
             this.store.noteBlock(h)
           })
-          batch.put(path, blocks.blocks, { sublevel: diskBlocks })
-        } else if (old != null) {
-          batch.del(path, { sublevel: diskBlocks })
         }
+      }
+      // `d`: the block list of the disk content where the record does not tell it
+      if (diskIsRecord(rec)) {
+        if (orig != null && !diskIsRecord(orig) && (blocks === undefined ? orig.disk != null : oldBlocks.get(path) != null)) batch.del(path, { sublevel: diskBlocks })
+      } else if (blocks !== undefined) {
+        if (blocks != null) batch.put(path, blocks.blocks, { sublevel: diskBlocks })
+        else if (oldBlocks.get(path) != null) batch.del(path, { sublevel: diskBlocks })
+      } else if (orig != null && diskIsRecord(orig)) {
+        // the disk keeps the content of the record before, which no longer tells it
+        batch.put(path, orig.blocks, { sublevel: diskBlocks })
       }
       if (rec.type === 'file' && isConflictPath(path)) {
         if (isLiveCopy(rec)) batch.put(copyKey(path), 1, { sublevel: copyIndex })
