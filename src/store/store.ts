@@ -130,7 +130,7 @@ export class StoreClosedError extends Error {
  * - `d` path -> block hashes of the content on disk there (to drop its `k` entries), only
  *   where the record does not tell them: when the disk holds the record's own content (the
  *   usual case) its blocks are the record's. A store written before this kept an entry for
- *   every file; those are read only when they are true, and go when the path changes.
+ *   every file: such an entry is overwritten or deleted before it could be read stale.
  * - `c` peer id -> PeerCursor: how far this node has read each peer's index
  * - `m` 'meta' -> {indexId, seq}; `p` peer id -> multiaddrs: remembered peers
  * - `s` upload key -> resumable session URI (the Drive relay backend)
