@@ -1046,7 +1046,11 @@ describe('Store: local sequence and cursors', () => {
     expect([a.store.seq, a.store.committedSeq]).toEqual([1, 1])
     const { db } = a.store.internals
     const batch = db.batch.bind(db)
-    db.batch = (async () => { throw new Error('disk full') }) as typeof db.batch
+    db.batch = (() => {
+      const b = batch()
+      b.write = async () => { throw new Error('disk full') }
+      return b
+    }) as typeof db.batch
     await writeLocal(a, 'y', 'y')
     await expect(recordLocal(a, 'y')).rejects.toThrow(/disk full/)
     expect([a.store.seq, a.store.committedSeq]).toEqual([1, 1])

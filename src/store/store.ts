@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { Level, type BatchOperation } from 'level'
+import { Level } from 'level'
 import { HybridClock } from './hlc.js'
 import { BlockFilter, hashFile } from './blocks.js'
 import { bumpVector, compareVectors, conflictBase, conflictPath, conflictRecord, isConflictPath, resolve } from './version.js'
@@ -978,36 +978,6 @@ function diskHolds (disk: DiskState, r: FileRecord): boolean {
   return disk.hash === r.hash && disk.mode === r.mode && Math.abs(disk.mtimeMs - r.mtimeMs) < 1
 }
 
-type Op = BatchOperation<Level<string, unknown>, string, unknown>
-type Sublevel = NonNullable<Op['sublevel']>
-
-/**
- * A LevelDB write batch kept as an array of operations and written in one call. A chained
- * batch of classic-level crosses into C++ once per operation: writing 30,000 puts of
- * records into three sublevels took 8-18 µs of CPU per operation that way, 3.4-5 µs this
- * way (measured on the project's 2-vCPU machine, session 10).
- */
-class OpBatch {
-  private readonly ops: Op[] = []
-  private readonly db: Level<string, unknown>
-
-  constructor (db: Level<string, unknown>) {
-    this.db = db
-  }
-
-  put (key: string, value: unknown, { sublevel }: { sublevel: Sublevel }): void {
-    this.ops.push({ type: 'put', key, value, sublevel })
-  }
-
-  del (key: string, { sublevel }: { sublevel: Sublevel }): void {
-    this.ops.push({ type: 'del', key, sublevel })
-  }
-
-  async write (): Promise<void> {
-    await this.db.batch(this.ops)
-  }
-}
-
 /**
  * One atomic LevelDB batch: records, their sequence numbers, the pull queue and the
  * block index change together, so a crash never leaves them disagreeing.
@@ -1071,7 +1041,7 @@ class Tx {
   async commit (): Promise<StoredRecord[]> {
     if (this.pending.size === 0) return []
     const { db, records, seqIndex, needs, blockIndex, diskBlocks, metaDb, meta, copyIndex, cache } = this.store.internals
-    const batch = new OpBatch(db)
+    const batch = db.batch()
     const changed: StoredRecord[] = []
     const needed: StoredRecord[] = []
     const localRecs: StoredRecord[] = []
