@@ -27,6 +27,7 @@ import type { StoredRecord } from '../store/types.js'
 import { TRANSFER_LIMITS, type Want } from './codec.js'
 import { BlockUnavailableError, type PeerBlockClient } from './protocol.js'
 import { TargetChangedError, TempWriter, type ReplaceLock } from './tempwriter.js'
+import { DirectWrites } from './direct.js'
 
 /** A file of one block up to this size is a small file: pulled in groups, written in one go. */
 export const SMALL_FILE = 128 * 1024
@@ -36,6 +37,7 @@ const GROUP = 256
 const BATCH_BYTES = 4 * 1024 * 1024
 /** Verified blocks waiting to be written, at most (the fetch waits beyond this). */
 const MAX_UNWRITTEN = 32 * 1024 * 1024
+const DIRECT_MIN_BYTES = 32 * 1024 * 1024
 
 /** One block to fetch from the peers, with what to do with it once verified. */
 interface FetchJob {
@@ -71,6 +73,13 @@ export interface PullerInit {
    * @default 64
    */
   blocksPerFile?: number
+  /**
+   * Files from this size up have their whole fetched blocks written with O_DIRECT, past
+   * the page cache (direct.ts). Infinity: never.
+   *
+   * @default 32 MiB
+   */
+  directMinBytes?: number
   /**
    * A peer that sent this many blocks that did not match their hash is not asked again
    * for `banMs`.
@@ -114,6 +123,7 @@ export class Puller {
   private readonly log: (msg: string) => void
   private readonly concurrency: number
   private readonly blocksPerFile: number
+  private readonly directMinBytes: number
   private readonly maxStrikes: number
   private readonly banMs: number
   private readonly maxRetryDelayMs: number
@@ -135,7 +145,7 @@ export class Puller {
   private workers = 0
   private started = false
   private idleWaiters: Array<() => void> = []
-  readonly stats = { blocksFetched: 0, bytesFetched: 0, blocksCopiedLocally: 0, blocksReused: 0, badBlocks: 0, blocksReasked: 0, filesInstalled: 0 }
+  readonly stats = { blocksFetched: 0, bytesFetched: 0, blocksCopiedLocally: 0, blocksReused: 0, badBlocks: 0, blocksReasked: 0, filesInstalled: 0, bytesWrittenDirect: 0 }
   lastError: string | null = null
 
   constructor (components: PullerComponents, init: PullerInit = {}) {
@@ -147,6 +157,7 @@ export class Puller {
     this.log = components.log ?? (() => {})
     this.concurrency = init.concurrency ?? 64
     this.blocksPerFile = init.blocksPerFile ?? 64
+    this.directMinBytes = init.directMinBytes ?? DIRECT_MIN_BYTES
     this.maxStrikes = init.maxStrikes ?? 3
     this.banMs = init.banMs ?? 600_000
     this.maxRetryDelayMs = init.maxRetryDelayMs ?? 30_000
@@ -689,6 +700,7 @@ export class Puller {
     const progress = this.active.get(rec.path)
     if (progress != null) progress.size = rec.size
     let fh: FileHandle
+    let direct: DirectWrites | null = null
     try {
       fh = await open(partial, 'r+')
     } catch (err) {
@@ -715,6 +727,9 @@ export class Puller {
         for (let i = 0; i < n; i++) missing.push(i)
       }
       if (st.size !== rec.size) await fh.truncate(rec.size)
+      // whole fetched blocks of a large file skip the page cache (see direct.ts); any
+      // trouble opening it that way leaves the buffered handle to do it all
+      if (rec.size >= this.directMinBytes && missing.length > 0) direct = await DirectWrites.open(partial).catch(() => null)
       const failures: Error[] = []
       // blocks a local file holds (a rename, a copy, an edit of a file we have)
       const jobs: FetchJob[] = []
@@ -739,7 +754,8 @@ export class Puller {
           tried: new Set(),
           lastErr: null,
           deliver: async (d) => {
-            await writevAll(fh, d, off)
+            if (direct != null && direct.fits(off, len) && await direct.write(d, off)) this.stats.bytesWrittenDirect += len
+            else await writevAll(fh, d, off)
             if (progress != null) progress.done += len
           }
         })
@@ -761,6 +777,7 @@ export class Puller {
       await fh.chmod(rec.mode)
       await fh.utimes(rec.mtimeMs / 1000, rec.mtimeMs / 1000)
     } finally {
+      await direct?.close().catch(() => {})
       await fh.close()
     }
     return partial
