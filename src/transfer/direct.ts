@@ -45,9 +45,13 @@ class Slot {
   }
 }
 
+/** Slots all idle this long are let go (a slot grows to the largest block it held, up to 16 MiB). */
+const IDLE_MS = 30_000
+
 const free: Slot[] = []
 let made = 0
 const waiting: Array<(s: Slot) => void> = []
+let idle: NodeJS.Timeout | null = null
 
 async function takeSlot (): Promise<Slot> {
   const s = free.pop()
@@ -58,8 +62,16 @@ async function takeSlot (): Promise<Slot> {
 
 function giveSlot (s: Slot): void {
   const next = waiting.shift()
-  if (next != null) next(s)
-  else free.push(s)
+  if (next != null) { next(s); return }
+  free.push(s)
+  if (free.length === made) {
+    if (idle != null) clearTimeout(idle)
+    idle = setTimeout(() => {
+      made -= free.length
+      free.length = 0
+    }, IDLE_MS)
+    idle.unref()
+  }
 }
 
 /** The O_DIRECT side of one partial file (see the module's comment). */
