@@ -20,7 +20,8 @@
  * the first write), with no error.
  */
 import { constants } from 'node:fs'
-import { open, type FileHandle } from 'node:fs/promises'
+import { open, rm, writeFile, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
 // Node's WebAssembly global, as far as this uses it (the compiler's libs here have no DOM)
@@ -96,6 +97,19 @@ export class DirectWrites {
     }
   }
 
+  /** Whether files in folder `dir` can be opened with O_DIRECT (a probe file made and removed). */
+  static async worksIn (dir: string): Promise<boolean> {
+    const probe = join(dir, `.direct-probe-${process.pid}-${Math.random().toString(36).slice(2)}`)
+    await writeFile(probe, '')
+    try {
+      const d = await DirectWrites.open(probe)
+      await d?.close()
+      return d != null
+    } finally {
+      await rm(probe, { force: true })
+    }
+  }
+
   /** Whether a block of `len` bytes at `offset` can be written this way. */
   fits (offset: number, len: number): boolean {
     return this.fh != null && len > 0 && offset % DIRECT_ALIGN === 0 && len % DIRECT_ALIGN === 0
@@ -121,7 +135,8 @@ export class DirectWrites {
         try {
           n = (await fh.write(buf, done, buf.byteLength - done, offset + done)).bytesWritten
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
+          // refused; or closed under this write by another one that was refused
+          if ((err as NodeJS.ErrnoException).code !== 'EINVAL' && this.fh === fh) throw err
           n = 0
         }
         if (n === 0 || (buf.byteLength - done - n) % DIRECT_ALIGN !== 0) {

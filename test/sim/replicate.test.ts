@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { randomBytes, createHash } from 'node:crypto'
-import { chmod, mkdir, open, readFile, rename, rm, symlink, readdir, stat, utimes, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { chmod, mkdir, open, readFile, rename, rm, symlink, readdir, stat, utimes } from 'node:fs/promises'
 import { Mesh, waitFor, type SimNode } from './harness.js'
 import { encodeAnnouncement } from '../../src/gossip/codec.js'
 import { toFileRecord } from '../../src/store/store.js'
@@ -14,19 +13,6 @@ afterEach(async () => {
 })
 
 /** A, B, C where B and C each know only A. */
-/** Whether files in `dir` can be opened with O_DIRECT. */
-async function directWorksIn (dir: string): Promise<boolean> {
-  const probe = join(dir, `direct-probe-${process.pid}`)
-  await writeFile(probe, '')
-  try {
-    const d = await DirectWrites.open(probe)
-    await d?.close()
-    return d != null
-  } finally {
-    await rm(probe, { force: true })
-  }
-}
-
 async function threeNodes (): Promise<[SimNode, SimNode, SimNode]> {
   mesh = await Mesh.create()
   const a = await mesh.add('a')
@@ -188,7 +174,7 @@ describe('transfers', () => {
     expect(b.n.puller.stats.blocksFetched + b.n.puller.stats.blocksReused).toBe(total)
     // the fetched blocks went past the page cache where the file system allows it (its
     // content is checked by the convergence)
-    if (await directWorksIn(b.n.data.tmpDir)) expect(b.n.puller.stats.bytesWrittenDirect).toBe(b.n.puller.stats.bytesFetched)
+    if (await DirectWrites.worksIn(b.n.data.tmpDir)) expect(b.n.puller.stats.bytesWrittenDirect).toBe(b.n.puller.stats.bytesFetched)
   })
 
   it('skips a peer that serves corrupt blocks and never installs corrupt content', async () => {
