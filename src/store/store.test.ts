@@ -1201,6 +1201,24 @@ describe('Store: block index', () => {
     expect(await b.store.blockSources(rec.blocks[0])).toEqual([{ path: 'f', offset: 0 }])
   })
 
+  it('an install that finds nothing at its path indexes nothing there, and the next version\'s install leaves no block of the first', async () => {
+    const a = await makeNode(A)
+    const b = await makeNode(B)
+    await writeLocal(a, 'f', 'version one')
+    const [v1] = await recordLocal(a, 'f')
+    await send(b, [v1])
+    // the file was gone again when the install looked (removed right after its rename)
+    expect(await b.store.markInstalled(toFileRecord((await b.store.get('f'))!), null)).toBe(true)
+    expect(await b.store.blockSources(v1.blocks[0])).toEqual([])
+    a.clock.t += 1000
+    await writeLocal(a, 'f', 'version two')
+    const [v2] = await recordLocal(a, 'f')
+    await send(b, [v2])
+    await install(b, 'f', 'version two')
+    expect(await b.store.blockSources(v1.blocks[0])).toEqual([])
+    expect(await b.store.blockSources(v2.blocks[0])).toEqual([{ path: 'f', offset: 0 }])
+  })
+
   it('keeps the old blocks indexed while the disk still holds them', async () => {
     const a = await makeNode(A)
     const b = await makeNode(B)

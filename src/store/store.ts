@@ -1019,6 +1019,9 @@ class Tx {
     if (rec.type === 'meta') { rec = { ...rec, have: true, disk: null }; diskBlocks = undefined }
     // a record read from the cache is frozen (shared with every reader); commit sets seq
     else if (Object.isFrozen(rec)) rec = { ...rec }
+    // a record that sees nothing on disk has no blocks indexed there: commit reads no `d`
+    // entry for it (an install that found nothing at its path once indexed the record's)
+    if (rec.disk == null && diskBlocks != null) diskBlocks = null
     const prev = this.pending.get(rec.path)
     const blocks = diskBlocks === undefined ? prev?.blocks : diskBlocks
     this.pending.set(rec.path, { rec, blocks, bumpSeq: bumpSeq || (prev?.bumpSeq ?? false) })

@@ -54,10 +54,15 @@ let made = 0
 const waiting: Array<(s: Slot) => void> = []
 let idle: NodeJS.Timeout | null = null
 
+/** A free slot, a new one (which may throw: no address space for it), or the next one freed. */
 async function takeSlot (): Promise<Slot> {
   const s = free.pop()
   if (s != null) return s
-  if (made < SLOTS) { made++; return new Slot() }
+  if (made < SLOTS) {
+    const slot = new Slot()
+    made++
+    return slot
+  }
   return await new Promise<Slot>((resolve) => waiting.push(resolve))
 }
 
@@ -120,11 +125,25 @@ export class DirectWrites {
    * or a short write): the caller writes it, and the rest, through the page cache.
    */
   async write (data: Uint8Array | Uint8ArrayList, offset: number): Promise<boolean> {
-    const slot = await takeSlot()
+    let slot: Slot
+    try {
+      slot = await takeSlot()
+    } catch {
+      // no memory for a buffer (each reserves address space: a limit on it, RLIMIT_AS, may
+      // refuse it): this file goes through the page cache
+      await this.close()
+      return false
+    }
     try {
       const fh = this.fh
       if (fh == null) return false
-      const buf = slot.view(data.byteLength)
+      let buf: Uint8Array
+      try {
+        buf = slot.view(data.byteLength)
+      } catch {
+        await this.close()
+        return false
+      }
       if (data instanceof Uint8Array) buf.set(data)
       else {
         let at = 0
