@@ -59,6 +59,19 @@ async function peer (name: string): Promise<Peer> {
   return p
 }
 
+/**
+ * A dials B, then both see the connection: a catch-up B starts right after the dial could
+ * otherwise find no connection on its side yet, and no address to dial A by.
+ */
+async function connect (a: Peer, b: Peer): Promise<void> {
+  await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
+  const deadline = Date.now() + 10_000
+  while (b.libp2p.getConnections(a.libp2p.peerId).length === 0) {
+    if (Date.now() > deadline) throw new Error('B never saw the connection from A')
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
 async function write (p: Peer, rel: string, content: string): Promise<FileRecord> {
   await writeFile(p.data.abs(rel), content)
   const observed = await p.data.observe(rel)
@@ -78,7 +91,7 @@ describe('index catch-up', () => {
   it('a peer that continues an exchange is not sent back the versions it sent; a merge of its version and anything else still reach it', async () => {
     const a = await peer('a')
     const b = await peer('b')
-    await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
+    await connect(a, b)
     for (let i = 0; i < 7; i++) await write(a, `a${i}.txt`, `A ${i}`)
     await write(b, 'b0.txt', 'B 0')
     expect(await b.catchUp.sync(a.libp2p.peerId)).toBe(7)
@@ -110,7 +123,7 @@ describe('index catch-up', () => {
   it('a cursor at zero in this index continues the exchange too (the peer asked while this store was empty)', async () => {
     const a = await peer('a')
     const b = await peer('b')
-    await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
+    await connect(a, b)
     // A asks B while B holds nothing: A's cursor in B's index is 0
     expect(await a.catchUp.sync(b.libp2p.peerId)).toBe(0)
     expect((await a.store.getCursor(b.libp2p.peerId.toString()))?.seq).toBe(0)
@@ -129,7 +142,7 @@ describe('index catch-up', () => {
   it('a catch-up served while a commit is being written does not move the cursor past that commit\'s records', async () => {
     const a = await peer('a')
     const b = await peer('b')
-    await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
+    await connect(a, b)
     expect(await b.catchUp.sync(a.libp2p.peerId)).toBe(0)
     // A stores many records another node wrote in one commit; B asks while it is written
     const other = 'ccccccccccccc'
@@ -149,7 +162,7 @@ describe('index catch-up', () => {
   it('a page short of records because one was stored again meanwhile is not taken for the last one', async () => {
     const a = await peer('a')
     const b = await peer('b')
-    await a.libp2p.dial(b.libp2p.getMultiaddrs()[0])
+    await connect(a, b)
     for (let i = 0; i < 10; i++) await write(a, `f${i}.txt`, `A ${i}`)
     // while A serves the first page (3 records), the first of them is written again
     const getMany = a.store.getMany.bind(a.store)
