@@ -37,6 +37,7 @@ const GROUP = 256
 const BATCH_BYTES = 4 * 1024 * 1024
 /** Verified blocks waiting to be written, at most (the fetch waits beyond this). */
 const MAX_UNWRITTEN = 32 * 1024 * 1024
+/** Files from this size up have their whole fetched blocks written past the page cache (direct.ts). */
 const DIRECT_MIN_BYTES = 32 * 1024 * 1024
 
 /** One block to fetch from the peers, with what to do with it once verified. */
@@ -73,13 +74,6 @@ export interface PullerInit {
    * @default 64
    */
   blocksPerFile?: number
-  /**
-   * Files from this size up have their whole fetched blocks written with O_DIRECT, past
-   * the page cache (direct.ts). Infinity: never.
-   *
-   * @default 32 MiB
-   */
-  directMinBytes?: number
   /**
    * A peer that sent this many blocks that did not match their hash is not asked again
    * for `banMs`.
@@ -123,7 +117,6 @@ export class Puller {
   private readonly log: (msg: string) => void
   private readonly concurrency: number
   private readonly blocksPerFile: number
-  private readonly directMinBytes: number
   private readonly maxStrikes: number
   private readonly banMs: number
   private readonly maxRetryDelayMs: number
@@ -157,7 +150,6 @@ export class Puller {
     this.log = components.log ?? (() => {})
     this.concurrency = init.concurrency ?? 64
     this.blocksPerFile = init.blocksPerFile ?? 64
-    this.directMinBytes = init.directMinBytes ?? DIRECT_MIN_BYTES
     this.maxStrikes = init.maxStrikes ?? 3
     this.banMs = init.banMs ?? 600_000
     this.maxRetryDelayMs = init.maxRetryDelayMs ?? 30_000
@@ -729,7 +721,7 @@ export class Puller {
       if (st.size !== rec.size) await fh.truncate(rec.size)
       // whole fetched blocks of a large file skip the page cache (see direct.ts); any
       // trouble opening it that way leaves the buffered handle to do it all
-      if (rec.size >= this.directMinBytes && missing.length > 0) direct = await DirectWrites.open(partial).catch(() => null)
+      if (rec.size >= DIRECT_MIN_BYTES && missing.length > 0) direct = await DirectWrites.open(partial).catch(() => null)
       const failures: Error[] = []
       // blocks a local file holds (a rename, a copy, an edit of a file we have)
       const jobs: FetchJob[] = []
