@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { appendFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, writeFileSync, type FSWatcher } from 'node:fs'
 import { chmod, mkdir, mkdtemp, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -406,5 +406,41 @@ describe('Scanner with watch: true', () => {
     await write('marker', 'm')
     await waitFor(async () => await store.get('marker'))
     for await (const r of store.all()) expect(r.path.startsWith('.syncmesh')).toBe(false)
+  })
+
+  it('spaces periodic full scans out after a slow one, only while it watches every directory', async () => {
+    await mkdir(abs('sub'))
+    scanner = new Scanner({ store, data }, { watch: true, settleMs: 20, rescanIntervalMs: 60_000 })
+    await scanner.start()
+    expect(scanner.lastScanMs).toBeGreaterThan(0)
+    expect(scanner.rescanDelay()).toBe(60_000)
+    // a scan of over a second: the next waits 100 times as long
+    scanner.lastScanMs = 5_000
+    expect(scanner.rescanDelay()).toBe(500_000)
+    // a directory whose watch is lost: only a rescan sees changes there, at the usual period
+    const watchers = (scanner as unknown as { watchers: Map<string, FSWatcher> }).watchers
+    watchers.get('sub')!.emit('error', new Error('watch lost'))
+    expect(scanner.rescanDelay()).toBe(60_000)
+    // ... until that directory is gone
+    await rm(abs('sub'), { recursive: true })
+    await waitFor(async () => scanner.rescanDelay() === 500_000 ? true : null)
+  })
+
+  it('keeps the period without the watcher (a mount reports the writes), however long a scan took', async () => {
+    scanner = new Scanner({ store, data }, { watch: false, rescanIntervalMs: 60_000 })
+    await scanner.start()
+    scanner.lastScanMs = 5_000
+    expect(scanner.rescanDelay()).toBe(60_000)
+  })
+})
+
+describe('Scanner periodic full scans', () => {
+  it('run every rescanIntervalMs, each finding what nobody reported', async () => {
+    scanner = new Scanner({ store, data }, { watch: false, rescanIntervalMs: 50 })
+    await scanner.start()
+    await write('first', '1')
+    await waitFor(async () => await store.get('first'))
+    await write('second', '2')
+    await waitFor(async () => await store.get('second'))
   })
 })
