@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
-import { appendFileSync, writeFileSync, type FSWatcher } from 'node:fs'
+import { appendFileSync, readFileSync, writeFileSync, type FSWatcher } from 'node:fs'
+import { Worker } from 'node:worker_threads'
 import { chmod, mkdir, mkdtemp, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -425,6 +426,34 @@ describe('Scanner with watch: true', () => {
     await rm(abs('sub'), { recursive: true })
     await waitFor(async () => scanner.rescanDelay() === 500_000 ? true : null)
   })
+
+  it('a burst of events that overflows the kernel\'s queue is followed by a full scan: no file is missed', async () => {
+    const limit = Number.parseInt(readFileSync('/proc/sys/fs/inotify/max_queued_events', 'utf8'), 10)
+    // two events a new file (create, write): enough files for more events than the queue holds
+    const n = Math.ceil(limit / 2) + 2000
+    await mkdir(abs('burst'))
+    scanner = new Scanner({ store, data }, { watch: true, settleMs: 20, rescanIntervalMs: 3_600_000 })
+    await scanner.start()
+    // another thread creates the files while this one is held (nothing reads the kernel's
+    // queue meanwhile: it fills up, and the events past its limit are dropped)
+    const done = new Int32Array(new SharedArrayBuffer(4))
+    const writer = new Worker(`
+      const { workerData: { dir, n, done } } = require('node:worker_threads')
+      const { writeFileSync } = require('node:fs')
+      try { for (let i = 0; i < n; i++) writeFileSync(dir + '/f' + i, 'file ' + i) } finally { Atomics.store(done, 0, 1); Atomics.notify(done, 0) }
+    `, { eval: true, workerData: { dir: abs('burst'), n, done } })
+    try {
+      expect(Atomics.wait(done, 0, 0, 60_000)).not.toBe('timed-out')
+    } finally {
+      await writer.terminate()
+    }
+    await waitFor(async () => {
+      let count = 0
+      for await (const r of store.all()) if (r.path.startsWith('burst/')) count++
+      return count === n ? true : null
+    }, 30_000)
+    expect(scanner.overflowScans).toBeGreaterThan(0)
+  }, 60_000)
 
   it('keeps the period without the watcher (a mount reports the writes), however long a scan took', async () => {
     scanner = new Scanner({ store, data }, { watch: false, rescanIntervalMs: 60_000 })

@@ -1,4 +1,4 @@
-import { watch, type Dirent, type FSWatcher } from 'node:fs'
+import { readFileSync, watch, type Dirent, type FSWatcher } from 'node:fs'
 import { readdir, readlink } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { blockCount, blockLength, chooseBlockSize, contentId, sha256Hex, hashLargeFile, hashSmallFileSync, SMALL_HASH, type HashedContent } from './blocks.js'
@@ -21,6 +21,20 @@ const WALK_YIELD = 500
 const SLOW_SCAN_MS = 1000
 /** At most 1% of the time spent in periodic full scans (see SLOW_SCAN_MS). */
 const RESCAN_SPACING = 100
+
+/**
+ * Events the kernel queues for the watcher at most (inotify's max_queued_events). Beyond
+ * it the kernel drops events and queues an overflow notice, which libuv drops too (it
+ * belongs to no watched directory): Node never learns that events were lost.
+ */
+function inotifyQueueLimit (): number {
+  try {
+    const n = Number.parseInt(readFileSync('/proc/sys/fs/inotify/max_queued_events', 'utf8'), 10)
+    return Number.isInteger(n) && n > 0 ? n : 16384
+  } catch {
+    return 16384
+  }
+}
 
 export interface ScannerInit {
   /**
@@ -95,6 +109,18 @@ export class Scanner {
   private readonly watchers = new Map<string, FSWatcher>()
   /** Directories the watcher could not watch (or lost): changes there only a rescan finds. */
   private readonly unwatched = new Set<string>()
+  /**
+   * Watcher events delivered in this turn of the event loop: libuv reads the kernel's
+   * queue until it is empty in one go, so a turn that brings nearly a full queue means the
+   * queue may have overflowed, and events were lost (a full scan follows).
+   */
+  private burst = 0
+  private burstCheck: NodeJS.Immediate | null = null
+  private readonly queueLimit = inotifyQueueLimit()
+  private readonly overflowAt = Math.floor(0.9 * this.queueLimit)
+  private fullScanQueued = false
+  /** Full scans run because the watcher's queue may have overflowed. */
+  overflowScans = 0
   private timer: NodeJS.Timeout | null = null
   private settleTimer: NodeJS.Timeout | null = null
   private readonly dirty = new Set<string>()
@@ -170,6 +196,7 @@ export class Scanner {
     for (const w of this.watchers.values()) w.close()
     this.watchers.clear()
     if (this.timer != null) { clearTimeout(this.timer); this.timer = null }
+    if (this.burstCheck != null) { clearImmediate(this.burstCheck); this.burstCheck = null; this.burst = 0 }
     if (this.settleTimer != null) clearTimeout(this.settleTimer)
     await this.running.catch(() => {})
   }
@@ -208,6 +235,7 @@ export class Scanner {
     let w: FSWatcher
     try {
       w = watch(abs, (_event, name) => {
+        this.countEvent()
         if (name == null) { this.touchAll(); return }
         this.touch(rel === '' ? name.toString() : `${rel}/${name.toString()}`)
       })
@@ -240,7 +268,26 @@ export class Scanner {
   }
 
   private touchAll (): void {
-    this.enqueue(async () => { await this.runScanAll() })
+    // one full scan waiting is enough: it looks at everything when it runs
+    if (this.fullScanQueued) return
+    this.fullScanQueued = true
+    this.enqueue(async () => {
+      this.fullScanQueued = false
+      await this.runScanAll()
+    })
+  }
+
+  private countEvent (): void {
+    this.burst++
+    this.burstCheck ??= setImmediate(() => {
+      const n = this.burst
+      this.burst = 0
+      this.burstCheck = null
+      if (n < this.overflowAt || !this.started) return
+      this.overflowScans++
+      this.log(`the file watcher delivered ${n} events at once (the kernel queues ${this.queueLimit} at most): it may have dropped some, so the whole folder is scanned once these are recorded`)
+      this.touchAll()
+    })
   }
 
   /** Record every path touched so far, now (before a stop). */
