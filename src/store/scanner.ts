@@ -6,7 +6,7 @@ import { RESERVED, sameObserved, isErrno, type DataFolder, type Observed } from 
 import { isValidPath } from './paths.js'
 import type { BlockCache } from './blockcache.js'
 import type { LocalObservation, Store } from './store.js'
-import type { StoredRecord } from './types.js'
+import type { DiskState, StoredRecord } from './types.js'
 
 /** Entries a walk looks at between turns of the event loop. */
 const WALK_YIELD = 500
@@ -362,14 +362,16 @@ export class Scanner {
   }
 
   private async scanEverything (): Promise<number> {
-    const known = new Map<string, StoredRecord>()
-    for await (const r of this.store.all()) if (r.disk != null) known.set(r.path, r)
-    const seen = new Set<string>()
+    // what each record saw on disk, in a few numbers: a scan holds one per file (the whole
+    // records were about 960 bytes each, 96 MB for 100,000 files; these are about 150)
+    const known = new Map<string, Observed>()
+    for await (const r of this.store.all()) if (r.disk != null) known.set(r.path, seenDisk(r.disk))
     const candidates: Array<{ path: string, observed: Observed }> = []
-    await this.walk('', seen, candidates, known)
+    // the walk takes every path it finds out of `known`: what is left was not found
+    await this.walk('', candidates, known)
     const gone: LocalObservation[] = []
     for (const [path] of known) {
-      if (!seen.has(path) && !this.busy.has(path)) gone.push({ path, present: false })
+      if (!this.busy.has(path)) gone.push({ path, present: false })
     }
     // the walk compared with the records as they were when it began: what the puller
     // installed meanwhile (a node catching up at start-up) is not a local change, and
@@ -386,7 +388,7 @@ export class Scanner {
   private async stillDiffering (candidates: Array<{ path: string, observed: Observed }>): Promise<Array<{ path: string, observed: Observed }>> {
     if (candidates.length === 0) return []
     const now = await this.store.getMany(candidates.map((c) => c.path))
-    return candidates.filter((c, i) => differs(c.observed, now[i]))
+    return candidates.filter((c, i) => differs(c.observed, now[i]?.disk))
   }
 
   /** Record the given paths (and, for directories, what is below them). */
@@ -423,13 +425,13 @@ export class Scanner {
         }
         continue
       }
-      if (!differs(observed, rec)) continue
+      if (!differs(observed, rec?.disk)) continue
       candidates.push({ path, observed })
       if (observed.type === 'dir') {
         // a directory that appears (mkdir -p, mv of a tree into place): walk it
-        const known = new Map<string, StoredRecord>()
-        for await (const r of this.store.under(path)) if (r.disk != null) known.set(r.path, r)
-        await this.walk(path, new Set(), walked, known)
+        const known = new Map<string, Observed>()
+        for await (const r of this.store.under(path)) if (r.disk != null) known.set(r.path, seenDisk(r.disk))
+        await this.walk(path, walked, known)
       }
     }
     if (retry.length > 0) setTimeout(() => { for (const p of retry) this.touch(p) }, 20).unref()
@@ -443,7 +445,11 @@ export class Scanner {
     return await this.record(candidates, gone, { atomic: gone.length > 0, fromEvent: true })
   }
 
-  private async walk (dir: string, seen: Set<string>, out: Array<{ path: string, observed: Observed }>, known: Map<string, StoredRecord>): Promise<void> {
+  /**
+   * Look at everything below `dir`: each path found is taken out of `known` (what the
+   * records saw on disk) and, if it differs from what its record saw, added to `out`.
+   */
+  private async walk (dir: string, out: Array<{ path: string, observed: Observed }>, known: Map<string, Observed>): Promise<void> {
     let entries
     try {
       entries = await readdir(dir === '' ? this.data.root : this.data.abs(dir), { withFileTypes: true })
@@ -463,19 +469,20 @@ export class Scanner {
       // loop gets a turn every WALK_YIELD entries
       if (++this.walked % WALK_YIELD === 0) await new Promise((resolve) => setImmediate(resolve))
       if (this.busy.has(path)) {
-        seen.add(path)
+        known.delete(path)
         // a held directory (the puller is updating it) still has contents: walk them
         const held = this.data.observeSync(path)
-        if (held?.type === 'dir') await this.walk(path, seen, out, known)
+        if (held?.type === 'dir') await this.walk(path, out, known)
         continue
       }
       const observed = this.data.observeSync(path)
       if (observed == null) continue
-      seen.add(path)
+      const before = known.get(path)
+      known.delete(path)
       if (observed.type === 'dir') await this.watchTree(path)
       if (this.writes?.isOpenForWrite(path) === true) continue
-      if (differs(observed, known.get(path))) out.push({ path, observed })
-      if (observed.type === 'dir') await this.walk(path, seen, out, known)
+      if (differs(observed, before)) out.push({ path, observed })
+      if (observed.type === 'dir') await this.walk(path, out, known)
     }
   }
 
@@ -597,12 +604,18 @@ async function rehashBlocks (abs: string, size: number, old: StoredRecord, range
   return { size, blockSize, blocks, hash: contentId(blocks) }
 }
 
-function differs (observed: Observed, rec: StoredRecord | undefined): boolean {
-  if (rec?.disk == null) return true
+/** What a record saw on disk, as far as a look at the path can tell (what a scan keeps of it). */
+function seenDisk (d: DiskState): Observed {
+  return { type: d.type, mode: d.mode, size: d.size, mtimeMs: d.mtimeMs, ino: d.ino }
+}
+
+/** Whether a look at a path differs from what its record saw there (`disk`). */
+function differs (observed: Observed, disk: Observed | DiskState | null | undefined): boolean {
+  if (disk == null) return true
   // a symlink replaced within the same millisecond can get the same inode back: its
   // target is read every time (the store skips it when the target is the same)
   if (observed.type === 'symlink') return true
-  return !sameObserved(observed, rec.disk)
+  return !sameObserved(observed, disk)
 }
 
 export async function mapLimit<T, R> (items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
