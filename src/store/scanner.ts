@@ -3,7 +3,7 @@ import { readdir, readlink } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { blockCount, blockLength, chooseBlockSize, contentId, sha256Hex, hashLargeFile, hashSmallFileSync, SMALL_HASH, type HashedContent } from './blocks.js'
 import { RESERVED, sameObserved, isErrno, type DataFolder, type Observed } from './datafolder.js'
-import { isValidPath } from './paths.js'
+import { isValidPath, quotePath } from './paths.js'
 import type { BlockCache } from './blockcache.js'
 import type { LocalObservation, Store } from './store.js'
 import type { DiskState, StoredRecord } from './types.js'
@@ -28,11 +28,16 @@ const RESCAN_SPACING = 100
  * belongs to no watched directory): Node never learns that events were lost.
  */
 function inotifyQueueLimit (): number {
+  return readSysctl('/proc/sys/fs/inotify/max_queued_events') ?? 16384
+}
+
+/** A positive integer setting from /proc/sys, or null. */
+function readSysctl (path: string): number | null {
   try {
-    const n = Number.parseInt(readFileSync('/proc/sys/fs/inotify/max_queued_events', 'utf8'), 10)
-    return Number.isInteger(n) && n > 0 ? n : 16384
+    const n = Number.parseInt(readFileSync(path, 'utf8'), 10)
+    return Number.isInteger(n) && n > 0 ? n : null
   } catch {
-    return 16384
+    return null
   }
 }
 
@@ -109,6 +114,8 @@ export class Scanner {
   private readonly watchers = new Map<string, FSWatcher>()
   /** Directories the watcher could not watch (or lost): changes there only a rescan finds. */
   private readonly unwatched = new Set<string>()
+  /** The limit of inotify watches was logged (again once every directory is watched). */
+  private watchLimitSaid = false
   /**
    * Watcher events delivered in this turn of the event loop: libuv reads the kernel's
    * queue until it is empty in one go, so a turn that brings nearly a full queue means the
@@ -240,16 +247,22 @@ export class Scanner {
         this.touch(rel === '' ? name.toString() : `${rel}/${name.toString()}`)
       })
     } catch (err) {
-      if (!isErrno(err, 'ENOENT', 'ENOTDIR')) {
-        // out of inotify watches, for one: only the periodic rescan sees changes there
-        this.unwatched.add(rel)
-        this.fail(err as Error)
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return
+      // only the periodic rescan sees changes there (the watch is tried again at each)
+      this.unwatched.add(rel)
+      if (!isErrno(err, 'ENOSPC')) { this.fail(err as Error); return }
+      // out of inotify watches: said once, not once per directory at every scan
+      if (!this.watchLimitSaid) {
+        this.watchLimitSaid = true
+        const where = rel === '' ? 'the data folder' : quotePath(rel)
+        this.fail(new Error(`the system's limit of inotify watches (fs.inotify.max_user_watches = ${readSysctl('/proc/sys/fs/inotify/max_user_watches') ?? '?'}) is reached at ${where}: changes in the directories left unwatched are found by the full rescan only (every rescanIntervalMs); raise the limit with sysctl -w fs.inotify.max_user_watches=N`))
       }
       return
     }
     w.on('error', () => { w.close(); this.watchers.delete(rel); this.unwatched.add(rel) })
     this.watchers.set(rel, w)
     this.unwatched.delete(rel)
+    if (this.unwatched.size === 0) this.watchLimitSaid = false
     let entries: Dirent[] = []
     try { entries = await readdir(abs, { withFileTypes: true }) } catch {}
     for (const e of entries) {

@@ -4,11 +4,11 @@
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
-import { chmod, writeFile, readFile } from 'node:fs/promises'
+import { chmod, mkdir, writeFile, readFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { waitFor } from '../sim/harness.js'
-import { BIN, cleanup, onCleanup, requireBuild, run, start, tempDir } from '../lib/proc.js'
+import { BIN, cleanup, onCleanup, requireBuild, run, start, startUnder, status, tempDir } from '../lib/proc.js'
 import { HEAP_FLOOR_FLAG, MALLOC_TUNABLES } from '../../src/node/gc.js'
 
 beforeAll(requireBuild)
@@ -36,6 +36,31 @@ async function fuseHere (): Promise<boolean> {
 }
 
 describe('operating a node', () => {
+  it('out of inotify watches: says so once, not per directory at every scan, and the rescan finds the changes the watcher cannot', async () => {
+    const d = await tempDir()
+    const home = join(d, 'n')
+    expect((await run('init', '--home', home)).code).toBe(0)
+    const config = JSON.parse(await readFile(join(home, 'config.json'), 'utf8')) as Record<string, unknown>
+    await writeFile(join(home, 'config.json'), JSON.stringify({ ...config, rescanIntervalMs: 300 }))
+    const dirs = Array.from({ length: 10 }, (_, i) => `d${i}`)
+    for (const dir of dirs) {
+      await mkdir(join(home, 'data', dir))
+      await writeFile(join(home, 'data', dir, 'old'), dir)
+    }
+    // a user namespace of its own, whose limit is 4 watches (the data folder and 3 of the 10 directories)
+    const limited = ['unshare', '--user', '--map-root-user', 'sh', '-c', 'echo 4 > /proc/sys/user/max_inotify_watches && exec "$0" "$@"']
+    const n = await startUnder(limited, '--home', home, '--listen', '/ip4/127.0.0.1/tcp/0')
+    await waitFor(async () => (await status(home)).files === 10, 10_000, 'the files of the 10 directories recorded')
+    for (const dir of dirs) await writeFile(join(home, 'data', dir, 'new'), dir)
+    await waitFor(async () => (await status(home)).files === 20, 10_000, 'a new file in each directory recorded, watched or not')
+    // a few more rescans, each meeting the 7 directories it cannot watch
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    const said = n.stderr().split('\n').filter((l) => l.includes('inotify')).map((l) => (JSON.parse(l) as { msg: string }).msg)
+    expect(said).toHaveLength(1)
+    expect(said[0]).toMatch(/limit of inotify watches \(fs\.inotify\.max_user_watches = \d+\) is reached at "d\d": .*sysctl -w fs\.inotify\.max_user_watches=N/)
+    expect((await status(home)).lastError).toMatch(/inotify watches/)
+  })
+
   it('logs JSON lines on stderr (not a terminal), stdout has the addresses only; --metrics serves Prometheus text', async () => {
     const { na, nb, b } = await twoNodes('--log-level', 'debug', '--metrics', '127.0.0.1:0')
     expect(na.addrs.every((l) => /^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3Koo/.test(l))).toBe(true)

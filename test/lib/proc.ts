@@ -60,7 +60,16 @@ export interface Started { proc: ChildProcess, addrs: string[], stderr: () => st
 
 /** `syncmesh start ...args` in the background; resolves once it printed its addresses. */
 export async function start (...args: string[]): Promise<Started> {
-  const proc = spawn(process.execPath, [BIN, 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  return await startUnder([], ...args)
+}
+
+/**
+ * `start`, run by the command `wrapper` (its words, then node and its arguments: a wrapper
+ * that execs them keeps the process id, which the cleanup kills).
+ */
+export async function startUnder (wrapper: string[], ...args: string[]): Promise<Started> {
+  const command = [...wrapper, process.execPath, BIN, 'start', ...args]
+  const proc = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)))
   onCleanup(async () => {
     if (proc.exitCode == null && proc.signalCode == null) { proc.kill('SIGKILL'); await exited }
