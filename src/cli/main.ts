@@ -288,6 +288,11 @@ export function formatStatus (s: StatusReport): string {
   ]
   for (const p of s.pending.pulling.slice(0, 10)) lines.push(`           ${p.path} ${p.size > 0 ? Math.floor(100 * p.done / p.size) : 0}%`)
   lines.push(`conflicts  ${s.conflicts}`)
+  const scan = s.stats.scanner
+  if (scan != null) {
+    const unwatched = scan.unwatchedDirs > 0 ? `; ${scan.unwatchedDirs} director${scan.unwatchedDirs === 1 ? 'y' : 'ies'} not watched (out of inotify watches)` : ''
+    lines.push(`scan       last full scan ${(scan.lastFullScanMs / 1000).toFixed(1)} s${unwatched}`)
+  }
   if (s.api != null) lines.push(`api        ${s.api}`)
   if (s.relay != null) {
     lines.push(`relay      ${s.relay.backend}${s.relay.lastError != null ? ` (last error: ${s.relay.lastError})` : ''}`)

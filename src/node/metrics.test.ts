@@ -80,6 +80,11 @@ describe('metrics', () => {
     expect(sample(mb, 'syncmesh_blocks_fetched_bytes_total')).toBe(content.byteLength)
     expect(sample(mb, 'syncmesh_peer_bytes_in_total', { peer: aPeer })).toBe(content.byteLength)
     expect(sample(mb, 'syncmesh_pull_queue')).toBe(0)
+    // the scanner's: its start-up scan took some time, every directory is watched, nothing overflowed
+    expect(sample(ma, 'syncmesh_full_scan_seconds')).toBe(a.scanner.stats.lastFullScanMs / 1000)
+    expect(a.scanner.stats.lastFullScanMs).toBeGreaterThan(0)
+    expect(sample(ma, 'syncmesh_unwatched_directories')).toBe(0)
+    expect(sample(ma, 'syncmesh_watch_overflow_scans_total')).toBe(0)
     expect(sample(ma, 'syncmesh_blocks_served_total')).toBeGreaterThanOrEqual(1)
     expect(sample(ma, 'syncmesh_peer_bytes_out_total', { peer: bPeer })).toBe(content.byteLength)
     expect(sample(ma, 'syncmesh_batches_created_total')).toBeGreaterThanOrEqual(1)

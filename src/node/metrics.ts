@@ -76,6 +76,9 @@ export class NodeMetrics {
     fromStat('syncmesh_blocks_bad_total', 'Blocks received that did not match their hash', 'puller', 'badBlocks')
     fromStat('syncmesh_blocks_reasked_total', 'Blocks sent unhashed that did not match their hash, asked again hashed', 'puller', 'blocksReasked')
     fromStat('syncmesh_files_installed_total', 'Remote versions installed in the data folder', 'puller', 'filesInstalled')
+    fromStat('syncmesh_watch_overflow_scans_total', 'Full scans run because the kernel\'s queue of watcher events may have overflowed (events dropped)', 'scanner', 'overflowScans')
+    this.gauge('syncmesh_full_scan_seconds', 'How long the last full scan of the data folder took', () => { const ms = stat('scanner', 'lastFullScanMs'); return ms == null ? undefined : ms / 1000 })
+    this.gauge('syncmesh_unwatched_directories', 'Directories the watcher cannot watch (out of inotify watches): only the full rescan sees changes there', () => stat('scanner', 'unwatchedDirs'))
     this.perPeer('syncmesh_peer_bytes_in_total', 'Block bytes received from each peer', (t) => t.bytesIn)
     this.perPeer('syncmesh_peer_bytes_out_total', 'Block bytes sent to each peer', (t) => t.bytesOut)
     const src = this.source
@@ -118,6 +121,19 @@ export class NodeMetrics {
         const v = read()
         this.reset()
         if (v != null) this.inc(v)
+      }
+    })
+  }
+
+  private gauge (name: string, help: string, read: () => number | undefined): void {
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect () {
+        const v = read()
+        this.reset()
+        if (v != null) this.set(v)
       }
     })
   }

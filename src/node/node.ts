@@ -654,6 +654,7 @@ export class SyncNode {
       blocks: { ...this.blockServer.stats },
       gossip: { ...this.announcer.stats, ...this.announcer.batcher.stats },
       catchUp: { ...this.catchUp.stats },
+      scanner: this.scanner.stats,
       ...(this.relay != null ? { relay: { ...this.relay.stats } } : {}),
       ...(this.api != null ? { api: { ...this.api.stats } } : {})
     }

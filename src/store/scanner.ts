@@ -153,6 +153,11 @@ export class Scanner {
   /** How long the last full scan took (ms; wall clock). */
   lastScanMs = 0
 
+  /** For status and metrics. */
+  get stats (): { lastFullScanMs: number, unwatchedDirs: number, overflowScans: number, deferred: number } {
+    return { lastFullScanMs: Math.round(this.lastScanMs), unwatchedDirs: this.unwatched.size, overflowScans: this.overflowScans, deferred: this.deferred }
+  }
+
   private readonly keep = (hash: string, data: Buffer): void => { this.cache?.add(hash, data) }
 
   constructor (components: ScannerComponents, init: ScannerInit = {}) {

@@ -58,7 +58,10 @@ describe('operating a node', () => {
     const said = n.stderr().split('\n').filter((l) => l.includes('inotify')).map((l) => (JSON.parse(l) as { msg: string }).msg)
     expect(said).toHaveLength(1)
     expect(said[0]).toMatch(/limit of inotify watches \(fs\.inotify\.max_user_watches = \d+\) is reached at "d\d": .*sysctl -w fs\.inotify\.max_user_watches=N/)
-    expect((await status(home)).lastError).toMatch(/inotify watches/)
+    const st = await status(home)
+    expect(st.lastError).toMatch(/inotify watches/)
+    expect(st.stats.scanner.unwatchedDirs).toBe(7)
+    expect((await run('status', '--home', home)).stdout).toMatch(/^scan +last full scan \d+\.\d s; 7 directories not watched \(out of inotify watches\)$/m)
   })
 
   it('logs JSON lines on stderr (not a terminal), stdout has the addresses only; --metrics serves Prometheus text', async () => {
