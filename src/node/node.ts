@@ -336,6 +336,8 @@ export class SyncNode {
     // puller would otherwise record every file on disk as a new local write
     if (!repairing) {
       await this.scanner.start()
+      // a large folder takes a while (about 3 s for 100,000 files): say what it was
+      this.log('info', `start-up scan of the data folder: ${this.scanner.lastScanEntries} entries in ${(this.scanner.lastScanMs / 1000).toFixed(1)} s`)
       await this.puller.start()
     }
 

@@ -152,6 +152,8 @@ export class Scanner {
   deferred = 0
   /** How long the last full scan took (ms; wall clock). */
   lastScanMs = 0
+  /** Entries (files, directories, links) the last full scan looked at. */
+  lastScanEntries = 0
 
   /** For status and metrics. */
   get stats (): { lastFullScanMs: number, unwatchedDirs: number, overflowScans: number, deferred: number } {
@@ -372,10 +374,12 @@ export class Scanner {
 
   private async runScanAll (): Promise<number> {
     const t0 = performance.now()
+    const walked0 = this.walked
     try {
       return await this.scanEverything()
     } finally {
       this.lastScanMs = performance.now() - t0
+      this.lastScanEntries = this.walked - walked0
     }
   }
 

@@ -58,6 +58,8 @@ describe('operating a node', () => {
     const said = n.stderr().split('\n').filter((l) => l.includes('inotify')).map((l) => (JSON.parse(l) as { msg: string }).msg)
     expect(said).toHaveLength(1)
     expect(said[0]).toMatch(/limit of inotify watches \(fs\.inotify\.max_user_watches = \d+\) is reached at "d\d": .*sysctl -w fs\.inotify\.max_user_watches=N/)
+    // the start-up scan says what it looked at (the 10 directories and their files)
+    expect(n.stderr()).toMatch(/"msg":"start-up scan of the data folder: 20 entries in \d+\.\d s"/)
     const st = await status(home)
     expect(st.lastError).toMatch(/inotify watches/)
     expect(st.stats.scanner.unwatchedDirs).toBe(7)
