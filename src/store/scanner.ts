@@ -157,7 +157,7 @@ export class Scanner {
 
   /** For status and metrics. */
   get stats (): { lastFullScanMs: number, unwatchedDirs: number, overflowScans: number, deferred: number } {
-    return { lastFullScanMs: Math.round(this.lastScanMs), unwatchedDirs: this.unwatched.size, overflowScans: this.overflowScans, deferred: this.deferred }
+    return { lastFullScanMs: Math.round(this.lastScanMs * 1000) / 1000, unwatchedDirs: this.unwatched.size, overflowScans: this.overflowScans, deferred: this.deferred }
   }
 
   private readonly keep = (hash: string, data: Buffer): void => { this.cache?.add(hash, data) }
