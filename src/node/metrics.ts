@@ -83,12 +83,7 @@ export class NodeMetrics {
     this.perPeer('syncmesh_peer_bytes_out_total', 'Block bytes sent to each peer', (t) => t.bytesOut)
     const src = this.source
     const self = this // the gauges' collect() gets the gauge as `this`
-    new Gauge({
-      name: 'syncmesh_pull_queue',
-      help: 'Paths whose winning version is not on disk yet',
-      registers: [this.registry],
-      collect () { this.set(src.pullQueue()) }
-    })
+    this.gauge('syncmesh_pull_queue', 'Paths whose winning version is not on disk yet', () => src.pullQueue())
     new Gauge({
       name: 'syncmesh_conflicts',
       help: 'Conflict copies in the data folder (recounted at most every 15 s)',
