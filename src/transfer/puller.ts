@@ -37,6 +37,8 @@ const GROUP = 256
 const BATCH_BYTES = 4 * 1024 * 1024
 /** Verified blocks waiting to be written, at most (the fetch waits beyond this). */
 const MAX_UNWRITTEN = 32 * 1024 * 1024
+/** Records read at once when many paths are queued (at start, and again when a peer connects). */
+const REQUEUE_SLICE = 2000
 /** Files from this size up have their whole fetched blocks written past the page cache (direct.ts). */
 const DIRECT_MIN_BYTES = 32 * 1024 * 1024
 
@@ -102,6 +104,11 @@ export class PullError extends Error {
   override name = 'PullError'
 }
 
+/** Not tried: no peer is connected. The pull waits for the next peer, with no timer. */
+export class NoPeerError extends PullError {
+  override name = 'NoPeerError'
+}
+
 /** What the puller is doing, for status and progress. */
 export interface PullProgress {
   path: string
@@ -129,6 +136,11 @@ export class Puller {
   private activeWrites = 0
   private readonly active = new Map<string, PullProgress>()
   private readonly retry = new Map<string, { timer: NodeJS.Timeout | null }>()
+  /**
+   * Paths whose pull found no peer connected: they wait for the next connection (retryNow)
+   * without a timer or a warning each (a node started offline with thousands to pull).
+   */
+  private readonly parked = new Set<string>()
   private readonly attempts = new Map<string, number>()
   private readonly strikes = new Map<string, number>()
   private readonly banned = new Map<string, number>()
@@ -159,8 +171,17 @@ export class Puller {
     if (this.started) return
     this.started = true
     this.store.on('need', this.onNeed)
-    const recs = (await this.store.getMany(await this.store.neededPaths())).filter((r): r is StoredRecord => r != null)
-    this.enqueueRecords(recs)
+    // what was still to pull at the last stop, in path order, read a slice at a time (a
+    // first sync of a large mesh, interrupted, can leave hundreds of thousands); deletions
+    // go last, children before parents over the whole queue
+    const deletions: string[] = []
+    const paths = await this.store.neededPaths()
+    for (let i = 0; i < paths.length && this.started; i += REQUEUE_SLICE) {
+      const recs = (await this.store.getMany(paths.slice(i, i + REQUEUE_SLICE))).filter((r): r is StoredRecord => r != null)
+      for (const r of recs) if (r.deleted) deletions.push(r.path)
+      this.enqueueRecords(recs.filter((r) => !r.deleted))
+    }
+    this.enqueue(deletions.sort((x, y) => (x < y ? 1 : x > y ? -1 : 0)), true)
   }
 
   async stop (): Promise<void> {
@@ -172,6 +193,7 @@ export class Puller {
     this.smallHint.clear()
     for (const r of this.retry.values()) if (r.timer != null) clearTimeout(r.timer)
     this.retry.clear()
+    this.parked.clear()
     this.attempts.clear()
     while (this.workers > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
     await this.tempWriter.close()
@@ -184,7 +206,12 @@ export class Puller {
 
   /** Paths waiting (queued or backing off). */
   get waiting (): number {
-    return this.queue.size + this.deletes.size + this.retry.size
+    return this.queue.size + this.deletes.size + this.retry.size + this.parked.size
+  }
+
+  /** Paths waiting for a peer to connect (part of `waiting`). */
+  get waitingForPeer (): number {
+    return this.parked.size
   }
 
   /** Peers currently skipped for serving bad blocks. */
@@ -195,10 +222,19 @@ export class Puller {
 
   /** New peers (or a reconnect): try everything that is backing off now. */
   retryNow (): void {
-    const paths = [...this.retry.keys()]
+    const paths = [...this.retry.keys(), ...this.parked]
     for (const r of this.retry.values()) if (r.timer != null) clearTimeout(r.timer)
     this.retry.clear()
-    void this.store.getMany(paths).then((recs) => { this.enqueueRecords(recs.filter((r): r is StoredRecord => r != null)) }, () => {})
+    this.parked.clear()
+    void this.requeue(paths).catch(() => {})
+  }
+
+  /** Queue `paths` again, their records read a slice at a time (there may be very many). */
+  private async requeue (paths: string[]): Promise<void> {
+    for (let i = 0; i < paths.length && this.started; i += REQUEUE_SLICE) {
+      const recs = await this.store.getMany(paths.slice(i, i + REQUEUE_SLICE))
+      this.enqueueRecords(recs.filter((r): r is StoredRecord => r != null))
+    }
   }
 
   private enqueueRecords (recs: StoredRecord[]): void {
@@ -217,6 +253,7 @@ export class Puller {
     for (const p of paths) {
       const r = this.retry.get(p)
       if (r != null) { if (r.timer != null) clearTimeout(r.timer); this.retry.delete(p) }
+      this.parked.delete(p)
       if (deletion) { if (!this.queue.has(p)) this.deletes.add(p) } else { this.deletes.delete(p); this.queue.add(p) }
     }
     this.pump()
@@ -272,6 +309,12 @@ export class Puller {
   /** A pull of `path` failed: log it and try again later (backing off). */
   private failed (path: string, err: Error): void {
     if (!this.started || err.name === 'StoreClosedError') return
+    // no peer to ask (and none connected since): wait for one; retryNow brings it back
+    if (err instanceof NoPeerError && this.peers().length === 0) {
+      this.parked.add(path)
+      this.attempts.delete(path)
+      return
+    }
     const msg = `${path}: ${err.message}`
     this.lastError = msg
     this.log(`pull failed: ${msg}`)
@@ -413,7 +456,7 @@ export class Puller {
         })
         if (candidates.length === 0) {
           queue.shift()
-          failed.push([first, first.lastErr ?? new PullError('no connected peer has it')])
+          failed.push([first, first.lastErr ?? (this.peers().length === 0 ? new NoPeerError('no peer connected') : new PullError('no connected peer has it'))])
           continue
         }
         // spread over the peers: the least loaded first
@@ -764,6 +807,7 @@ export class Puller {
           throw new PullError(`no space left on the device for ${rec.path} (${rec.size} bytes); will retry`)
         }
         if (!this.started) throw new PullError('node stopping')
+        if (failures.every((e): boolean => e instanceof NoPeerError)) throw new NoPeerError(`no peer connected for ${failures.length} of ${n} blocks`)
         throw new PullError(`${failures.length} of ${n} blocks unavailable (${failures[0].message})`)
       }
       await fh.chmod(rec.mode)

@@ -177,6 +177,33 @@ describe('transfers', () => {
     if (await DirectWrites.worksIn(b.n.data.tmpDir)) expect(b.n.puller.stats.bytesWrittenDirect).toBe(b.n.puller.stats.bytesFetched)
   })
 
+  it('pulls that find no peer connected wait for one without a timer or a warning each, and go on when one connects', async () => {
+    mesh = await Mesh.create()
+    const a = await mesh.add('a')
+    const b = await mesh.add('b')
+    await a.start()
+    for (let i = 0; i < 300; i++) await a.write(`many/f${i}.txt`, `file ${i}`)
+    await a.write('large.bin', randomBytes(4 * 1024 * 1024))
+    await waitFor(async () => (await a.n.store.get('large.bin'))?.have === true, 10_000, 'A recorded its files')
+    a.n.blockServer.delayMs = 60_000 // B learns of everything, and gets no content
+    await b.start({ join: [a.addr()] })
+    await waitFor(() => b.n.store.needCount() === 301, 10_000, 'B knows what to pull')
+    await a.stop()
+    // the pulls in flight fail with A gone; tried again, they find no peer at all
+    await waitFor(() => b.n.puller.waitingForPeer === 301, 20_000, 'every pull of B waits for a peer')
+    expect(b.n.puller.waiting).toBe(301)
+    const warnings = JSON.stringify((await b.n.status()).recentErrors)
+    // nothing more happens while no peer is there: no timers firing, no more warnings
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    expect(b.n.puller.waitingForPeer).toBe(301)
+    expect(JSON.stringify((await b.n.status()).recentErrors)).toBe(warnings)
+    await a.start()
+    await b.n.join(a.addr())
+    await mesh.waitConverged(30_000)
+    expect(b.n.puller.waiting).toBe(0)
+    expect(await b.read('many/f299.txt')).toBe('file 299')
+  })
+
   it('skips a peer that serves corrupt blocks and never installs corrupt content', async () => {
     mesh = await Mesh.create()
     const a = await mesh.add('a')
