@@ -409,22 +409,23 @@ describe('Scanner with watch: true', () => {
     for await (const r of store.all()) expect(r.path.startsWith('.syncmesh')).toBe(false)
   })
 
-  it('spaces periodic full scans out after a slow one, only while it watches every directory', async () => {
+  it('spaces periodic full scans out on a large folder, only while it watches every directory', async () => {
     await mkdir(abs('sub'))
     scanner = new Scanner({ store, data }, { watch: true, settleMs: 20, rescanIntervalMs: 60_000 })
     await scanner.start()
     expect(scanner.lastScanMs).toBeGreaterThan(0)
+    expect(scanner.lastScanEntries).toBe(1)
     expect(scanner.rescanDelay()).toBe(60_000)
-    // a scan of over a second: the next waits 100 times as long
-    scanner.lastScanMs = 5_000
-    expect(scanner.rescanDelay()).toBe(500_000)
+    // a scan of 200,000 entries: the next waits 1.5 ms for each
+    scanner.lastScanEntries = 200_000
+    expect(scanner.rescanDelay()).toBe(300_000)
     // a directory whose watch is lost: only a rescan sees changes there, at the usual period
     const watchers = (scanner as unknown as { watchers: Map<string, FSWatcher> }).watchers
     watchers.get('sub')!.emit('error', new Error('watch lost'))
     expect(scanner.rescanDelay()).toBe(60_000)
     // ... until that directory is gone
     await rm(abs('sub'), { recursive: true })
-    await waitFor(async () => scanner.rescanDelay() === 500_000 ? true : null)
+    await waitFor(async () => scanner.rescanDelay() === 300_000 ? true : null)
   })
 
   it('a burst of events that overflows the kernel\'s queue is followed by a full scan: no file is missed', async () => {
@@ -455,10 +456,10 @@ describe('Scanner with watch: true', () => {
     expect(scanner.overflowScans).toBeGreaterThan(0)
   }, 60_000)
 
-  it('keeps the period without the watcher (a mount reports the writes), however long a scan took', async () => {
+  it('keeps the period without the watcher (a mount reports the writes), however large the folder', async () => {
     scanner = new Scanner({ store, data }, { watch: false, rescanIntervalMs: 60_000 })
     await scanner.start()
-    scanner.lastScanMs = 5_000
+    scanner.lastScanEntries = 200_000
     expect(scanner.rescanDelay()).toBe(60_000)
   })
 })
