@@ -171,17 +171,9 @@ export class Puller {
     if (this.started) return
     this.started = true
     this.store.on('need', this.onNeed)
-    // what was still to pull at the last stop, in path order, read a slice at a time (a
-    // first sync of a large mesh, interrupted, can leave hundreds of thousands); deletions
-    // go last, children before parents over the whole queue
-    const deletions: string[] = []
-    const paths = await this.store.neededPaths()
-    for (let i = 0; i < paths.length && this.started; i += REQUEUE_SLICE) {
-      const recs = (await this.store.getMany(paths.slice(i, i + REQUEUE_SLICE))).filter((r): r is StoredRecord => r != null)
-      for (const r of recs) if (r.deleted) deletions.push(r.path)
-      this.enqueueRecords(recs.filter((r) => !r.deleted))
-    }
-    this.enqueue(deletions.sort((x, y) => (x < y ? 1 : x > y ? -1 : 0)), true)
+    // what was still to pull at the last stop (a first sync of a large mesh, interrupted,
+    // can leave hundreds of thousands)
+    await this.requeue(await this.store.neededPaths())
   }
 
   async stop (): Promise<void> {
@@ -229,12 +221,20 @@ export class Puller {
     void this.requeue(paths).catch(() => {})
   }
 
-  /** Queue `paths` again, their records read a slice at a time (there may be very many). */
+  /**
+   * Queue `paths` (again), their records read a slice at a time (there may be very many):
+   * in path order, so parents come before children across slices, and the deletions last,
+   * children before parents over all of them.
+   */
   private async requeue (paths: string[]): Promise<void> {
-    for (let i = 0; i < paths.length && this.started; i += REQUEUE_SLICE) {
-      const recs = await this.store.getMany(paths.slice(i, i + REQUEUE_SLICE))
-      this.enqueueRecords(recs.filter((r): r is StoredRecord => r != null))
+    const sorted = [...paths].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0))
+    const deletions: string[] = []
+    for (let i = 0; i < sorted.length && this.started; i += REQUEUE_SLICE) {
+      const recs = (await this.store.getMany(sorted.slice(i, i + REQUEUE_SLICE))).filter((r): r is StoredRecord => r != null)
+      for (const r of recs) if (r.deleted) deletions.push(r.path)
+      this.enqueueRecords(recs.filter((r) => !r.deleted))
     }
+    this.enqueue(deletions.reverse(), true)
   }
 
   private enqueueRecords (recs: StoredRecord[]): void {
