@@ -8,6 +8,7 @@ import { bumpVector, compareVectors, conflictBase, conflictPath, conflictRecord,
 import { DataFolder, sameObserved, type Observed } from './datafolder.js'
 import type { DiskState, FileRecord, NodeId, StoredRecord, Version } from './types.js'
 import { RecordCache } from './recordcache.js'
+import { RawBatch } from './rawbatch.js'
 
 /** What the scanner (or the FUSE layer) saw at a path: its content, or that it is gone. */
 export type LocalObservation =
@@ -1044,7 +1045,8 @@ class Tx {
   async commit (): Promise<StoredRecord[]> {
     if (this.pending.size === 0) return []
     const { db, records, seqIndex, needs, blockIndex, diskBlocks, metaDb, meta, copyIndex, cache } = this.store.internals
-    const batch = db.batch()
+    const batch = new RawBatch(db)
+    const [R, Q, N, K, D, X] = [records, seqIndex, needs, blockIndex, diskBlocks, copyIndex].map((l) => l.prefix)
     const changed: StoredRecord[] = []
     const needed: StoredRecord[] = []
     const localRecs: StoredRecord[] = []
@@ -1077,53 +1079,52 @@ class Tx {
     for (const [path, { rec, blocks, bumpSeq }] of this.pending) {
       const orig = this.originals.get(path)
       if (bumpSeq) {
-        if (orig != null && orig.seq > 0) batch.del(seqKey(orig.seq), { sublevel: seqIndex })
+        if (orig != null && orig.seq > 0) batch.del(Q, seqKey(orig.seq))
         rec.seq = this.store.nextSeq()
-        batch.put(seqKey(rec.seq), path, { sublevel: seqIndex })
+        batch.put(Q, seqKey(rec.seq), path)
         if (!this.localPaths.has(path)) foreign.push(rec.seq)
       } else {
         rec.seq = orig?.seq ?? rec.seq
       }
-      batch.put(path, rec, { sublevel: records })
+      batch.put(R, path, JSON.stringify(rec))
       tally(counts, orig, -1)
       tally(counts, rec, 1)
       // the pull queue holds exactly the paths whose record is not had (same batch)
-      if (!rec.have) { batch.put(path, 1, { sublevel: needs }); needed.push(rec) } else if (orig != null && !orig.have) batch.del(path, { sublevel: needs })
+      if (!rec.have) { batch.put(N, path, '1'); needed.push(rec) } else if (orig != null && !orig.have) batch.del(N, path)
       if (blocks !== undefined) {
         // the disk content changed: drop the old block locations, add the new ones
         const old = oldBlocks.get(path)
-        for (const h of new Set(old ?? [])) batch.del(`${h}/${path}`, { sublevel: blockIndex })
+        for (const h of new Set(old ?? [])) batch.del(K, `${h}/${path}`)
         if (blocks != null) {
           const seen = new Set<string>()
           blocks.blocks.forEach((h, i) => {
             if (seen.has(h)) return
             seen.add(h)
-            batch.put(`${h}/${path}`, i * blocks.blockSize, { sublevel: blockIndex })
+            batch.put(K, `${h}/${path}`, String(i * blocks.blockSize))
             this.store.noteBlock(h)
           })
         }
       }
       // `d`: the block list of the disk content where the record does not tell it
       if (diskIsRecord(rec)) {
-        if (orig != null && !diskIsRecord(orig) && (blocks === undefined ? orig.disk != null : oldBlocks.get(path) != null)) batch.del(path, { sublevel: diskBlocks })
+        if (orig != null && !diskIsRecord(orig) && (blocks === undefined ? orig.disk != null : oldBlocks.get(path) != null)) batch.del(D, path)
       } else if (blocks !== undefined) {
-        if (blocks != null) batch.put(path, blocks.blocks, { sublevel: diskBlocks })
-        else if (oldBlocks.get(path) != null) batch.del(path, { sublevel: diskBlocks })
+        if (blocks != null) batch.put(D, path, JSON.stringify(blocks.blocks))
+        else if (oldBlocks.get(path) != null) batch.del(D, path)
       } else if (orig != null && diskIsRecord(orig)) {
         // the disk keeps the content of the record before, which no longer tells it
-        batch.put(path, orig.blocks, { sublevel: diskBlocks })
+        batch.put(D, path, JSON.stringify(orig.blocks))
       }
       if (rec.type === 'file' && isConflictPath(path)) {
-        if (isLiveCopy(rec)) batch.put(copyKey(path), 1, { sublevel: copyIndex })
-        else batch.del(copyKey(path), { sublevel: copyIndex })
+        if (isLiveCopy(rec)) batch.put(X, copyKey(path), '1')
+        else batch.del(X, copyKey(path))
       }
       changed.push(rec)
       if (rec.type === 'meta') metaRecs.push(rec)
       if (this.localPaths.has(path)) localRecs.push(rec)
     }
-    batch.put('meta', { ...meta, counts }, { sublevel: metaDb })
     try {
-      await batch.write()
+      await batch.write({ prefix: metaDb.prefix, key: 'meta', value: JSON.stringify({ ...meta, counts }) })
     } catch (err) {
       this.store.seqsFailed(seqBefore)
       throw err
