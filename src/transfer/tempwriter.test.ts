@@ -1,11 +1,11 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { lstat, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { observedFromStat } from '../store/datafolder.js'
-import { TargetChangedError, TempWriter, newReplaceLock, withReplacesHeld } from './tempwriter.js'
+import { CorruptContentError, TargetChangedError, TempWriter, newReplaceLock, withReplacesHeld } from './tempwriter.js'
 
 let dir: string
 let writer: TempWriter
@@ -65,6 +65,26 @@ describe('temp files written on a thread of their own', () => {
     expect(results[1].status).toBe('fulfilled')
     expect(results[2]).toMatchObject({ status: 'rejected', reason: { code: 'EISDIR' } })
     expect(await readdir(dir)).toEqual(['ok.part'])
+  })
+
+  it('with a SHA-256, writes only content that matches it; a mismatch fails alone and leaves nothing', async () => {
+    const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
+    const good = randomBytes(4096)
+    const split = new Uint8ArrayList(good.subarray(0, 100), good.subarray(100))
+    const bad = Buffer.from(good)
+    bad[4000] ^= 1
+    const results = await Promise.allSettled([
+      writer.write(join(dir, 'good.part'), good, 0o644, Date.now(), sha(good)),
+      writer.write(join(dir, 'split.part'), split, 0o644, Date.now(), sha(good)),
+      writer.write(join(dir, 'bad.part'), bad, 0o644, Date.now(), sha(good)),
+      writer.write(join(dir, 'empty.part'), new Uint8Array(0), 0o644, Date.now(), sha(new Uint8Array(0))),
+      writer.write(join(dir, 'unchecked.part'), bad, 0o644, Date.now())
+    ])
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled'])
+    expect((results[2] as PromiseRejectedResult).reason).toBeInstanceOf(CorruptContentError)
+    expect((await readdir(dir)).sort()).toEqual(['empty.part', 'good.part', 'split.part', 'unchecked.part'])
+    expect((await readFile(join(dir, 'split.part'))).equals(good)).toBe(true)
+    await expect(writer.write(join(dir, 'x.part'), good, 0o644, Date.now(), 'ABC')).rejects.toThrow(/not a SHA-256/)
   })
 
   it('writes again after close (a new thread), and close fails what was not answered', async () => {
