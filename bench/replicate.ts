@@ -156,10 +156,12 @@ interface CatchUpResult {
   filesPerS: number
   /** A recording the files (write of the first -> all recorded), not timed in `seconds` */
   recordSeconds: number
-  /** CPU seconds (user + system, all threads) each node used while B caught up */
+  /** CPU seconds (user + system, all threads) each node used while B caught up (B from listening) */
   cpu: { A: number | null, B: number | null }
   /** of cpu, the system (kernel) part */
   sys: { A: number | null, B: number | null }
+  /** CPU seconds the restarted B used before it listened (loading, its store, its start-up scan) */
+  startCpuB: number | null
   nodeStats: Record<string, unknown>
 }
 
@@ -501,6 +503,10 @@ async function benchCatchUp (opts: Options, a: NodeProc, b: NodeProc, logs: stri
   const sysA0 = cpuSeconds(a.proc.pid, 'sys')
   const b2 = await startNode('B2', b.home, logs, { cpuProfDir: opts.cpuProfDir ?? undefined, join: a.addrs[0] })
   const tStart = now()
+  // B's start-up (loading, opening its store, its scan of the data folder) is not part of
+  // the case: its CPU is counted from here, and reported apart
+  const cpuB0 = cpuSeconds(b2.proc.pid)
+  const sysB0 = cpuSeconds(b2.proc.pid, 'sys')
   const deadline = tStart + opts.timeoutS * 1000
   let arrived = 0
   while (now() < deadline) {
@@ -509,8 +515,10 @@ async function benchCatchUp (opts: Options, a: NodeProc, b: NodeProc, logs: stri
     await sleep(20)
   }
   const seconds = (now() - tStart) / 1000
-  const cpu = { A: cpuA0 == null ? null : r1((cpuSeconds(a.proc.pid) ?? cpuA0) - cpuA0), B: r1(cpuSeconds(b2.proc.pid) ?? NaN) }
-  const sys = { A: sysA0 == null ? null : r1((cpuSeconds(a.proc.pid, 'sys') ?? sysA0) - sysA0), B: r1(cpuSeconds(b2.proc.pid, 'sys') ?? NaN) }
+  const since = (t0: number | null, t: number | null): number | null => t0 == null || t == null ? null : r1(t - t0)
+  const cpu = { A: since(cpuA0, cpuSeconds(a.proc.pid)), B: since(cpuB0, cpuSeconds(b2.proc.pid)) }
+  const sys = { A: since(sysA0, cpuSeconds(a.proc.pid, 'sys')), B: since(sysB0, cpuSeconds(b2.proc.pid, 'sys')) }
+  const startCpuB = cpuB0 == null ? null : r1(cpuB0)
   const complete = arrived >= n
   const sb = await status(b2.home, 10_000).catch(() => null)
   const sa = await status(a.home, 10_000).catch(() => null)
@@ -525,7 +533,7 @@ async function benchCatchUp (opts: Options, a: NodeProc, b: NodeProc, logs: stri
   } else {
     progress(`case 3: NOT complete after ${opts.timeoutS} s: ${arrived}/${n} files at B`)
   }
-  return { result: { files: n, arrived, complete, verified, seconds: r3(seconds), filesPerS: r1(arrived / seconds), recordSeconds: r3(recordSeconds), cpu, sys, nodeStats: { A: pickStats(sa), B: pickStats(sb) } }, b: b2 }
+  return { result: { files: n, arrived, complete, verified, seconds: r3(seconds), filesPerS: r1(arrived / seconds), recordSeconds: r3(recordSeconds), cpu, sys, startCpuB, nodeStats: { A: pickStats(sa), B: pickStats(sb) } }, b: b2 }
 }
 
 function table (opts: Options, m: Machine, big: BigResult | null, small: SmallResult | null, catchUp: CatchUpResult | null, rs: RsyncResult): string {
@@ -554,6 +562,7 @@ function table (opts: Options, m: Machine, big: BigResult | null, small: SmallRe
     rows.push([`${label}: files/s`, `${fmt(catchUp.filesPerS)}${catchUp.complete ? '' : ` (${catchUp.arrived}/${catchUp.files}, incomplete)`}`, fmt(rs.small?.filesPerS), ratio(catchUp.filesPerS, rs.small?.filesPerS)])
     rows.push([`${label}: seconds`, fmt(catchUp.seconds, 2), fmt(rs.small?.seconds, 2), catchUp.complete ? ratio(catchUp.seconds, rs.small?.seconds) : '-'])
     rows.push(['  CPU s, A / B (kernel part)', `${fmt(catchUp.cpu.A)} / ${fmt(catchUp.cpu.B)} (${fmt(catchUp.sys.A)} / ${fmt(catchUp.sys.B)})`, '', ''])
+    rows.push(['  B start-up before it listens, CPU s', fmt(catchUp.startCpuB), '', ''])
   }
   const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)))
   const lines = rows.map((r) => r.map((cell, c) => c === 0 ? cell.padEnd(w[c]) : cell.padStart(w[c])).join('   '))
