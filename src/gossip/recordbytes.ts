@@ -13,68 +13,9 @@
  * order, a field at its default value (0, '', false, empty) not written.
  */
 import type * as pb from './pb/gossip.js'
+import { bigVarintLength, numLength, varintLength, writeBigVarint, writeNum, writeVarint, zigzag } from '../wire/protobuf.js'
 
 const TYPE: Record<string, number> = { FILE: 0, DIR: 1, SYMLINK: 2, META: 3 }
-
-/** Bytes of `n` (a non-negative safe integer) as a varint. */
-function varintLength (n: number): number {
-  if (n < 0x80) return 1
-  if (n < 0x4000) return 2
-  if (n < 0x200000) return 3
-  if (n < 0x10000000) return 4
-  let len = 4
-  n = Math.floor(n / 0x10000000)
-  while (n > 0) { len++; n = Math.floor(n / 128) }
-  return len
-}
-
-function writeVarint (buf: Uint8Array, at: number, n: number): number {
-  while (n > 0x7fffffff) {
-    buf[at++] = (n % 128) | 0x80
-    n = Math.floor(n / 128)
-  }
-  while (n >= 0x80) {
-    buf[at++] = (n & 0x7f) | 0x80
-    n >>>= 7
-  }
-  buf[at++] = n
-  return at
-}
-
-/** Zig-zag of a safe integer (sint64), exact over the whole safe range. */
-function zigzag (n: number): number | bigint {
-  if (n >= 0) return n <= Number.MAX_SAFE_INTEGER / 2 ? n * 2 : BigInt(n) * 2n
-  return n >= -(Number.MAX_SAFE_INTEGER / 2) ? -n * 2 - 1 : -BigInt(n) * 2n - 1n
-}
-
-function bigVarintLength (n: bigint): number {
-  let len = 1
-  while (n >= 128n) { n >>= 7n; len++ }
-  return len
-}
-
-function writeBigVarint (buf: Uint8Array, at: number, n: bigint): number {
-  while (n >= 128n) {
-    buf[at++] = Number(n & 0x7fn) | 0x80
-    n >>= 7n
-  }
-  buf[at++] = Number(n)
-  return at
-}
-
-/**
- * Record fields whose values protons writes as plain varints of a non-negative number:
- * uint32 (mode, blockSize, hlcLogical), uint64 (size) and int64 (hlcWall, which the
- * validation keeps non-negative; a negative one is ten bytes, written the same way as
- * protons by a BigInt).
- */
-function numLength (n: number): number {
-  return n >= 0 ? varintLength(n) : 10
-}
-
-function writeNum (buf: Uint8Array, at: number, n: number): number {
-  return n >= 0 ? writeVarint(buf, at, n) : writeBigVarint(buf, at, BigInt.asUintN(64, BigInt(n)))
-}
 
 /** uint32 fields: protons writes `value >>> 0`. */
 const u32 = (n: number): number => n >>> 0

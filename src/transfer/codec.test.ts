@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
 import { WireError as GossipWireError } from '../gossip/codec.js'
 import {
   TRANSFER_LIMITS,
@@ -213,6 +214,24 @@ describe('protocol 2: BatchRequest and block frames', () => {
     const r = { id: 9, wants: [want(), want({ pathHint: '', offsetHint: 0, size: 1 }), want({ unhashedOk: true })] }
     expect(decodeBatchRequest(encodeBatchRequest(r))).toEqual(r)
     expect(decodeBatchRequest(new Uint8ArrayList(encodeBatchRequest(r)))).toEqual(r)
+  })
+
+  it('encodes a batch request to the bytes protons writes for it', () => {
+    const segment = fc.stringMatching(/^[a-zA-Z0-9_\- éü]{1,12}$/).filter((x) => x.trim() === x && x !== '.' && x !== '..' && x.toLowerCase() !== '.syncmesh')
+    const wantArb = fc.record({
+      hash: fc.uint8Array({ minLength: 32, maxLength: 32 }).map((h) => Buffer.from(h).toString('hex')),
+      size: fc.oneof(fc.constantFrom(1, 127, 128, 4096, 16 * MiB), fc.integer({ min: 1, max: 16 * MiB })),
+      pathHint: fc.oneof(fc.constant(''), fc.array(segment, { minLength: 1, maxLength: 3 }).map((x) => x.join('/'))),
+      offsetHint: fc.oneof(fc.constantFrom(0, 127, 128, 2 ** 32, Number.MAX_SAFE_INTEGER), fc.nat({ max: Number.MAX_SAFE_INTEGER })),
+      unhashedOk: fc.option(fc.boolean(), { nil: undefined })
+    }).map((w): Want => (w.unhashedOk === undefined ? { hash: w.hash, size: w.size, pathHint: w.pathHint, offsetHint: w.offsetHint } : w as Want))
+    fc.assert(fc.property(fc.nat({ max: 2 ** 32 - 1 }), fc.array(wantArb, { minLength: 1, maxLength: 4 }), (id, wants) => {
+      const expected = pb.BatchRequest.encode({ id, wants: wants.map((w) => ({ hash: new Uint8Array(Buffer.from(w.hash, 'hex')), size: w.size, pathHint: w.pathHint, offsetHint: w.offsetHint, unhashedOk: w.unhashedOk === true })) })
+      expect(Buffer.from(encodeBatchRequest({ id, wants })).toString('hex')).toBe(Buffer.from(expected).toString('hex'))
+    }), { numRuns: 3000 })
+    for (const hash of [HASH.toUpperCase(), `${HASH.slice(0, 63)}g`, HASH.slice(0, 62), `${HASH}00`, `${HASH.slice(0, 63)}\u0100`]) {
+      wireError(() => encodeBatchRequest({ id: 1, wants: [want({ hash })] }))
+    }
   })
 
   it('refuses empty, too many, too large and invalid batches', () => {

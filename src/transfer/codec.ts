@@ -10,6 +10,7 @@
 import { isWellFormed, quotePath, validatePath, PathError } from '../store/paths.js'
 import { WireError } from '../gossip/codec.js'
 import * as pb from './pb/blocks.js'
+import { varintLength, writeHexHash, writeVarint } from '../wire/protobuf.js'
 import { Uint8ArrayList } from 'uint8arraylist'
 
 export { WireError }
@@ -135,6 +136,11 @@ function checkPathHint (p: unknown, kind: string): string {
 
 function checkRequest (r: { id: unknown, offsetHint: unknown, size: unknown, pathHint: unknown }, kind: string): void {
   checkId(r.id, kind)
+  checkWant(r, kind)
+}
+
+/** A request's or a want's fields but its id. */
+function checkWant (r: { offsetHint: unknown, size: unknown, pathHint: unknown }, kind: string): void {
   if (typeof r.offsetHint !== 'number' || !Number.isSafeInteger(r.offsetHint) || r.offsetHint < 0) {
     fail(kind, `offsetHint ${String(r.offsetHint)} is not a safe non-negative integer`)
   }
@@ -264,7 +270,8 @@ function checkWants (wants: unknown, kind: string): void {
   if (wants.length > TRANSFER_LIMITS.maxWants) fail(kind, `${wants.length} wants, limit ${TRANSFER_LIMITS.maxWants}`)
   let total = 0
   for (const w of wants as Array<{ size: unknown, offsetHint: unknown, pathHint: unknown }>) {
-    checkRequest({ id: 0, ...w }, kind)
+    if (w == null || typeof w !== 'object') fail(kind, 'a want is not an object')
+    checkWant(w, kind)
     total += w.size as number
   }
   if (total > TRANSFER_LIMITS.maxBatchBytes) fail(kind, `asks for ${total} bytes, limit ${TRANSFER_LIMITS.maxBatchBytes}`)
@@ -276,12 +283,46 @@ export function encodeBatchRequest (r: BatchRequest): Uint8Array<ArrayBuffer> {
   return guard(kind, () => {
     checkId(r.id, kind)
     checkWants(r.wants, kind)
-    const wants = r.wants.map((w) => {
-      if (typeof w.hash !== 'string' || !HEX_HASH.test(w.hash)) fail(kind, 'hash is not 64 lowercase hex characters')
-      return { hash: new Uint8Array(Buffer.from(w.hash, 'hex')), size: w.size, pathHint: w.pathHint, offsetHint: w.offsetHint, unhashedOk: w.unhashedOk === true }
-    })
-    return pb.BatchRequest.encode({ id: r.id, wants })
+    return writeBatchRequest(r, kind)
   })
+}
+
+/**
+ * A checked BatchRequest's bytes, as `pb.BatchRequest.encode` writes them (fields in number
+ * order, defaults left out), into one buffer sized first: a receiver encodes a want for
+ * every file it pulls, and protons' writer (an object per field, then the copies) cost
+ * 3-4% of its event loop in a catch-up of small files.
+ */
+function writeBatchRequest (r: BatchRequest, kind: string): Uint8Array<ArrayBuffer> {
+  const lens = new Array<number>(r.wants.length)
+  const paths = new Array<number>(r.wants.length)
+  let n = r.id === 0 ? 0 : 1 + varintLength(r.id)
+  r.wants.forEach((w, i) => {
+    const p = w.pathHint === '' ? 0 : Buffer.byteLength(w.pathHint)
+    const len = (1 + 1 + TRANSFER_LIMITS.hashBytes) + (w.size === 0 ? 0 : 1 + varintLength(w.size)) +
+      (p === 0 ? 0 : 1 + varintLength(p) + p) + (w.offsetHint === 0 ? 0 : 1 + varintLength(w.offsetHint)) + (w.unhashedOk === true ? 2 : 0)
+    paths[i] = p
+    lens[i] = len
+    n += 1 + varintLength(len) + len
+  })
+  const out = new Uint8Array(n)
+  let at = 0
+  if (r.id !== 0) { out[at++] = 8; at = writeVarint(out, at, r.id) }
+  const text = Buffer.from(out.buffer, out.byteOffset, out.byteLength)
+  r.wants.forEach((w, i) => {
+    out[at++] = 18
+    at = writeVarint(out, at, lens[i])
+    out[at++] = 10
+    out[at++] = TRANSFER_LIMITS.hashBytes
+    if (typeof w.hash !== 'string' || !writeHexHash(out, at, w.hash)) fail(kind, 'hash is not 64 lowercase hex characters')
+    at += TRANSFER_LIMITS.hashBytes
+    if (w.size !== 0) { out[at++] = 16; at = writeVarint(out, at, w.size) }
+    if (paths[i] > 0) { out[at++] = 26; at = writeVarint(out, at, paths[i]); at += text.write(w.pathHint, at, paths[i], 'utf8') }
+    if (w.offsetHint !== 0) { out[at++] = 32; at = writeVarint(out, at, w.offsetHint) }
+    if (w.unhashedOk === true) { out[at++] = 40; out[at++] = 1 }
+  })
+  if (at !== n) fail(kind, `encoding wrote ${at} bytes of ${n}`)
+  return out
 }
 
 /** Decodes and validates a BatchRequest. Throws WireError (only). */
