@@ -24,6 +24,17 @@ describe('BlockCache', () => {
     expect(c.stats).toEqual({ hits: 4, added: 2 })
   })
 
+  it('makes its copy with the function given, if any', () => {
+    const c = new BlockCache()
+    c.add('h1', bytes(10, 1))
+    const into = new Uint8Array(16)
+    const got = c.get('h1', 10, (src) => { into.set(src, 4); return into.subarray(4, 14) })
+    expect(got?.buffer).toBe(into.buffer)
+    expect(Array.from(into)).toEqual([0, 0, 0, 0, ...Array.from(bytes(10, 1)), 0, 0])
+    // a miss never calls it
+    expect(c.get('h2', 10, () => { throw new Error('called') })).toBeNull()
+  })
+
   it('skips empty blocks and blocks over its limit', () => {
     const c = new BlockCache(4 * MiB, 1000)
     c.add('e', new Uint8Array(0))

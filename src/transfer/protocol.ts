@@ -29,6 +29,35 @@ const MAX_BUFFER = 64 * 1024 * 1024
 const BATCHES_AT_ONCE = 4
 /** Frames of one answer written together up to this many bytes. */
 const COALESCE = 256 * 1024
+/** Buffer size for the blocks an answer takes from the block cache (Arena). */
+const ARENA_BYTES = 512 * 1024
+
+/**
+ * Space for the copies of small blocks one answer serves from the block cache: buffers of
+ * `size` bytes filled in order, a new one once a block does not fit (a block larger than a
+ * quarter of one gets a buffer of its own). What was handed out stays valid: a buffer is
+ * never written again, only dropped when its frames are sent.
+ */
+class Arena {
+  private buf: Uint8Array | null = null
+  private at = 0
+
+  constructor (private readonly size: number) {}
+
+  /** A copy of `src` (a function of its own: handed to the cache). */
+  readonly copy = (src: Uint8Array): Uint8Array => {
+    const n = src.byteLength
+    if (n > this.size / 4) return Buffer.from(src)
+    if (this.buf == null || this.at + n > this.buf.byteLength) {
+      this.buf = Buffer.allocUnsafeSlow(this.size)
+      this.at = 0
+    }
+    this.buf.set(src, this.at)
+    this.at += n
+    return this.buf.subarray(this.at - n, this.at)
+  }
+}
+
 /** Blocks up to this size are read with synchronous calls (no thread-pool round trips). */
 const SMALL_READ = 256 * 1024
 
@@ -203,10 +232,10 @@ export class BlockServer {
    * The block `w` asks for, read from a local file and verified against its hash (then
    * counted and, under fault injection, corrupted), or null when no local file holds it.
    */
-  private async find (w: Want): Promise<Uint8Array | null> {
+  private async find (w: Want, arena?: Arena): Promise<Uint8Array | null> {
     if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs))
     // a small block read or received a moment ago (hashed then): no file read, no hash
-    let data: Uint8Array | null = this.cache?.get(w.hash, w.size) ?? null
+    let data: Uint8Array | null = this.cache?.get(w.hash, w.size, arena?.copy) ?? null
     if (data != null) this.stats.blocksFromCache++
     // the requester's path and offset usually hold the block here too: try them before
     // the block index (every block is hashed before it is sent, so a wrong guess is safe)
@@ -256,6 +285,8 @@ export class BlockServer {
 
   private async answerBatch (req: BatchRequest, peer: string, send: (frames: Uint8ArrayList[]) => Promise<void>): Promise<void> {
     const admitted = this.admit(peer, req.wants.length)
+    // blocks from the cache are copied into shared buffers (the frames keep them alive)
+    const arena = new Arena(ARENA_BYTES)
     let sent: Promise<void> = Promise.resolve()
     // frames gathered until COALESCE bytes (small blocks: many per send), then written
     // while the next blocks are read (at most one send of this answer waits)
@@ -283,7 +314,7 @@ export class BlockServer {
       if (admitted) {
         // a read that fails (the store closing under a stop, a read error) is a miss
         try {
-          data = await this.find(req.wants[index])
+          data = await this.find(req.wants[index], arena)
           status = data == null ? 'not-found' : 'ok'
           message = ''
         } catch {
