@@ -57,12 +57,13 @@ interface FetchJob {
    */
   verify?: boolean
   /**
-   * `deliver` checks the block against its hash itself (on the temp-file thread) and
-   * rejects with CorruptContentError when it does not match: the fetch then goes on as if
-   * the block had failed the check on arrival.
+   * `deliver` checks the block against its hash itself (on the temp-file thread), returns
+   * a promise, and rejects it with CorruptContentError when the block does not match: the
+   * fetch then goes on as if the block had failed the check on arrival. Any other failure
+   * is the deliverer's to handle.
    */
   checksOwn?: boolean
-  deliver: (data: Uint8ArrayList) => Promise<void> | void
+  deliver: (data: Uint8ArrayList) => Promise<unknown> | void
 }
 
 function isSmallFile (r: StoredRecord): boolean {
@@ -396,9 +397,10 @@ export class Puller {
       }))
       const todo = items.filter((_it, i) => ready[i])
       const installs: Array<Promise<void>> = []
-      // `sha256`: check the data on the temp-file thread; the result settles once it is
-      // written, and rejects only for content that does not match (the fetch asks again)
-      const install = async (rec: StoredRecord, observed: Observed | null, data: Uint8ArrayList | Uint8Array, sha256: string | null = null): Promise<void> => {
+      // `sha256`: check the data on the temp-file thread. The result is the write: a
+      // failure other than content that does not match its hash (which the fetch asks
+      // again) is handled here
+      const install = (rec: StoredRecord, observed: Observed | null, data: Uint8ArrayList | Uint8Array, sha256: string | null = null): Promise<Observed> => {
         const tmp = this.data.partialPath(rec.hash, rec.path)
         const written = this.tempWriter.write(tmp, data, rec.mode, rec.mtimeMs, sha256)
         installs.push(written
@@ -407,20 +409,20 @@ export class Puller {
             this.stats.filesInstalled++
             this.attempts.delete(rec.path)
           }, (err: Error) => { if (!(err instanceof CorruptContentError)) this.failed(rec.path, err) }))
-        await written.then(() => {}, (err: Error) => { if (err instanceof CorruptContentError) throw err })
+        return written
       }
       const jobs: FetchJob[] = []
       await Promise.all(todo.map(async ({ rec, observed }) => {
-        if (rec.blocks.length === 0) { void install(rec, observed, new Uint8Array(0)); return }
+        if (rec.blocks.length === 0) { install(rec, observed, new Uint8Array(0)).catch(() => {}); return }
         const local = await this.localBlock(rec, 0, rec.size).catch(() => null)
-        if (local != null) { void install(rec, observed, local); return }
+        if (local != null) { install(rec, observed, local).catch(() => {}); return }
         jobs.push({
           want: { hash: rec.blocks[0], size: rec.size, pathHint: rec.path, offsetHint: 0 },
           path: rec.path,
           tried: new Set(),
           lastErr: null,
           checksOwn: true,
-          deliver: async (data) => { await install(rec, observed, data, rec.blocks[0]) }
+          deliver: (data) => install(rec, observed, data, rec.blocks[0])
         })
       }))
       for (const [job, err] of await this.fetchJobs(jobs, 1)) this.failed(job.path, err)
@@ -439,7 +441,7 @@ export class Puller {
   private async fetchJobs (jobs: FetchJob[], parallel: number): Promise<Array<[FetchJob, Error]>> {
     const queue = [...jobs]
     const failed: Array<[FetchJob, Error]> = []
-    const writes = new Set<Promise<void>>()
+    const writes = new Set<Promise<unknown>>()
     let unwritten = 0
     let asking = 0
     // deliveries of jobs that check their own block (checksOwn), not settled yet
@@ -514,25 +516,33 @@ export class Puller {
             corrupt(j, id)
             return
           }
-          const fetched = (): void => {
-            this.stats.blocksFetched++
-            this.stats.bytesFetched += j.want.size
-          }
-          if (j.checksOwn !== true) fetched()
-          else checking++
-          unwritten += j.want.size
-          const w: Promise<void> = Promise.resolve().then(() => j.deliver(r.data)).then(() => {
-            if (j.checksOwn === true) fetched()
-          }, (err: Error) => {
-            if (j.checksOwn === true && err instanceof CorruptContentError) corrupt(j, id)
-            else failed.push([j, err])
-          }).finally(() => {
-            unwritten -= j.want.size
-            writes.delete(w)
-            if (j.checksOwn === true) {
+          const size = j.want.size
+          unwritten += size
+          if (j.checksOwn === true) {
+            // one reaction per block (thousands of small files a second go this way)
+            checking++
+            const settled = (): void => {
+              unwritten -= size
+              writes.delete(w)
               checking--
               notify()
             }
+            const w: Promise<void> = (j.deliver(r.data) as Promise<unknown>).then(() => {
+              this.stats.blocksFetched++
+              this.stats.bytesFetched += size
+              settled()
+            }, (err: Error) => {
+              if (err instanceof CorruptContentError) corrupt(j, id)
+              settled()
+            })
+            writes.add(w)
+            return
+          }
+          this.stats.blocksFetched++
+          this.stats.bytesFetched += size
+          const w: Promise<unknown> = Promise.resolve().then(() => j.deliver(r.data)).catch((err: Error) => { failed.push([j, err]) }).finally(() => {
+            unwritten -= size
+            writes.delete(w)
           })
           writes.add(w)
         })
