@@ -519,6 +519,15 @@ export class Puller {
           const size = j.want.size
           unwritten += size
           if (j.checksOwn === true) {
+            let delivered: Promise<unknown>
+            try {
+              delivered = j.deliver(r.data) as Promise<unknown>
+            } catch (err) {
+              // not the deliverer's to handle: it never got going
+              unwritten -= size
+              failed.push([j, err as Error])
+              return
+            }
             // one reaction per block (thousands of small files a second go this way)
             checking++
             const settled = (): void => {
@@ -527,7 +536,7 @@ export class Puller {
               checking--
               notify()
             }
-            const w: Promise<void> = (j.deliver(r.data) as Promise<unknown>).then(() => {
+            const w: Promise<void> = delivered.then(() => {
               this.stats.blocksFetched++
               this.stats.bytesFetched += size
               settled()
