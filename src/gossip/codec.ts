@@ -9,6 +9,7 @@
 import { PathError, isWellFormed, quotePath, validatePath } from '../store/paths.js'
 import * as pb from './pb/gossip.js'
 import { encodeRecordBytes } from './recordbytes.js'
+import { readAnnouncement, readIndexResponse } from './recordread.js'
 import type { FileRecord, FileType, NodeId, VersionVector } from '../store/types.js'
 
 /** The protobuf form of a FileRecord (hashes as raw bytes, vv as a list). */
@@ -418,6 +419,8 @@ function fromPbRecords (records: pb.Record[], kind: string): FileRecord[] {
 }
 
 const RECORD_LIMITS = { vv: LIMITS.maxVersionEntries }
+/** The same limits for the hand decoders (recordread.ts), which leave a message past them to protons. */
+const READ_LIMITS = { records: LIMITS.maxRecordsPerMessage, vv: LIMITS.maxVersionEntries }
 
 function checkAnnouncementHeader (a: { origin: unknown, indexId: unknown, firstSeq: unknown, lastSeq: unknown, completeAfter?: unknown }): void {
   const kind = 'announcement'
@@ -451,7 +454,7 @@ export function encodeAnnouncement (a: Sendable<Announcement>): Uint8Array<Array
 export function decodeAnnouncement (bytes: Uint8Array): Announcement {
   const kind = 'announcement'
   return guard(kind, () => {
-    const m = parse(kind, bytes, (b) => pb.Announcement.decode(b, {
+    const m = parse(kind, bytes, (b) => readAnnouncement(b, READ_LIMITS) ?? pb.Announcement.decode(b, {
       limits: { records: LIMITS.maxRecordsPerMessage, records$: RECORD_LIMITS }
     }))
     checkAnnouncementHeader(m)
@@ -500,7 +503,7 @@ export function encodeIndexResponse (r: Sendable<IndexResponse>): Uint8Array<Arr
 export function decodeIndexResponse (bytes: Uint8Array): IndexResponse {
   const kind = 'index response'
   return guard(kind, () => {
-    const m = parse(kind, bytes, (b) => pb.IndexResponse.decode(b, {
+    const m = parse(kind, bytes, (b) => readIndexResponse(b, READ_LIMITS) ?? pb.IndexResponse.decode(b, {
       limits: { records: LIMITS.maxRecordsPerMessage, records$: RECORD_LIMITS }
     }))
     return {
