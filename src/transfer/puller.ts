@@ -19,7 +19,7 @@ import { chmod, mkdir, open, rm, symlink, utimes, type FileHandle } from 'node:f
 import { dirname, join } from 'node:path'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { blockLength, readAt } from '../store/blocks.js'
-import { isErrno, observedFromStat, sameObserved, seenDisk, type DataFolder, type Observed } from '../store/datafolder.js'
+import { isErrno, observedFromStat, sameObserved, type DataFolder, type Observed } from '../store/datafolder.js'
 import { lstatSync, renameSync, rmdirSync, unlinkSync } from 'node:fs'
 import { mapLimit, type Scanner } from '../store/scanner.js'
 import type { Store } from '../store/store.js'
@@ -340,17 +340,12 @@ export class Puller {
 
   /**
    * Small files, many at once, with the same checks as `materialize` gives each path:
-   * one store read for all, each parent directory checked once, the blocks in batch
-   * requests, each file written in one go and renamed into place in the store's install
-   * batches. A path that needs more than that (its record is no longer a small file, only
-   * its metadata changed) takes the one-path way.
-   *
-   * No look at each path first: the rename (on the temp-file thread, or replaceNow) is
-   * done only if the path is still as the store last saw it, checked in the same step, and
-   * a path changed by a local write the store has not recorded yet fails that check (the
-   * pull is then tried again, the one-path way, which records the change first). A look
-   * here, an lstat per file, only found the same thing earlier (2-3% of a receiving
-   * node's event loop in a catch-up of small files).
+   * one store read for all, one look at each path (synchronous: a stat costs less than a
+   * round trip through the thread pool), each parent directory checked once, the blocks
+   * in batch requests, each file written in one go and renamed into place in the store's
+   * install batches. A path that needs more than that (its disk changed unrecorded, its
+   * record is no longer a small file, only its metadata changed) takes the one-path way,
+   * which records a local change first.
    */
   private async materializeGroup (paths: string[]): Promise<void> {
     let recs: Array<StoredRecord | undefined>
@@ -365,11 +360,18 @@ export class Puller {
     for (let i = 0; i < paths.length; i++) {
       const rec = recs[i]
       if (rec == null || rec.have) continue
-      if (!isSmallFile(rec) || (rec.disk?.type === 'file' && rec.disk.hash === rec.hash)) {
+      let observed: Observed | null
+      try {
+        observed = this.data.observeSync(rec.path)
+      } catch {
         alone.push(rec.path)
         continue
       }
-      items.push({ rec, observed: rec.disk == null ? null : seenDisk(rec.disk) })
+      if (!isSmallFile(rec) || !sameDisk(observed, rec) || (observed?.type === 'file' && rec.disk?.hash === rec.hash)) {
+        alone.push(rec.path)
+        continue
+      }
+      items.push({ rec, observed })
     }
     await Promise.all([
       Promise.all(alone.map(async (p) => { await this.work(p) })),
