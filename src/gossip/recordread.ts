@@ -210,29 +210,26 @@ function reader (bytes: Uint8Array): Reader {
   return new Reader(bytes, (start, end) => buf.toString('latin1', start, end))
 }
 
-/** An Announcement as `pb.Announcement.decode(bytes, limits)` gives it, or null (protons decides). */
-export function readAnnouncement (bytes: Uint8Array, limits: { records: number, vv: number }): pb.Announcement | null {
+/**
+ * A message with records in field `recordsField` (`m` holds its defaults): the records
+ * read here, every other known field by `field` (false: not one of its fields, skipped).
+ */
+function readMessage<M extends { records: pb.Record[] }> (bytes: Uint8Array, limits: { records: number, vv: number }, m: M, recordsField: number,
+  field: (r: Reader, n: number, wt: number, end: number) => boolean): M | null {
   const r = reader(bytes)
   const end = bytes.byteLength
-  const m: pb.Announcement = { origin: '', indexId: '', firstSeq: 0, lastSeq: 0, records: [] }
   try {
     while (r.pos < end) {
       const tag = r.uint32(end)
       const wt = tag & 7
-      switch (tag >>> 3) {
-        case 1: if (wt !== 2) throw OTHER; m.origin = r.string(end); break
-        case 2: if (wt !== 2) throw OTHER; m.indexId = r.string(end); break
-        case 3: if (wt !== 0) throw OTHER; m.firstSeq = r.varint(end); break
-        case 4: if (wt !== 0) throw OTHER; m.lastSeq = r.varint(end); break
-        case 5: {
-          if (wt !== 2) throw OTHER
-          if (m.records.length === limits.records) throw OTHER
-          const stop = r.delimited(end)
-          m.records.push(record(r, stop, limits.vv))
-          break
-        }
-        case 6: if (wt !== 0) throw OTHER; m.completeAfter = r.varint(end); break
-        default: r.skip(wt, end)
+      const n = tag >>> 3
+      if (n === recordsField) {
+        if (wt !== 2) throw OTHER
+        if (m.records.length === limits.records) throw OTHER
+        const stop = r.delimited(end)
+        m.records.push(record(r, stop, limits.vv))
+      } else if (!field(r, n, wt, end)) {
+        r.skip(wt, end)
       }
     }
   } catch (err) {
@@ -242,38 +239,47 @@ export function readAnnouncement (bytes: Uint8Array, limits: { records: number, 
   return m
 }
 
+/** A varint field (wire type 0). */
+function varintField (r: Reader, wt: number, end: number): number {
+  if (wt !== 0) throw OTHER
+  return r.varint(end)
+}
+
+/** A string field (wire type 2). */
+function stringField (r: Reader, wt: number, end: number): string {
+  if (wt !== 2) throw OTHER
+  return r.string(end)
+}
+
+/** An Announcement as `pb.Announcement.decode(bytes, limits)` gives it, or null (protons decides). */
+export function readAnnouncement (bytes: Uint8Array, limits: { records: number, vv: number }): pb.Announcement | null {
+  const m: pb.Announcement = { origin: '', indexId: '', firstSeq: 0, lastSeq: 0, records: [] }
+  return readMessage(bytes, limits, m, 5, (r, n, wt, end) => {
+    switch (n) {
+      case 1: m.origin = stringField(r, wt, end); return true
+      case 2: m.indexId = stringField(r, wt, end); return true
+      case 3: m.firstSeq = varintField(r, wt, end); return true
+      case 4: m.lastSeq = varintField(r, wt, end); return true
+      case 6: m.completeAfter = varintField(r, wt, end); return true
+      default: return false
+    }
+  })
+}
+
 /** An IndexResponse as `pb.IndexResponse.decode(bytes, limits)` gives it, or null (protons decides). */
 export function readIndexResponse (bytes: Uint8Array, limits: { records: number, vv: number }): pb.IndexResponse | null {
-  const r = reader(bytes)
-  const end = bytes.byteLength
   const m: pb.IndexResponse = { indexId: '', seq: 0, records: [], done: false }
-  try {
-    while (r.pos < end) {
-      const tag = r.uint32(end)
-      const wt = tag & 7
-      switch (tag >>> 3) {
-        case 1: if (wt !== 2) throw OTHER; m.indexId = r.string(end); break
-        case 2: if (wt !== 0) throw OTHER; m.seq = r.varint(end); break
-        case 3: {
-          if (wt !== 2) throw OTHER
-          if (m.records.length === limits.records) throw OTHER
-          const stop = r.delimited(end)
-          m.records.push(record(r, stop, limits.vv))
-          break
-        }
-        case 4: {
-          if (wt !== 0) throw OTHER
-          const v = r.varint(end)
-          if (v > 1) throw OTHER
-          m.done = v === 1
-          break
-        }
-        default: r.skip(wt, end)
+  return readMessage(bytes, limits, m, 3, (r, n, wt, end) => {
+    switch (n) {
+      case 1: m.indexId = stringField(r, wt, end); return true
+      case 2: m.seq = varintField(r, wt, end); return true
+      case 4: {
+        const v = varintField(r, wt, end)
+        if (v > 1) throw OTHER
+        m.done = v === 1
+        return true
       }
+      default: return false
     }
-  } catch (err) {
-    if (err instanceof Other) return null
-    throw err
-  }
-  return m
+  })
 }
