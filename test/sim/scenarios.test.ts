@@ -83,6 +83,8 @@ describe('network simulations', () => {
   it('a node offline during 1,000 changes catches up when it comes back', async () => {
     const seed = 1003
     sim = await Sim.create({ nodes: 5, seed, topology: 'random', degree: 3, workload: { names: 12 }, log })
+    // what every node's store does per path, printed for the paths of a failed invariant
+    sim.enableTrace()
     await sim.startAll()
     const offline = sim.nodes[4]
     await sim.crash(4)
@@ -99,6 +101,8 @@ describe('network simulations', () => {
     const q = await sim.waitQuiet(90_000)
     const inv = await sim.invariants()
     for (const name of KNOWN_OPEN) if (inv[name]?.pass === false) process.stdout.write(`[sim] seed ${seed}: KNOWN OPEN BUG, invariant ${name} failed: ${JSON.stringify(inv[name].failures)}\n`)
+    const failing = Object.entries(inv).filter(([k, r]) => !r.pass && !KNOWN_OPEN.includes(k)).flatMap(([, r]) => r.failures)
+    if (failing.length > 0) process.stdout.write(`[sim] seed ${seed}: what every node did at the failing paths:\n${sim.explain(failing)}`)
     expect(q.converged && Object.entries(inv).every(([k, r]) => r.pass || KNOWN_OPEN.includes(k)), `seed ${seed}: ${q.why} ${JSON.stringify(failuresOf(inv), null, 1)}`).toBe(true)
     // it learned the changes through index catch-up (it heard none of the gossip)
     expect(offline.counters().catchUpRecords - caughtUpBefore).toBeGreaterThan(0)
