@@ -10,6 +10,7 @@ import { PathError, isWellFormed, quotePath, validatePath } from '../store/paths
 import * as pb from './pb/gossip.js'
 import { encodeRecordBytes } from './recordbytes.js'
 import { readAnnouncement, readIndexResponse } from './recordread.js'
+import { writeHexHash } from '../wire/protobuf.js'
 import type { FileRecord, FileType, NodeId, VersionVector } from '../store/types.js'
 
 /** The protobuf form of a FileRecord (hashes as raw bytes, vv as a list). */
@@ -91,7 +92,6 @@ export interface IndexResponse {
 }
 
 const NODE_ID = /^[a-z2-7]{13}$/
-const HEX_HASH = /^[0-9a-f]{64}$/
 
 /** True when `s` has the shape of a NodeId (13 lowercase base32 characters). */
 export function isValidNodeId (s: unknown): s is NodeId {
@@ -126,17 +126,9 @@ function utf8Length (s: string): number {
   return Buffer.byteLength(s, 'utf8')
 }
 
-const NIBBLE = new Int8Array(128).fill(-1)
-for (let i = 0; i < 16; i++) NIBBLE['0123456789abcdef'.charCodeAt(i)] = i
-
 function hexToHash (hex: unknown, where: Where, field: string): Uint8Array<ArrayBuffer> {
-  if (typeof hex !== 'string' || !HEX_HASH.test(hex)) {
-    fail(where, `${field} is not 64 lowercase hex characters`)
-  }
   const out = new Uint8Array(LIMITS.hashBytes)
-  for (let i = 0; i < LIMITS.hashBytes; i++) {
-    out[i] = (NIBBLE[hex.charCodeAt(2 * i)] << 4) | NIBBLE[hex.charCodeAt(2 * i + 1)]
-  }
+  if (typeof hex !== 'string' || !writeHexHash(out, 0, hex)) fail(where, `${field} is not 64 lowercase hex characters`)
   return out
 }
 

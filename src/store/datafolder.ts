@@ -2,7 +2,7 @@ import { hash } from 'node:crypto'
 import { constants as FS, lstatSync } from 'node:fs'
 import { copyFile, lstat, mkdir, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises'
 import { dirname, join, sep } from 'node:path'
-import type { DiskState, DiskType } from './types.js'
+import type { DiskType } from './types.js'
 
 /** The folder inside the data folder where the node keeps partial and temp files. */
 export const RESERVED = '.syncmesh'
@@ -158,9 +158,4 @@ export function observedFromStat (st: import('node:fs').Stats): Observed | null 
     mtimeMs: Math.floor(st.mtimeMs),
     ino: st.ino
   }
-}
-
-/** What a record saw on disk, as a look at the path would give it. */
-export function seenDisk (d: DiskState): Observed {
-  return { type: d.type, mode: d.mode, size: d.size, mtimeMs: d.mtimeMs, ino: d.ino }
 }

@@ -2,7 +2,7 @@ import { readFileSync, watch, type Dirent, type FSWatcher } from 'node:fs'
 import { readdir, readlink } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { blockCount, blockLength, chooseBlockSize, contentId, sha256Hex, hashLargeFile, hashSmallFileSync, SMALL_HASH, type HashedContent } from './blocks.js'
-import { RESERVED, sameObserved, seenDisk, isErrno, type DataFolder, type Observed } from './datafolder.js'
+import { RESERVED, sameObserved, isErrno, type DataFolder, type Observed } from './datafolder.js'
 import { isValidPath, quotePath } from './paths.js'
 import type { BlockCache } from './blockcache.js'
 import type { LocalObservation, Store } from './store.js'
@@ -630,6 +630,10 @@ async function rehashBlocks (abs: string, size: number, old: StoredRecord, range
 }
 
 /** What a record saw on disk, as far as a look at the path can tell (what a scan keeps of it). */
+function seenDisk (d: DiskState): Observed {
+  return { type: d.type, mode: d.mode, size: d.size, mtimeMs: d.mtimeMs, ino: d.ino }
+}
+
 /** Whether a look at a path differs from what its record saw there (`disk`). */
 function differs (observed: Observed, disk: Observed | DiskState | null | undefined): boolean {
   if (disk == null) return true
